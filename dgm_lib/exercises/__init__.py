@@ -1,0 +1,8 @@
+"""Exercises: `check(name, fn)` runs hidden checks with hints; `python -m dgm_lib.exercises.generate` writes student notebooks."""
+
+from . import intro  # noqa: F401  chapter check modules: importing one registers its checks (one name per chapter)
+from .registry import Case, known_exercises, register
+from .runner import check
+from .setup import setup_cell
+
+__all__ = ["Case", "check", "known_exercises", "register", "setup_cell"]
