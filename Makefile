@@ -13,7 +13,7 @@ VENDOR := $(VENDOR_ROOT)/html/_static/vendor
 VENDOR_STAMP := $(VENDOR_ROOT)/stamp
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-NOTEBOOKS := $(wildcard book/*.ipynb)
+NOTEBOOKS ?= $(wildcard book/*.ipynb)
 
 .PHONY: book test execute exercises vendor chromium clean
 
@@ -25,7 +25,7 @@ test: $(VENV_STAMP) $(VENDOR_STAMP) chromium
 	$(BIN)/python -m pytest tests $(if $(NOTEBOOKS),--nbval-lax --nbval-sanitize-with book/sanitize.cfg $(NOTEBOOKS))
 
 execute: $(VENV_STAMP)
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False $(NOTEBOOKS)
 
 exercises: $(VENV_STAMP)
 	$(BIN)/python -m dgm_lib.exercises.generate
