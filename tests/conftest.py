@@ -1,0 +1,30 @@
+"""Shared pytest fixtures: float64 math, a headless matplotlib backend, and a no-network guard."""
+
+import os
+import socket
+
+import pytest
+import torch
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def float64():
+    """Run the test with torch's default dtype set to float64."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield torch.float64
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Make any outgoing connection (and DNS lookup) through Python's socket module fail at once."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)

@@ -1,0 +1,149 @@
+"""dgm_lib.zoo: register, load-or-train, size budget, stale-config detection, CLI."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from dgm_lib import zoo
+from dgm_lib.core import CheckpointError
+from dgm_lib.data.toy2d import get_target
+from dgm_lib.training import fit
+
+CONFIG = {"in": 2, "out": 2, "steps": 100, "lr": 0.1}
+
+
+class Recipe:
+    """Train a 2 -> 2 linear map to swap the coordinates of 8-Gaussians samples; counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model):
+        self.calls += 1
+        generator = torch.Generator().manual_seed(0)
+        data = [get_target("eight_gaussians").sample(64, generator=generator) for _ in range(4)]
+        return fit(model, torch.optim.Adam(model.parameters(), lr=CONFIG["lr"]), data, steps=CONFIG["steps"],
+                   loss_fn=lambda m, x: {"loss": (m(x) - x.flip(-1)).square().mean()}, progress=False)
+
+
+@pytest.fixture
+def entry(request, tmp_path, monkeypatch):
+    """A throwaway config registered under a test-unique name, with checkpoints in a tmp dir."""
+    monkeypatch.setenv("DGM_CHECKPOINT_DIR", str(tmp_path))
+    recipe = Recipe()
+    name = "test_linear_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")
+    registered = zoo.register(name, build=lambda: nn.Linear(2, 2), train=recipe, config=CONFIG, max_bytes=20_000)
+    yield registered, recipe
+    zoo._REGISTRY.pop(name, None)
+
+
+def test_load_trains_when_missing_then_loads(entry, tmp_path, capsys):
+    registered, recipe = entry
+    torch.manual_seed(7)
+    expected_next = torch.rand(3)
+    torch.manual_seed(7)
+    model = zoo.load(registered.name, device="cpu")
+    assert torch.equal(torch.rand(3), expected_next)  # training did not disturb the caller's RNG
+    assert recipe.calls == 1 and not model.training
+    assert "no weights for" in capsys.readouterr().out
+    path = tmp_path / f"{registered.name}.pt"
+    assert path.exists() and zoo.checkpoint_path(registered.name) == path
+    again = zoo.load(registered.name, device="cpu")
+    assert recipe.calls == 1 and capsys.readouterr().out == ""
+    assert torch.equal(model.weight, again.weight) and not again.training
+    x = torch.randn(5, 2)
+    with torch.no_grad():
+        assert (again(x) - x.flip(-1)).abs().max() < 0.5  # it learned the swap
+
+
+def test_train_is_reproducible_and_budgeted(entry, tmp_path):
+    registered, _ = entry
+    first = zoo.train(registered.name).read_bytes()
+    second = zoo.train(registered.name, directory=tmp_path / "other")
+    paths = (tmp_path / f"{registered.name}.pt", second)
+    weights = [torch.load(p, weights_only=True)["state"]["model"]["weight"] for p in paths]
+    assert torch.equal(*weights) and len(first) < registered.max_bytes
+    zoo._REGISTRY[registered.name] = zoo.Entry(registered.name, registered.build, registered.train, CONFIG, 100)
+    with pytest.raises(CheckpointError, match="exceeds the budget of 100 bytes"):
+        zoo.train(registered.name, directory=tmp_path / "tiny")
+    assert not (tmp_path / "tiny" / f"{registered.name}.pt").exists()
+
+
+def test_stale_or_missing_weights(entry, tmp_path):
+    registered, recipe = entry
+    with pytest.raises(CheckpointError, match="file not found .*python -m dgm_lib.zoo train"):
+        zoo.load(registered.name, train_if_missing=False)
+    zoo.train(registered.name)
+    longer = {**CONFIG, "steps": 40}
+    zoo._REGISTRY[registered.name] = zoo.Entry(registered.name, registered.build, recipe, longer, 20_000)
+    with pytest.raises(CheckpointError, match="'config.steps' is 100 in the file, expected 40"):
+        zoo.load(registered.name)
+    zoo._REGISTRY[registered.name] = zoo.Entry(registered.name, lambda: nn.Linear(2, 3), recipe, CONFIG, 20_000)
+    with pytest.raises(CheckpointError, match="weights do not fit the model"):
+        zoo.load(registered.name)
+
+
+def test_register_rules(entry):
+    registered, recipe = entry
+    zoo.register(registered.name, build=registered.build, train=recipe, config=dict(CONFIG), max_bytes=20_000)
+    with pytest.raises(ValueError, match="already registered"):
+        zoo.register(registered.name, build=registered.build, train=recipe, config={"lr": 1}, max_bytes=20_000)
+    with pytest.raises(ValueError, match="max_bytes"):
+        zoo.register("other", build=registered.build, train=recipe, config=CONFIG, max_bytes=0)
+    with pytest.raises(ValueError, match="name"):
+        zoo.register("bad/name", build=registered.build, train=recipe, config=CONFIG, max_bytes=10)
+    with pytest.raises(ValueError, match="unknown zoo config 'nope'; registered: .*test_linear"):
+        zoo.load("nope")
+
+
+def test_config_modules_are_imported_lazily(tmp_path, monkeypatch):
+    (tmp_path / "my_zoo_configs.py").write_text(textwrap.dedent("""
+        from torch import nn
+        from dgm_lib import zoo
+        zoo.register("lazy_linear", build=lambda: nn.Linear(2, 2), train=lambda m: None, config={}, max_bytes=10_000)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(zoo, "CONFIG_MODULES", ("my_zoo_configs",))
+    monkeypatch.setenv("DGM_CHECKPOINT_DIR", str(tmp_path))
+    assert "my_zoo_configs" not in sys.modules
+    try:
+        assert "lazy_linear" in zoo.names()
+    finally:
+        zoo._REGISTRY.pop("lazy_linear", None)
+        sys.modules.pop("my_zoo_configs", None)
+
+
+def test_cli_list_and_train(entry, tmp_path, capsys):
+    registered, recipe = entry
+    assert zoo.main(["list"]) == 0
+    assert f"{registered.name}: missing" in capsys.readouterr().out
+    assert zoo.main(["train", registered.name, "--dir", str(tmp_path / "cli"), "--device", "cpu"]) == 0
+    assert "saved" in capsys.readouterr().out and (tmp_path / "cli" / f"{registered.name}.pt").exists()
+    assert zoo.main(["list", "--dir", str(tmp_path / "cli")]) == 0
+    assert "bytes (budget 20,000)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        zoo.main(["train", registered.name, "typo"])
+    assert "unknown zoo config(s) typo; registered: " in capsys.readouterr().err
+    assert recipe.calls == 1  # the typo is found before anything trains
+
+
+def test_python_dash_m_sees_registered_configs(tmp_path):
+    """`python -m dgm_lib.zoo` runs main() on the imported dgm_lib.zoo, where config modules register."""
+    script = textwrap.dedent(f"""
+        import runpy, sys
+        from torch import nn
+        from dgm_lib import zoo
+        zoo.register("cli_linear", build=lambda: nn.Linear(2, 2), train=lambda m: None, config={{}}, max_bytes=10_000)
+        sys.argv = ["zoo", "train", "cli_linear", "--dir", {str(tmp_path)!r}]
+        runpy.run_module("dgm_lib.zoo", run_name="__main__")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "cli_linear: saved" in result.stdout and (tmp_path / "cli_linear.pt").exists()
+    listed = subprocess.run([sys.executable, "-m", "dgm_lib.zoo", "list"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.strip()
