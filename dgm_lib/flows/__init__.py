@@ -1,0 +1,18 @@
+"""Normalizing flows in the notation of Lecture 2: f: x -> z normalizes, g = f^{-1}: z -> x generates.
+
+Every Transform maps x of shape (batch, *event) to (z, log|det J_f(x)|) with `forward` and back with
+`inverse`; a Flow puts a StandardNormal base under a transform and gives log_prob, sample, forward_kl
+and reverse_kl.
+"""
+
+from dgm_lib.flows.autoregressive import IAF, MADE, MAF
+from dgm_lib.flows.base import Compose, Flow, Inverse, StandardNormal, Transform
+from dgm_lib.flows.builders import make_maf, make_realnvp
+from dgm_lib.flows.coupling import AffineCoupling, channel_mask, checkerboard_mask, half_mask
+
+__all__ = [
+    "Transform", "Compose", "Inverse", "Flow", "StandardNormal",
+    "MADE", "MAF", "IAF",
+    "AffineCoupling", "half_mask", "checkerboard_mask", "channel_mask",
+    "make_realnvp", "make_maf",
+]

@@ -1,0 +1,255 @@
+"""Transforms, their composition and inverse, the standard normal base and the Flow (Lecture 2).
+
+Notation of the lecture: x is data, z is noise, f: x -> z normalizes and g = f^{-1}: z -> x generates.
+`Transform.forward(x) -> (z, log|det J_f(x)|)` and `Transform.inverse(z) -> (x, log|det J_g(z)|)`; x has
+shape (batch, *event) and log-dets have shape (batch,). Every transform checks its input (floating point,
+the right event shape, no NaN) and raises ValueError/TypeError naming the argument.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def check_tensor(x: Tensor, name: str) -> None:
+    """TypeError unless `x` is a floating-point tensor with a batch dimension; ValueError if it holds NaN."""
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        kind = f"{type(x).__name__} of dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"{name} must be a floating-point tensor of shape (batch, *event), got a {kind}")
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have shape (batch, *event) with at least 2 dimensions, got {tuple(x.shape)}")
+    if torch.isnan(x).any():
+        raise ValueError(f"{name} contains NaN ({int(torch.isnan(x).sum())} of {x.numel()} entries); allowed: no NaN")
+
+
+def check_vector(x: Tensor, name: str, m: int) -> None:
+    """check_tensor, and the shape must be (batch, m)."""
+    check_tensor(x, name)
+    if x.dim() != 2 or x.shape[1] != m:
+        raise ValueError(f"{name} must have shape (batch, {m}), got {tuple(x.shape)}")
+
+
+def check_features(x: Tensor, name: str, features: int) -> None:
+    """check_tensor, and dim 1 (features of (B, m), channels of (B, C, H, W)) must have size `features`."""
+    check_tensor(x, name)
+    if x.shape[1] != features:
+        raise ValueError(f"{name} must have {features} features/channels in dim 1, got shape {tuple(x.shape)}")
+
+
+def check_positive_int(value: int, name: str) -> int:
+    """`value` if it is a positive int, else TypeError/ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def soft_clamp(raw: Tensor, bound: float) -> Tensor:
+    """Bounded log-scale: log sigma = bound * tanh(raw / bound), in (-bound, bound), identity near 0."""
+    return bound * torch.tanh(raw / bound)
+
+
+def sum_except_batch(x: Tensor) -> Tensor:
+    """Sum over every dimension but the first: (B, *event) -> (B,)."""
+    return x.reshape(x.shape[0], -1).sum(1)
+
+
+class Transform(nn.Module):
+    """An invertible map f: x -> z with log|det J_f(x)|; `inverse` is g = f^{-1} with log|det J_g(z)|.
+
+    Subclasses implement `_forward` and `_inverse` and may extend `_check` (called on every input).
+    """
+
+    def _check(self, x: Tensor, name: str) -> None:
+        """Validate an input: a floating-point (batch, *event) tensor without NaN."""
+        check_tensor(x, name)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """z = f(x) and log|det J_f(x)|, shape (B,)."""
+        self._check(x, "x")
+        return self._forward(x)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """x = g(z) = f^{-1}(z) and log|det J_g(z)| = -log|det J_f(g(z))|, shape (B,)."""
+        self._check(z, "z")
+        return self._inverse(z)
+
+    def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+class Compose(Transform):
+    """f = f_K o ... o f_1: log|det J_f(x)| = sum_k log|det J_{f_k}(x_{k-1})| (composition of flows, Lecture 2).
+
+    `forward` applies transforms[0] first, `inverse` applies the inverses in reverse order.
+    """
+
+    def __init__(self, *transforms: Transform):
+        super().__init__()
+        if len(transforms) == 1 and isinstance(transforms[0], (list, tuple)):
+            transforms = tuple(transforms[0])
+        if not transforms:
+            raise ValueError("transforms must hold at least one Transform, got none")
+        for i, t in enumerate(transforms):
+            if not isinstance(t, Transform):
+                raise TypeError(f"transforms[{i}] must be a Transform, got {type(t).__name__}")
+        self.transforms = nn.ModuleList(transforms)
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def __getitem__(self, k: int) -> Transform:
+        return self.transforms[k]
+
+    def _check(self, x: Tensor, name: str) -> None:
+        """Each transform checks its own input."""
+
+    def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        total = 0
+        for t in self.transforms:
+            x, log_det = t(x)
+            total = total + log_det
+        return x, total
+
+    def _inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        total = 0
+        for t in reversed(self.transforms):
+            z, log_det = t.inverse(z)
+            total = total + log_det
+        return z, total
+
+
+class Inverse(Transform):
+    """The inverse transform: forward is g = f^{-1}, inverse is f (log-dets swap accordingly)."""
+
+    def __init__(self, transform: Transform):
+        super().__init__()
+        if not isinstance(transform, Transform):
+            raise TypeError(f"transform must be a Transform, got {type(transform).__name__}")
+        self.transform = transform
+
+    def _check(self, x: Tensor, name: str) -> None:
+        """The wrapped transform checks the input."""
+
+    def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.transform.inverse(x)
+
+    def _inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self.transform(z)
+
+
+class StandardNormal(nn.Module):
+    """The base density p(z) = N(z; 0, I) on events of shape `event_shape`: log p(z) = -|z|^2 / 2 - (d/2) log 2 pi.
+
+    Follows the device/dtype of its buffer (`.to(...)`) for sampling and of `z` for `log_prob`.
+    """
+
+    def __init__(self, *event_shape: int):
+        super().__init__()
+        if len(event_shape) == 1 and isinstance(event_shape[0], (tuple, list, torch.Size)):
+            event_shape = tuple(event_shape[0])
+        if not event_shape:
+            raise ValueError("event_shape must be given, e.g. StandardNormal(2) or StandardNormal(1, 28, 28)")
+        for i, size in enumerate(event_shape):
+            check_positive_int(size, f"event_shape[{i}]")
+        self.event_shape = torch.Size(event_shape)
+        self.register_buffer("_anchor", torch.zeros(()))  # carries device and dtype
+
+    def extra_repr(self) -> str:
+        return f"event_shape={tuple(self.event_shape)}"
+
+    def _check(self, z: Tensor) -> None:
+        check_tensor(z, "z")
+        if z.shape[1:] != self.event_shape:
+            raise ValueError(f"z must have shape (batch, {', '.join(map(str, self.event_shape))}), got {tuple(z.shape)}")
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log N(z; 0, I) = -sum_j z_j^2 / 2 - (d/2) log(2 pi), shape (B,)."""
+        self._check(z)
+        return -0.5 * sum_except_batch(z.square()) - 0.5 * self.event_shape.numel() * LOG_2PI
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws z ~ N(0, I) on the generator's device (CPU without one), returned on this module's device."""
+        check_positive_int(n, "n")
+        device = generator.device if generator is not None else self._anchor.device
+        z = torch.randn((n, *self.event_shape), generator=generator, device=device, dtype=self._anchor.dtype)
+        return z.to(self._anchor.device)
+
+
+class Flow(nn.Module):
+    """A normalizing flow: p(x|theta) = p(f(x)) |det J_f(x)| with base p(z) and transform f (Lecture 2).
+
+    `forward(x)` returns the loss terms of forward-KL training, so `dgm_lib.training.fit(flow, ...)` works.
+    """
+
+    def __init__(self, base: StandardNormal, transform: Transform):
+        super().__init__()
+        if not hasattr(base, "log_prob") or not hasattr(base, "sample"):
+            raise TypeError(f"base must have log_prob and sample (e.g. StandardNormal), got {type(base).__name__}")
+        if not isinstance(transform, Transform):
+            raise TypeError(f"transform must be a Transform, got {type(transform).__name__}")
+        self.base, self.transform = base, transform
+
+    def _log_prob_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z, log_det = self.transform(x)
+        return self.base.log_prob(z) + log_det, log_det
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x|theta) = log p(f(x)) + log|det J_f(x)|, shape (B,)."""
+        return self._log_prob_and_log_det(x)[0]
+
+    def sample_with_log_prob(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """x = g(z), z ~ p(z), and log p(x|theta) = log p(z) - log|det J_g(z)|, in one differentiable pass of g."""
+        z = self.base.sample(n, generator=generator)
+        x, log_det = self.transform.inverse(z)
+        return x, self.base.log_prob(z) - log_det
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n samples x = g(z), z ~ p(z), without gradients (use sample_with_log_prob to differentiate)."""
+        with torch.no_grad():
+            return self.transform.inverse(self.base.sample(n, generator=generator))[0]
+
+    def forward_kl(self, x: Tensor) -> Tensor:
+        """Forward KL up to a constant = NLL: -(1/n) sum_i log p(x_i|theta), x_i ~ pi(x)."""
+        return -self.log_prob(x).mean()
+
+    def reverse_kl(
+        self, log_target: Callable[[Tensor], Tensor], n: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Reverse KL by LOTUS: E_{p(z)}[log p(z) - log|det J_g(z)| - log pi(g(z))] with n base samples.
+
+        `log_target` may be unnormalized (the KL is then shifted by log Z).
+        """
+        x, log_p = self.sample_with_log_prob(n, generator=generator)
+        log_pi = log_target(x)
+        if not isinstance(log_pi, Tensor) or log_pi.shape != log_p.shape:
+            got = tuple(log_pi.shape) if isinstance(log_pi, Tensor) else type(log_pi).__name__
+            raise ValueError(f"log_target must map x of shape {tuple(x.shape)} to shape ({n},), got {got}")
+        return (log_p - log_pi).mean()
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Loss terms for fit(): loss = nll = -mean log p(x|theta), log_det = mean log|det J_f(x)|."""
+        log_p, log_det = self._log_prob_and_log_det(x)
+        nll = -log_p.mean()
+        return {"loss": nll, "nll": nll.detach(), "log_det": log_det.mean().detach()}
+
+
+def as_index(values: Sequence[int] | Tensor, name: str, m: int) -> Tensor:
+    """A permutation of 0..m-1 as a long tensor, else ValueError naming `name`."""
+    index = torch.as_tensor(values).reshape(-1)
+    if index.is_floating_point() or index.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integers, got dtype {index.dtype}")
+    index = index.long()
+    if index.numel() != m or not torch.equal(index.sort().values, torch.arange(m)):
+        raise ValueError(f"{name} must be a permutation of 0..{m - 1}, got {index.tolist()}")
+    return index
