@@ -138,3 +138,18 @@ def test_fit_trains_a_flow_on_two_moons(build):
     assert set(history.terms) == {"loss", "nll", "log_det"}
     assert after < before - 0.5 and after < entropy + 0.5, (before, after, entropy)
     assert math.isfinite(history.last("log_det"))
+
+
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_flow_follows_device_and_dtype(dtype, device):
+    """Sampling follows the module (.to), log_prob follows its input; a CPU generator works for any device."""
+    flow = make_realnvp(2, depth=2, hidden=(8,)).to(device=device, dtype=dtype)
+    x = flow.sample(5, generator=torch.Generator().manual_seed(0))
+    assert x.device.type == device and x.dtype == dtype
+    x2, log_p = flow.sample_with_log_prob(5)
+    assert x2.device.type == device and log_p.dtype == dtype and log_p.shape == (5,)
+    assert flow.log_prob(x).device.type == device and flow.log_prob(x).dtype == dtype
+    assert flow.reverse_kl(get_target("u2").log_prob, 8).dtype == dtype

@@ -13,9 +13,19 @@ from dgm_lib.flows import (
     IAF,
     MADE,
     MAF,
+    ActNorm,
     AffineCoupling,
     Compose,
+    ElementwiseAffine,
+    InvConv1x1,
     Inverse,
+    Logit,
+    LULinear,
+    Permutation,
+    Planar,
+    QRLinear,
+    Reverse,
+    Sigmoid,
     Transform,
     channel_mask,
     checkerboard_mask,
@@ -31,8 +41,33 @@ def _normal(*shape: int) -> Callable[[torch.Generator], torch.Tensor]:
     return lambda g: torch.randn(B, *shape, generator=g)
 
 
+def _uniform(*shape: int) -> Callable[[torch.Generator], torch.Tensor]:
+    return lambda g: torch.rand(B, *shape, generator=g)
+
+
+def _initialized_actnorm(*shape: int) -> ActNorm:
+    """ActNorm after its data-dependent init on a shifted, scaled batch (the init sees the whole batch)."""
+    layer = ActNorm(shape[0])
+    layer(1.5 + 2.0 * torch.randn(16, *shape))
+    return layer
+
+
 # name -> (factory, input sampler); images are tiny (2 x 2 x 2) so their Jacobians are 8 x 8.
 LAYERS: dict[str, tuple[Callable[[], Transform], Callable[[torch.Generator], torch.Tensor]]] = {
+    "ElementwiseAffine": (lambda: ElementwiseAffine(3), _normal(3)),
+    "ElementwiseAffine-image": (lambda: ElementwiseAffine(2), _normal(2, 2, 2)),
+    "ActNorm": (lambda: _initialized_actnorm(3), _normal(3)),
+    "ActNorm-image": (lambda: _initialized_actnorm(2, 2, 2), _normal(2, 2, 2)),
+    "Planar": (lambda: Planar(3), _normal(3)),
+    "Logit": (lambda: Logit(), _uniform(3)),
+    "Logit-alpha": (lambda: Logit(alpha=0.05), _uniform(2, 2, 2)),
+    "Sigmoid": (lambda: Sigmoid(), _normal(3)),
+    "Permutation": (lambda: Permutation([2, 0, 3, 1]), _normal(4)),
+    "Reverse-image": (lambda: Reverse(2), _normal(2, 2, 2)),
+    "LULinear": (lambda: LULinear(4), _normal(4)),
+    "QRLinear": (lambda: QRLinear(4), _normal(4)),
+    "InvConv1x1": (lambda: InvConv1x1(2), _normal(2, 2, 2)),
+    "InvConv1x1-dense": (lambda: InvConv1x1(2, lu=False), _normal(2, 2, 2)),
     "MAF": (lambda: MAF(4, (16, 16)), _normal(4)),
     "MAF-order": (lambda: MAF(4, (16,), order=[2, 0, 3, 1]), _normal(4)),
     "IAF": (lambda: IAF(4, (16, 16)), _normal(4)),
@@ -103,10 +138,13 @@ def test_round_trip_and_log_dets_cancel(name, float64):
 
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_every_parameter_gets_a_nonzero_gradient(name, float64):
+    """Both directions are differentiable in the parameters and in the input."""
     layer, x = _build(name)
+    x.requires_grad_(True)
     z, log_det_f = layer(x)
-    x_gen, log_det_g = layer.inverse(torch.randn_like(x))
+    x_gen, log_det_g = layer.inverse(0.9 * z.detach())  # stays in (0, 1) for Sigmoid
     (z.square().sum() + log_det_f.sum() + x_gen.square().sum() + log_det_g.sum()).backward()
+    assert x.grad is not None and x.grad.abs().max() > 0
     for pname, p in layer.named_parameters():
         assert p.grad is not None, f"{pname} received no gradient"
         assert p.grad.abs().max() > 0, f"{pname} received a zero gradient"
@@ -198,3 +236,24 @@ def test_scales_are_soft_clamped_and_exp_never_overflows(float64):
             p.mul_(1e4)
     z, log_det = coupling.inverse(torch.full((4, 2), 1e4, dtype=torch.float32))
     assert torch.isfinite(z).all() and (log_det.abs() <= 3.0).all()
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_follows_device_and_dtype_of_its_input(name, dtype, device):
+    """Built in float64, moved with .to(device, dtype): parameters, buffers and outputs follow; round trip holds."""
+    layer, x = _build(name)
+    layer, x = layer.to(device=device, dtype=dtype), x.to(device=device, dtype=dtype)
+    for tensor in (*layer.parameters(), *(b for b in layer.buffers() if b.is_floating_point())):
+        assert tensor.device.type == device and tensor.dtype == dtype
+    z, log_det_f = layer(x)
+    x_back, log_det_g = layer.inverse(z)
+    for out in (z, log_det_f, x_back, log_det_g):
+        assert out.device.type == device and out.dtype == dtype and torch.isfinite(out).all()
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(x_back, x, atol=tol, rtol=tol)
+    torch.testing.assert_close(log_det_f + log_det_g, torch.zeros_like(log_det_f), atol=tol, rtol=0)
