@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -22,8 +23,10 @@ from dgm_lib.flows import (
 from dgm_lib.training import fit
 
 
-def _perturbed(flow: Flow, seed: int = 0, scale: float = 0.3) -> Flow:
-    torch.manual_seed(seed)
+def _perturbed(build: Callable[..., Flow], *args: Any, scale: float = 0.3, **kwargs: Any) -> Flow:
+    """build(*args, **kwargs) under seed 0, with parameters moved away from their init."""
+    torch.manual_seed(0)
+    flow = build(*args, **kwargs)
     with torch.no_grad():
         for p in flow.parameters():
             p.add_(scale * torch.randn_like(p))
@@ -53,7 +56,7 @@ def one_thread():
 @pytest.mark.parametrize("build", [make_realnvp, make_maf], ids=["realnvp", "maf"])
 def test_log_prob_integrates_to_one_on_a_grid(build, float64):
     """The midpoint rule on [-16, 16]^2 gives 1 up to the mass outside the box, which samples measure."""
-    flow = _perturbed(build(2, depth=3, hidden=(16,)), scale=0.1)
+    flow = _perturbed(build, 2, depth=3, hidden=(16,), scale=0.1)
     n, lim = 800, 16.0
     h = 2 * lim / n
     t = -lim + h * (torch.arange(n) + 0.5)
@@ -61,12 +64,12 @@ def test_log_prob_integrates_to_one_on_a_grid(build, float64):
     with torch.no_grad():
         total = flow.log_prob(grid).exp().sum() * h * h
     outside = (flow.sample(100_000, generator=torch.Generator().manual_seed(0)).abs() > lim).any(1).double().mean()
-    assert total.item() == pytest.approx(1.0, abs=1e-3)
+    assert total.item() == pytest.approx(1.0, abs=5e-3)
     assert total.item() == pytest.approx(1.0 - outside.item(), abs=5e-4)
 
 
 def test_sample_with_log_prob_matches_log_prob(float64):
-    flow = _perturbed(make_maf(3, depth=2, hidden=(8,)))
+    flow = _perturbed(make_maf, 3, depth=2, hidden=(8,))
     x, log_p = flow.sample_with_log_prob(6, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(log_p, flow.log_prob(x), atol=1e-10, rtol=1e-10)
     again = flow.sample(6, generator=torch.Generator().manual_seed(0))
@@ -76,7 +79,7 @@ def test_sample_with_log_prob_matches_log_prob(float64):
 
 def test_reverse_kl_is_the_lotus_formula(float64):
     """E_{p(z)}[log p(z) - log|det J_g(z)| - log pi(g(z))] with the same base draws, and it is differentiable."""
-    flow = _perturbed(make_realnvp(2, depth=2, hidden=(8,)))
+    flow = _perturbed(make_realnvp, 2, depth=2, hidden=(8,))
     target = get_target("u1")
     n = 256
     kl = flow.reverse_kl(target.log_prob, n, generator=torch.Generator().manual_seed(1))
@@ -89,7 +92,7 @@ def test_reverse_kl_is_the_lotus_formula(float64):
 
 
 def test_reverse_kl_is_zero_for_the_flow_itself_and_positive_otherwise(float64):
-    flow = _perturbed(make_maf(2, depth=2, hidden=(8,)))
+    flow = _perturbed(make_maf, 2, depth=2, hidden=(8,))
     exact = flow.reverse_kl(lambda x: flow.log_prob(x), 64)
     assert exact.abs().item() < 1e-10
     off = flow.reverse_kl(StandardNormal(2).log_prob, 4096, generator=torch.Generator().manual_seed(0))
@@ -97,7 +100,7 @@ def test_reverse_kl_is_zero_for_the_flow_itself_and_positive_otherwise(float64):
 
 
 def test_forward_kl_and_forward_dict(float64):
-    flow = _perturbed(make_realnvp(2, depth=2, hidden=(8,)))
+    flow = _perturbed(make_realnvp, 2, depth=2, hidden=(8,))
     x = torch.randn(10, 2)
     out = flow(x)
     assert set(out) == {"loss", "nll", "log_det"}
