@@ -257,3 +257,76 @@ def test_follows_device_and_dtype_of_its_input(name, dtype, device):
     tol = 1e-4 if dtype == torch.float32 else 1e-10
     torch.testing.assert_close(x_back, x, atol=tol, rtol=tol)
     torch.testing.assert_close(log_det_f + log_det_g, torch.zeros_like(log_det_f), atol=tol, rtol=0)
+
+
+def test_planar_constraint_makes_w_dot_u_hat_at_least_minus_one(float64):
+    """u_hat = u + (m(w^T u) - w^T u) w / |w|^2 with m(a) = -1 + softplus(a): w^T u_hat = m(w^T u) > -1."""
+    torch.manual_seed(0)
+    layer = Planar(3)
+    for scale in (0.1, 1.0, 5.0):
+        with torch.no_grad():
+            layer.u.copy_(scale * torch.randn(3))
+            layer.w.copy_(torch.randn(3))
+            layer.u.copy_(layer.u - 2 * scale * layer.w)  # push w^T u negative
+        u_hat, slack = layer.u_hat()
+        wu = layer.w @ layer.u
+        torch.testing.assert_close(layer.w @ u_hat, -1 + torch.nn.functional.softplus(wu))
+        torch.testing.assert_close(slack, 1 + layer.w @ u_hat)
+        assert slack > 0
+        z, log_det = layer(torch.randn(4, 3))
+        assert torch.isfinite(log_det).all()
+        torch.testing.assert_close(layer.inverse(z)[1], -log_det)
+        # u_hat differs from u only along w
+        residual = (u_hat - layer.u) - ((u_hat - layer.u) @ layer.w) * layer.w / layer.w.square().sum()
+        assert residual.abs().max() < 1e-12
+
+
+def test_lu_and_qr_log_dets_come_from_the_parametrisation(float64):
+    torch.manual_seed(0)
+    weight = torch.randn(5, 5)
+    lu = LULinear(5, weight=weight)
+    torch.testing.assert_close(lu.weight(), weight)
+    p, lower, upper = lu.factors()
+    assert torch.equal(torch.diagonal(lower), torch.ones(5)) and torch.triu(lower, 1).abs().max() == 0
+    assert torch.tril(upper, -1).abs().max() == 0 and torch.equal(p @ p.T, torch.eye(5))
+    torch.testing.assert_close(lu.log_abs_det(), torch.linalg.slogdet(weight).logabsdet)
+    qr = _build("QRLinear")[0]
+    q, r = qr.factors()
+    torch.testing.assert_close(q @ q.T, torch.eye(4))
+    assert (torch.diagonal(r) > 0).all() and torch.tril(r, -1).abs().max() == 0
+    torch.testing.assert_close(qr.log_abs_det(), torch.linalg.slogdet(qr.weight()).logabsdet)
+    z, _ = qr(torch.eye(4))
+    torch.testing.assert_close(z, qr.weight().T)  # rows of the output are W e_j
+
+
+@pytest.mark.parametrize("lu", [True, False])
+def test_invconv1x1_is_a_1x1_convolution(lu, float64):
+    torch.manual_seed(0)
+    layer = InvConv1x1(3, lu=lu)
+    kernel = layer.linear.weight() if lu else layer.weight
+    x = torch.randn(2, 3, 4, 5)
+    z, log_det = layer(x)
+    torch.testing.assert_close(z, torch.nn.functional.conv2d(x, kernel[:, :, None, None]))
+    torch.testing.assert_close(log_det, 20 * torch.linalg.slogdet(kernel).logabsdet.expand(2))
+
+
+def test_actnorm_data_dependent_init(float64):
+    torch.manual_seed(0)
+    layer = ActNorm(2)
+    x = torch.randn(4, 2, 3, 3) * torch.tensor([3.0, 0.5])[:, None, None] + torch.tensor([1.0, -2.0])[:, None, None]
+    z, _ = layer(x)
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(2))
+    torch.testing.assert_close(z.std((0, 2, 3), unbiased=False), torch.ones(2), atol=1e-5, rtol=0)
+    assert bool(layer.initialized) and "initialized" in layer.state_dict()
+    mu = layer.mu.detach().clone()
+    layer(x + 10)
+    assert torch.equal(layer.mu.detach(), mu)  # initialized once
+
+
+def test_logit_with_alpha_maps_the_endpoints_to_finite_values(float64):
+    z, log_det = Logit(alpha=0.05)(torch.tensor([[0.0, 1.0]]))
+    torch.testing.assert_close(z, torch.tensor([[-1.0, 1.0]]) * torch.logit(torch.tensor(0.95)))
+    assert torch.isfinite(log_det).all()
+    x, _ = Sigmoid()(torch.tensor([[-800.0, 800.0]]))
+    z, log_det = Logit().inverse(torch.tensor([[-800.0, 800.0]]))
+    assert torch.isfinite(log_det).all() and torch.equal(x, z)

@@ -84,7 +84,7 @@ class Planar(Transform):
     """Planar flow, generative direction g(z) = z + u_hat h(w^T z + b), h = tanh; f = g^{-1} by a 1D root solve.
 
     Invertibility: u_hat = u + (m(w^T u) - w^T u) w / |w|^2, m(a) = -1 + softplus(a), so w^T u_hat > -1 and
-    log|det J_g(z)| = log(1 + w^T u_hat h'(w^T z + b)) > -inf. Inverting: a = w^T z + b solves the monotone
+    log|det J_g(z)| = log(1 + w^T u_hat h'(w^T z + b)) is finite. Inverting: a = w^T z + b solves the monotone
     equation a + (w^T u_hat) tanh(a) = w^T x + b (bisection, then one Newton step carrying the gradient),
     and z = x - u_hat tanh(a). Rezende & Mohamed, Variational Inference with Normalizing Flows, ICML 2015.
     """
@@ -105,23 +105,36 @@ class Planar(Transform):
             raise ValueError(f"{name} must have shape (batch, {self.m}), got {tuple(x.shape)}")
 
     def u_hat(self) -> tuple[Tensor, Tensor]:
-        """(u_hat, w^T u_hat) with u_hat = u + (m(w^T u) - w^T u) w / |w|^2; ValueError when w = 0 or w^T u_hat = -1."""
+        """(u_hat, 1 + w^T u_hat) with u_hat = u + (m(w^T u) - w^T u) w / |w|^2, so 1 + w^T u_hat = softplus(w^T u) > 0.
+
+        ValueError when w = 0 (u_hat undefined) or softplus(w^T u) underflows to 0 (w^T u_hat = -1 exactly).
+        """
         w_sq = self.w.square().sum()
         if not w_sq > 0:
             raise ValueError("Planar is not invertible with w = 0 (u_hat is undefined); allowed: w != 0")
         wu = self.w @ self.u
-        c = -1 + F.softplus(wu)
-        if not c > -1:
-            raise ValueError(f"Planar is not invertible: w^T u = {wu.item():.3g} gives w^T u_hat = -1; allowed: w^T u > -30")
-        return self.u + (c - wu) * self.w / w_sq, c
+        slack = F.softplus(wu)  # = 1 + w^T u_hat, computed without cancellation
+        if not slack > 0:
+            raise ValueError(
+                f"Planar is not invertible: w^T u = {wu.item():.4g} makes w^T u_hat = -1 in {wu.dtype}; "
+                "allowed: softplus(w^T u) > 0"
+            )
+        return self.u + (slack - 1 - wu) * self.w / w_sq, slack
+
+    @staticmethod
+    def _jacobian_factor(h: Tensor, slack: Tensor) -> Tensor:
+        """1 + w^T u_hat h'(a) = h^2 + (1 + w^T u_hat)(1 - h^2) with h = tanh(a): positive, no cancellation."""
+        h_sq = h.square()
+        return h_sq + slack * (1 - h_sq)
 
     def _inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        u_hat, c = self.u_hat()
+        u_hat, slack = self.u_hat()
         h = torch.tanh(z @ self.w + self.b)
-        return z + h[:, None] * u_hat, torch.log1p(c * (1 - h.square()))
+        return z + h[:, None] * u_hat, torch.log(self._jacobian_factor(h, slack))
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        u_hat, c = self.u_hat()
+        u_hat, slack = self.u_hat()
+        c = slack - 1  # w^T u_hat
         y = x @ self.w + self.b
         with torch.no_grad():  # a + c tanh(a) = y is increasing in a, with the root in [y - |c|, y + |c|]
             lo, hi = y - c.abs(), y + c.abs()
@@ -131,9 +144,10 @@ class Planar(Transform):
                 lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
             a0 = (lo + hi) / 2
         # one Newton step from the root: same value, and the implicit-function gradient da = (dy - tanh(a) dc) / (1 + c h')
-        a = a0 - (a0 + c * torch.tanh(a0) - y) / (1 + c * (1 - torch.tanh(a0).square()))
+        h0 = torch.tanh(a0)
+        a = a0 - (a0 + c * h0 - y) / self._jacobian_factor(h0, slack)
         h = torch.tanh(a)
-        return x - h[:, None] * u_hat, -torch.log1p(c * (1 - h.square()))
+        return x - h[:, None] * u_hat, -torch.log(self._jacobian_factor(h, slack))
 
 
 class Logit(Transform):
