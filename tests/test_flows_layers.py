@@ -73,10 +73,21 @@ LAYERS: dict[str, tuple[Callable[[], Transform], Callable[[torch.Generator], tor
     "IAF": (lambda: IAF(4, (16, 16)), _normal(4)),
     "IAF-order": (lambda: IAF(4, (16,), order=[3, 2, 1, 0]), _normal(4)),
     "AffineCoupling-half": (lambda: AffineCoupling(half_mask(5), (16,)), _normal(5)),
+    "AffineCoupling-complement": (lambda: AffineCoupling(~half_mask(5), (16,)), _normal(5)),
+    "AffineCoupling-scattered": (lambda: AffineCoupling(torch.tensor([True, False, False, True, False]), (16,)), _normal(5)),
     "AffineCoupling-checkerboard": (lambda: AffineCoupling(checkerboard_mask(2, 2), (8,), channels=2), _normal(2, 2, 2)),
     "AffineCoupling-channel": (lambda: AffineCoupling(channel_mask(2), (8, 8)), _normal(2, 2, 2)),
     "Compose": (lambda: Compose(MAF(3, (8,)), AffineCoupling(half_mask(3), (8,))), _normal(3)),
     "Inverse": (lambda: Inverse(MAF(3, (8,))), _normal(3)),
+    "Compose-image": (
+        lambda: Compose(
+            AffineCoupling(checkerboard_mask(2, 2), (4,), channels=2),
+            InvConv1x1(2),
+            AffineCoupling(~checkerboard_mask(2, 2), (4,), channels=2),
+            ElementwiseAffine(2),
+        ),
+        _normal(2, 2, 2),
+    ),
     "make_realnvp": (lambda: make_realnvp(2, depth=3, hidden=(8,)).transform, _normal(2)),
     "make_maf": (lambda: make_maf(3, depth=2, hidden=(8,)).transform, _normal(3)),
 }
@@ -197,13 +208,14 @@ def test_maf_samples_in_m_passes_and_iaf_normalizes_in_m_passes(float64):
             assert len(calls) == (5 if direction == sequential else 1), (cls.__name__, direction)
 
 
-def test_coupling_passes_the_conditioning_part_through(float64):
+@pytest.mark.parametrize("mask", [half_mask(4), ~half_mask(4), torch.tensor([False, True, False, True])])
+def test_coupling_passes_the_conditioning_part_through(mask, float64):
     torch.manual_seed(0)
-    mask = half_mask(4)
     layer = AffineCoupling(mask, (8,))
     x = torch.randn(6, 4)
     z, _ = layer(x)
     torch.testing.assert_close(z[:, mask], x[:, mask], atol=0, rtol=0)
+    assert (z[:, ~mask] != x[:, ~mask]).all()
     image_mask = checkerboard_mask(2, 4)
     image_layer = AffineCoupling(image_mask, (4,), channels=3)
     x = torch.randn(2, 3, 2, 4)

@@ -125,7 +125,9 @@ class AffineCoupling(Transform):
             )
         else:
             m = mask.numel()
-            self.m = m
+            self.m, self.n_cond = m, n_cond
+            # contiguous masks (half_mask and its complement) split by slicing, without gathers
+            self.layout = "first" if mask[:n_cond].all() else "last" if mask[m - n_cond :].all() else "gather"
             cond, trans = mask.nonzero().squeeze(1), (~mask).nonzero().squeeze(1)
             self.register_buffer("cond_index", cond)
             self.register_buffer("trans_index", trans)
@@ -135,7 +137,9 @@ class AffineCoupling(Transform):
             )
 
     def extra_repr(self) -> str:
-        return f"mask={self.mask.int().flatten().tolist()}, bound={self.bound}"
+        mask = self.mask.int().flatten().tolist()
+        shown = mask if len(mask) <= 16 else f"{tuple(self.mask.shape)} with {sum(mask)} True"
+        return f"mask={shown}, bound={self.bound}"
 
     def _check(self, x: Tensor, name: str) -> None:
         check_tensor(x, name)
@@ -174,7 +178,24 @@ class AffineCoupling(Transform):
                 (x - mu) * torch.exp(-log_sigma) if sign < 0 else x * torch.exp(log_sigma) + mu
             )
             return y, sign * sum_except_batch(log_sigma)
-        x1, x2 = x[:, self.cond_index], x[:, self.trans_index]
+        x1, x2 = self._split(x)
         mu, log_sigma = self._params(x1, (x2.shape[1],))
         y2 = (x2 - mu) * torch.exp(-log_sigma) if sign < 0 else x2 * torch.exp(log_sigma) + mu
-        return torch.cat([x1, y2], dim=1)[:, self.merge_index], sign * log_sigma.sum(1)
+        return self._merge(x1, y2), sign * log_sigma.sum(1)
+
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(x_1, x_2) = (x[:, mask], x[:, ~mask])."""
+        k = self.n_cond
+        if self.layout == "first":
+            return x[:, :k], x[:, k:]
+        if self.layout == "last":
+            return x[:, self.m - k :], x[:, : self.m - k]
+        return x[:, self.cond_index], x[:, self.trans_index]
+
+    def _merge(self, x1: Tensor, y2: Tensor) -> Tensor:
+        """The vector with x1 at the mask's True positions and y2 at the False ones."""
+        if self.layout == "first":
+            return torch.cat([x1, y2], dim=1)
+        if self.layout == "last":
+            return torch.cat([y2, x1], dim=1)
+        return torch.cat([x1, y2], dim=1)[:, self.merge_index]

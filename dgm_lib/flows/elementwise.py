@@ -23,6 +23,7 @@ class ElementwiseAffine(Transform):
     """Elementwise affine flow: z = (x - mu) * exp(-log sigma); log|det J_f| = -(H W) sum_j log sigma_j.
 
     Parameters mu and log sigma have one entry per feature (x of shape (B, m)) or channel ((B, C, H, W)).
+    Dinh, Krueger, Bengio, NICE: Non-linear Independent Components Estimation, ICLR 2015 (the scaling layer).
     """
 
     def __init__(self, m: int):

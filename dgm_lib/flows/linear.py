@@ -15,7 +15,10 @@ from dgm_lib.flows.base import Transform, as_index, check_features, check_positi
 
 
 class Permutation(Transform):
-    """z_i = x_{perm[i]} along dim 1 (features of (B, m) or channels of (B, C, H, W)); |det J| = 1, log-det 0."""
+    """z_i = x_{perm[i]} along dim 1 (features of (B, m) or channels of (B, C, H, W)); |det J| = 1, log-det 0.
+
+    Between coupling or autoregressive layers it lets every variable be transformed (Dinh et al., RealNVP, 2017).
+    """
 
     def __init__(self, perm: Sequence[int] | Tensor):
         super().__init__()
