@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=list(LIBRARIES))
     args = parser.parse_args()
+    if args.steps <= args.warmup:
+        parser.error(f"--steps ({args.steps}) must exceed --warmup ({args.warmup})")
     torch.set_num_threads(args.threads)
     hidden = tuple(args.hidden)
     depth = {"MAF": args.maf_depth, "RealNVP": args.realnvp_depth}
@@ -191,7 +193,9 @@ def main() -> None:
         f"{args.threads} thread(s); torch {torch.__version__}, zuko {version('zuko')}, nflows {version('nflows')}, "
         f"{platform.processor() or platform.machine()}\n"
     )
-    print("| library | model | ms/step (CPU) | ms/step (wall) | samples/s | test NLL (mean ± sd) | time ÷ zuko | NLL − zuko |")
+    columns = ("library", "model", "ms/step (CPU)", "ms/step (wall)", "samples/s", "test NLL (mean ± sd)",
+               "time ÷ zuko", "NLL − zuko")
+    print("| " + " | ".join(columns) + " |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for model in ("MAF", "RealNVP"):
         summary = {}
@@ -209,7 +213,8 @@ def main() -> None:
         for library, (ms, wall, sps, nll, sd) in summary.items():
             ratio = f"{ms / ref[0]:.2f}" if ref else "-"
             delta = f"{nll - ref[3]:+.3f}" if ref else "-"
-            print(f"| {library} | {model} | {ms:.2f} | {wall:.2f} | {sps:,.0f} | {nll:.3f} ± {sd:.3f} | {ratio} | {delta} |")
+            row = (library, model, f"{ms:.2f}", f"{wall:.2f}", f"{sps:,.0f}", f"{nll:.3f} ± {sd:.3f}", ratio, delta)
+            print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

@@ -74,8 +74,14 @@ LAYERS: dict[str, tuple[Callable[[], Transform], Callable[[torch.Generator], tor
     "IAF-order": (lambda: IAF(4, (16,), order=[3, 2, 1, 0]), _normal(4)),
     "AffineCoupling-half": (lambda: AffineCoupling(half_mask(5), (16,)), _normal(5)),
     "AffineCoupling-complement": (lambda: AffineCoupling(~half_mask(5), (16,)), _normal(5)),
-    "AffineCoupling-scattered": (lambda: AffineCoupling(torch.tensor([True, False, False, True, False]), (16,)), _normal(5)),
-    "AffineCoupling-checkerboard": (lambda: AffineCoupling(checkerboard_mask(2, 2), (8,), channels=2), _normal(2, 2, 2)),
+    "AffineCoupling-scattered": (
+        lambda: AffineCoupling(torch.tensor([True, False, False, True, False]), (16,)),
+        _normal(5),
+    ),
+    "AffineCoupling-checkerboard": (
+        lambda: AffineCoupling(checkerboard_mask(2, 2), (8,), channels=2),
+        _normal(2, 2, 2),
+    ),
     "AffineCoupling-channel": (lambda: AffineCoupling(channel_mask(2), (8, 8)), _normal(2, 2, 2)),
     "Compose": (lambda: Compose(MAF(3, (8,)), AffineCoupling(half_mask(3), (8,))), _normal(3)),
     "Inverse": (lambda: Inverse(MAF(3, (8,))), _normal(3)),

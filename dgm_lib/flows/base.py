@@ -171,7 +171,8 @@ class StandardNormal(nn.Module):
     def _check(self, z: Tensor) -> None:
         check_tensor(z, "z")
         if z.shape[1:] != self.event_shape:
-            raise ValueError(f"z must have shape (batch, {', '.join(map(str, self.event_shape))}), got {tuple(z.shape)}")
+            event = ", ".join(map(str, self.event_shape))
+            raise ValueError(f"z must have shape (batch, {event}), got {tuple(z.shape)}")
 
     def log_prob(self, z: Tensor) -> Tensor:
         """log N(z; 0, I) = -sum_j z_j^2 / 2 - (d/2) log(2 pi), shape (B,)."""

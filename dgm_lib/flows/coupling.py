@@ -151,7 +151,9 @@ class AffineCoupling(Transform):
             raise ValueError(f"{name} must have shape (batch, {self.channels}, H, W), got {tuple(x.shape)}")
         for k, (size, mask_size) in enumerate(zip(x.shape[2:], self.mask.shape[1:]), start=2):
             if mask_size != 1 and size != mask_size:
-                raise ValueError(f"{name} has size {size} in dim {k}, the mask needs {mask_size}: shape {tuple(x.shape)}")
+                raise ValueError(
+                    f"{name} has size {size} in dim {k}, the mask needs {mask_size}: shape {tuple(x.shape)}"
+                )
 
     def _params(self, x_cond: Tensor, expected: tuple[int, ...]) -> tuple[Tensor, Tensor]:
         """(mu, log sigma) from the conditioner, log sigma soft-clamped."""

@@ -144,7 +144,8 @@ class Planar(Transform):
                 below = mid + c * torch.tanh(mid) < y
                 lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
             a0 = (lo + hi) / 2
-        # one Newton step from the root: same value, and the implicit-function gradient da = (dy - tanh(a) dc) / (1 + c h')
+        # one Newton step from the root: the same value, and the implicit-function gradient
+        # da = (dy - tanh(a) dc) / (1 + c h'(a))
         h0 = torch.tanh(a0)
         a = a0 - (a0 + c * h0 - y) / self._jacobian_factor(h0, slack)
         h = torch.tanh(a)

@@ -76,7 +76,9 @@ class LULinear(Transform):
         p, lower, upper = torch.linalg.lu(w)
         diag = torch.diagonal(upper)
         if (diag.abs() <= 1e-12 * w.abs().max().clamp_min(1e-300)).any():
-            raise ValueError(f"weight is singular (a zero pivot in W = P L U); allowed: an invertible ({m}, {m}) matrix")
+            raise ValueError(
+                f"weight is singular (a zero pivot in W = P L U); allowed: an invertible ({m}, {m}) matrix"
+            )
         dtype = torch.get_default_dtype()
         self.register_buffer("P", p.to(dtype))
         self.register_buffer("sign", torch.sign(diag).to(dtype))
