@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import timeit
+from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 import torch
 from matplotlib.axes import Axes
@@ -93,4 +95,107 @@ def plot_samples(
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
+    return ax
+
+
+def seconds_per_call(fn: Callable[[], object], min_time: float = 0.01, repeat: int = 3) -> float:
+    """Wall-clock seconds per call of `fn()`: n doubles until n calls take `min_time`; best of `repeat` such runs."""
+    if min_time <= 0 or repeat < 1:
+        raise ValueError(f"min_time must be > 0 and repeat >= 1, got min_time={min_time}, repeat={repeat}")
+    fn()  # warm-up (lazy initialisation, caches)
+    n = 1
+    while (elapsed := timeit.timeit(fn, number=n)) < min_time:
+        n *= 2
+    return min([elapsed, *timeit.repeat(fn, number=n, repeat=repeat - 1)]) / n
+
+
+def plot_scaling(
+    timings: dict[str, tuple[Sequence[int], Sequence[float]]],
+    ax: Axes | None = None,
+    fit_last: int = 3,
+    title: str | None = None,
+    xlabel: str = "dimension $m$",
+) -> dict[str, float]:
+    """Log-log plot of seconds against size per operation, {label: (sizes, seconds)}; returns the fitted slopes.
+
+    The slope k of log t = k log m + c is fitted to the `fit_last` largest sizes (t ~ m^k), where fixed per-call
+    overheads no longer dominate, and shown in the legend.
+    """
+    if fit_last < 2:
+        raise ValueError(f"fit_last must be >= 2 (a line needs two points), got {fit_last}")
+    ax = _axes(ax, title)
+    slopes = {}
+    for label, (sizes, seconds) in timings.items():
+        if len(sizes) != len(seconds) or len(sizes) < fit_last:
+            raise ValueError(f"timings[{label!r}]: need equally many sizes and times, at least fit_last={fit_last}")
+        log_m, log_t = np.log(np.asarray(sizes, float)), np.log(np.asarray(seconds, float))
+        slope, intercept = np.polyfit(log_m[-fit_last:], log_t[-fit_last:], 1)
+        line = ax.loglog(sizes, seconds, "o-", label=f"{label}: slope {slope:.1f}")[0]
+        fitted = np.exp(intercept + slope * log_m[-fit_last:])
+        ax.loglog(np.exp(log_m[-fit_last:]), fitted, "--", color=line.get_color(), lw=3, alpha=0.4)
+        slopes[label] = float(slope)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("seconds per call")
+    ax.legend(fontsize="small")
+    return slopes
+
+
+def binned_masses(
+    samples: Tensor, log_prob_fn: Callable[[Tensor], Tensor], lim: float, bins: int, sub: int = 4
+) -> tuple[Tensor, Tensor]:
+    """Per-bin probabilities on the regular grid of bins^d cells over [-lim, lim]^d, for samples (n, d), d = 1 or 2.
+
+    Returns (frequencies of the samples, integral of exp(log_prob_fn) over each cell by the midpoint rule on
+    sub^d points), both of shape (bins,) * d, in the samples' dtype. Mass outside the box is not counted.
+    """
+    if not isinstance(samples, Tensor) or samples.dim() != 2 or samples.shape[1] not in (1, 2):
+        raise ValueError(f"samples must be a tensor of shape (n, 1) or (n, 2), got {getattr(samples, 'shape', None)}")
+    d, dtype = samples.shape[1], samples.dtype
+    edges = torch.linspace(-lim, lim, bins + 1, dtype=dtype)
+    frequencies = torch.histogramdd(samples.detach().cpu(), [edges] * d).hist / len(samples)
+    h = 2 * lim / bins
+    t = -lim + h * (torch.arange(bins * sub, dtype=dtype) + 0.5) / sub
+    points = torch.stack(torch.meshgrid(*[t] * d, indexing="ij"), dim=-1).to(samples.device)
+    density = log_prob_fn(points.reshape(-1, d)).exp().cpu().reshape((bins, sub) * d)
+    return frequencies, density.mean(dim=tuple(range(1, 2 * d, 2))) * h**d
+
+
+def grid_cells(lim: float, n_cells: int, n_points: int = 16) -> tuple[Tensor, Tensor]:
+    """The n_cells^2 square cells of a regular grid on [-lim, lim]^2: boundaries, counterclockwise with n_points
+    per edge, (n_cells^2, 4 n_points, 2), and centers (n_cells^2, 2), in float64."""
+    h = 2 * lim / n_cells
+    t = torch.arange(n_points, dtype=torch.float64) / n_points
+    zero, one = torch.zeros_like(t), torch.ones_like(t)
+    square = torch.cat([torch.stack(e, dim=-1) for e in ((t, zero), (one, t), (1 - t, one), (zero, 1 - t))])
+    k = torch.arange(n_cells, dtype=torch.float64)
+    corners = -lim + h * torch.stack(torch.meshgrid(k, k, indexing="xy"), dim=-1).reshape(-1, 2)
+    return corners[:, None, :] + h * square, corners + h / 2
+
+
+def plot_cells(
+    polygons: Tensor,
+    values: Tensor | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+    cmap: str = "viridis",
+    label: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Axes:
+    """Draw polygons (n, k, 2), e.g. grid cells pushed through a map, filled by `values` (n,) with a colorbar."""
+    from matplotlib.collections import PolyCollection
+
+    ax = _axes(ax, title)
+    cells = PolyCollection(polygons.detach().cpu().numpy(), edgecolors="k", linewidths=0.4)
+    if values is None:
+        cells.set_facecolor("none")
+    else:
+        cells.set_array(values.detach().cpu().numpy())
+        cells.set_cmap(cmap)
+        cells.set_clim(vmin, vmax)
+        ax.figure.colorbar(cells, ax=ax, label=label, shrink=0.8)
+    ax.add_collection(cells)
+    ax.autoscale_view()
+    ax.set_aspect("equal")
+    ax.grid(False)
     return ax

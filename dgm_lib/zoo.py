@@ -31,7 +31,9 @@ from dgm_lib.core import (
 )
 from dgm_lib.training import History
 
-CONFIG_MODULES: tuple[str, ...] = ()  # dotted names of the modules that call register(), one per line
+CONFIG_MODULES: tuple[str, ...] = (  # dotted names of the modules that call register(), one per line
+    "dgm_lib.flows.toy_models",
+)
 
 _REGISTRY: dict[str, "Entry"] = {}
 
