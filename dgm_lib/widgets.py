@@ -17,7 +17,7 @@ import torch
 from dgm_lib import viz, zoo
 from dgm_lib.core import get_device
 from dgm_lib.data.toy2d import get_target
-from dgm_lib.flows import Flow, toy_models
+from dgm_lib.flows import Flow, energy_models, toy_models
 
 
 def explorer(draw: Callable[..., None], **controls: widgets.ValueWidget) -> widgets.VBox:
@@ -56,4 +56,53 @@ def flow_density_explorer(device: torch.device | str | None = None) -> widgets.V
         flow=widgets.ToggleButtons(options=[(labels[f], f) for f in toy_models.FLOWS], value="realnvp",
                                    description="flow"),
         depth=widgets.ToggleButtons(options=toy_models.DEPTHS, value=8, description="depth K"),
+    )
+
+
+@lru_cache(maxsize=None)
+def _kl_fit(direction: str, target: str, device: str) -> Flow:
+    """The shipped zoo flow fitted to `target` by `direction` KL on `device`, loaded once."""
+    return energy_models.load_fit(direction, target, device)
+
+
+def kl_direction_explorer(device: torch.device | str | None = None) -> widgets.VBox:
+    """Pick a target and the direction of the KL: the target density, the shipped flow fitted with that KL, its
+    samples x = g(z) and the divergences it reaches (an energy has no sampler, hence no forward-KL fit)."""
+    device = str(device or get_device())
+    fits = energy_models.available_fits()
+    arrows = {"forward": "KL($\\pi$ || p)", "reverse": "KL(p || $\\pi$)"}
+
+    def draw(target: str, direction: str) -> None:
+        pi = energy_models.get_target_for_fit(target)
+        log_z = getattr(pi, "log_normalizer", 0.0) if not getattr(pi, "normalized", False) else 0.0
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+        viz.plot_density(lambda x: pi.log_prob(x) - log_z, ax=axes[0], n_grid=120, title=f"target $\\pi$: {target}")
+        if direction not in fits[target]:
+            for ax in axes[1:]:
+                ax.set_axis_off()
+            axes[1].text(0.0, 0.5, "No forward-KL fit: the forward KL (MLE) needs samples x ~ $\\pi$,\n"
+                         f"and the energy {target} gives only log $\\pi$(x) up to a constant.\n"
+                         "The reverse KL needs exactly that: pick reverse.", transform=axes[1].transAxes, fontsize=12)
+            fig.tight_layout()
+            return
+        flow = _kl_fit(direction, target, device)
+        generator = torch.Generator(device=device).manual_seed(0)
+        with torch.no_grad():
+            reverse = energy_models.reverse_kl_terms(flow, pi.log_prob, 5000, generator).mean().item() + log_z
+            scores = f"{arrows['reverse']} = {reverse:.2f}"
+            if hasattr(pi, "sample"):
+                x = pi.sample(5000, generator=generator, device=device)
+                forward = energy_models.forward_kl_terms(flow, pi.log_prob, x).mean().item()
+                scores = f"{arrows['forward']} = {forward:.2f}, {scores}"
+            samples = flow.sample(2000, generator=generator)
+        viz.plot_density(flow.log_prob, ax=axes[1], n_grid=120, device=device,
+                         title=f"fitted by {arrows[direction]}\n{scores}")
+        viz.plot_samples(samples, ax=axes[2], s=1, title=f"2,000 samples x = g(z) of the {direction}-KL fit")
+        fig.tight_layout()
+
+    return explorer(
+        draw,
+        target=widgets.Dropdown(options=list(fits), value="eight_gaussians", description="target"),
+        direction=widgets.ToggleButtons(options=[("forward KL (MLE)", "forward"), ("reverse KL (LOTUS)", "reverse")],
+                                        value="reverse", description="direction"),
     )

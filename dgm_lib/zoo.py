@@ -32,6 +32,7 @@ from dgm_lib.core import (
 from dgm_lib.training import History
 
 CONFIG_MODULES: tuple[str, ...] = (  # dotted names of the modules that call register(), one per line
+    "dgm_lib.flows.energy_models",
     "dgm_lib.flows.toy_models",
     "dgm_lib.vae.pretrained",
 )
