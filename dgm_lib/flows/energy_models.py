@@ -63,7 +63,7 @@ class ConfinedEnergy:
     @cached_property
     def log_normalizer(self) -> float:
         """log Z = log of the integral of pi~ over R^2 (midpoint rule on [-LIM - 8 WALL, LIM + 8 WALL]^2)."""
-        integral = grid_integral(lambda x: self.log_prob(x).exp(), LIM + 8 * WALL, n_grid=1200, dtype=torch.float64)
+        integral = grid_integral(lambda x: self.log_prob(x).exp(), LIM + 8 * WALL, n_grid=600, dtype=torch.float64)
         return math.log(integral)
 
 
