@@ -1,7 +1,7 @@
-"""Stochastic gradient MCMC: SGLD, pSGLD and SGHMC as torch optimizers, burn-in/thinning, Bayesian model averaging.
+"""Stochastic gradient MCMC: SGLD, pSGLD and SGHMC as torch optimizers, burn-in, thinning, Bayesian model averaging.
 
 Notation of the lecture (C. Li; Li et al., AAAI 2016; Chen et al., AISTATS 2016). Data D = {d_i}_{i=1}^N, posterior
-p(theta | D) ∝ p(theta) prod_{i=1}^N p(d_i | theta), potential U(theta) = -log p(theta) - sum_{i=1}^N log p(d_i | theta).
+p(theta | D) ∝ p(theta) prod_{i=1}^N p(d_i | theta), potential U(theta) = -log p(theta) - sum_i log p(d_i | theta).
 On a minibatch S_t of n data points the stochastic potential and its gradient are
 
     U~_t(theta) = -log p(theta) - (N / n) sum_{i in S_t} log p(d_i | theta),      f~_t = grad U~_t(theta_t),
@@ -19,7 +19,8 @@ with a mean loss and num_data=None, about N times too large.
 Step sizes: eps_t is each parameter group's "lr", so any torch.optim.lr_scheduler can drive it;
 `polynomial_decay(a, b, gamma)` is Welling & Teh's eps_t = a (b + t)^(-gamma) and `StepSizeSchedule` applies it.
 Noise xi_t ~ N(0, I) is drawn from `generator` (the global RNG if None) on the generator's device, in the parameter's
-dtype, then moved to the parameter's device: a seeded run is bit-for-bit repeatable on CPU.
+dtype, then moved to the parameter's device: a seeded run is bit-for-bit repeatable on CPU. A NaN or inf gradient
+raises NonFiniteGradientError before any parameter changes.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class _SGMCMC(torch.optim.Optimizer):
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"{type(self).__name__}: generator must be a torch.Generator or None, "
                             f"got {type(generator).__name__}")
+        if isinstance(params, set):
+            raise TypeError(f"{type(self).__name__}: params must be an ordered iterable (a list), not a set: the "
+                            "noise would be assigned to the parameters in a different order in every run")
         self.generator = generator
         super().__init__(params, defaults)
 
@@ -121,20 +125,27 @@ class _SGMCMC(torch.optim.Optimizer):
         for k, group in enumerate(self.param_groups):
             _number(f"lr of parameter group {k}", group["lr"], lambda v: v > 0, "> 0 (a scheduler may have set it)",
                     owner)
-            scale = group["num_data"]
             pairs.append([])
             for i, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
+                if p.grad is not None and p.grad.is_sparse:
                     raise TypeError(f"{owner}: sparse gradients are not supported (parameter {i} of group {k})")
-                if not bool(torch.isfinite(p.grad).all()):
+                if p.grad is not None:
+                    pairs[-1].append((p, p.grad))
+        grads = [g for group_pairs in pairs for _, g in group_pairs]
+        if grads and not bool(torch.stack([torch.isfinite(g).all().to(grads[0].device) for g in grads]).all()):
+            self._raise_non_finite()  # one device sync per step, then find the culprit
+        return [[(p, g * group["num_data"] if group["num_data"] is not None else g) for p, g in group_pairs]
+                for group, group_pairs in zip(self.param_groups, pairs)]
+
+    def _raise_non_finite(self) -> None:
+        """Raise NonFiniteGradientError naming the first parameter whose gradient holds NaN or inf."""
+        for k, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
                     raise NonFiniteGradientError(
-                        f"{owner}: the gradient of parameter {i} of group {k} (shape {tuple(p.shape)}) holds NaN or "
-                        "inf; no parameter was changed. Check the loss, or lower the step size lr (the chain may "
-                        "have diverged).")
-                pairs[-1].append((p, p.grad * scale if scale is not None else p.grad))
-        return pairs
+                        f"{type(self).__name__}: the gradient of parameter {i} of group {k} (shape {tuple(p.shape)}) "
+                        "holds NaN or inf; no parameter was changed. Check the loss, or lower the step size lr (the "
+                        "chain may have diverged).")
 
     def _noise(self, p: Tensor) -> Tensor:
         """xi ~ N(0, I) shaped like p, from the generator (on its device, in p's dtype), moved to p's device."""
@@ -159,7 +170,7 @@ class _SGMCMC(torch.optim.Optimizer):
 
 
 class SGLD(_SGMCMC):
-    """Stochastic gradient Langevin dynamics (Welling & Teh 2011): theta_{t+1} = theta_t - eps_t f~_t + sqrt(2 eps_t T) xi_t.
+    """SGLD (Welling & Teh 2011): theta_{t+1} = theta_t - eps_t f~_t + sqrt(2 eps_t T) xi_t.
 
     eps_t = lr (or the group's "lr" set by a scheduler), T = temperature, xi_t ~ N(0, I), f~_t = grad U~_t(theta_t):
     backpropagate U~_t with num_data=None, or U~_t / N (minibatch mean negative log-likelihood + prior / N) with
@@ -181,14 +192,18 @@ class SGLD(_SGMCMC):
 class pSGLD(_SGMCMC):  # noqa: N801 (the paper's name)
     """Preconditioned SGLD (Li et al., AAAI 2016) with the RMSprop diagonal preconditioner G(theta_t).
 
-    V(theta_t) = alpha V(theta_{t-1}) + (1 - alpha) f~_t ⊙ f~_t  (V = 0 before the first step),
+    V(theta_t) = alpha V(theta_{t-1}) + (1 - alpha) f~_t ⊙ f~_t,   V(theta_1) = f~_1 ⊙ f~_1 (first step),
     G(theta_t) = diag(1 / (lambda + sqrt(V(theta_t)))),
-    theta_{t+1} = theta_t - eps_t G(theta_t) f~_t + sqrt(2 eps_t T G(theta_t)) ⊙ xi_t,  xi_t ~ N(0, I);
-    lambda = eps (the argument), eps_t = lr, T = temperature. The correction term Gamma(theta) = sum_j d G_ij / d theta_j
-    is dropped, as in the paper's experiments (G changes slowly when alpha is near 1; Li et al. show the resulting
-    bias vanishes as alpha -> 1). Li et al.
-    accumulate V from the mean minibatch gradient f~_t / N; here V uses f~_t itself, which for lambda -> 0 only rescales
-    eps_t. Loss contract as in SGLD: U~_t with num_data=None, or U~_t / N with num_data=N. temperature=0 is RMSprop.
+    theta_{t+1} = theta_t - eps_t G(theta_t) f~_t + sqrt(2 eps_t T G(theta_t)) ⊙ xi_t,   xi_t ~ N(0, I);
+    lambda = eps (the argument), eps_t = lr, T = temperature; temperature=0 is RMSprop (V started as below).
+
+    Choices, stated: the correction term Gamma(theta) = sum_j dG_ij / dtheta_j is dropped, as in the paper's
+    experiments: G must change slowly. With minibatch gradients V is dominated by the gradient noise and the default
+    alpha = 0.99 is fine; with exact (noise-free) gradients V follows the chain's position and alpha must be close to
+    1 (Li et al.'s 2D simulation uses 0.9999). V starts at the first squared gradient, as in the authors' code (V = 0
+    would give G = 1 / lambda on the first step: a huge jump from a start near a mode). Li et al. accumulate V from the
+    mean minibatch gradient, about f~_t / N; here V uses f~_t, which for small lambda only rescales eps_t.
+    Loss contract as in SGLD: U~_t with num_data=None, or U~_t / N with num_data=N.
     """
 
     _checks = {
@@ -207,10 +222,11 @@ class pSGLD(_SGMCMC):  # noqa: N801 (the paper's name)
         eps, alpha, lam, temperature = group["lr"], group["alpha"], group["eps"], group["temperature"]
         for p, f in pairs:
             state = self.state[p]
-            if "V" not in state:
-                state["V"] = torch.zeros_like(p)
+            if "V" in state:
+                state["V"].mul_(alpha).addcmul_(f, f, value=1.0 - alpha)
+            else:
+                state["V"] = f * f
             v = state["V"]
-            v.mul_(alpha).addcmul_(f, f, value=1.0 - alpha)
             g = (v.sqrt() + lam).reciprocal_()
             p.addcmul_(g, f, value=-eps)
             if temperature > 0:
@@ -268,7 +284,8 @@ def polynomial_decay(a: float, b: float, gamma: float) -> Callable[[int], float]
 class StepSizeSchedule(LRScheduler):
     """Sets every group's step size to eps_t = schedule(t), t = number of `.step()` calls (t = 0 at construction)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Callable[[int], float], last_epoch: int = -1) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Callable[[int], float],
+                 last_epoch: int = -1) -> None:
         if not callable(schedule):
             raise TypeError(f"StepSizeSchedule: schedule must be callable t -> eps_t, got {type(schedule).__name__}")
         self.schedule = schedule
