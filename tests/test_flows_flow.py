@@ -44,13 +44,7 @@ def test_standard_normal(float64):
     assert StandardNormal((1, 2, 2)).event_shape == (1, 2, 2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls: one thread avoids OpenMP oversubscription on a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("build", [make_realnvp, make_maf], ids=["realnvp", "maf"])

@@ -25,13 +25,7 @@ from dgm_lib.vae import (
 from dgm_lib.vae import priors as priors_module
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls: one thread avoids OpenMP oversubscription on a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class LookupEncoder(nn.Module):

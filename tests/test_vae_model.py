@@ -29,13 +29,7 @@ from dgm_lib.vae.priors import LOG_VAR_BOUND
 X_SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls: one thread avoids OpenMP oversubscription on a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_vae(
