@@ -14,7 +14,7 @@ from torch import nn  # noqa: E402
 from dgm_lib import viz, zoo  # noqa: E402
 from dgm_lib.exercises import check  # noqa: E402
 from dgm_lib.exercises import change_of_variables as exercises  # noqa: E402
-from dgm_lib.flows import IAF, MAF, AffineCoupling, Compose, half_mask, make_maf, make_realnvp, toy_models  # noqa: E402
+from dgm_lib.flows import IAF, MAF, AffineCoupling, Compose, batch_jacobian, half_mask, make_maf, make_realnvp, toy_models  # noqa: E402
 
 DT = torch.float64
 ALPHA, BETA, A_SINE = 0.3, 2.0, 0.9
@@ -26,13 +26,8 @@ def close_figures():
     plt.close("all")
 
 
-def jacobian(fn, x: torch.Tensor) -> torch.Tensor:
-    """Per-sample Jacobians (B, m, m) of a row-wise fn, from the Jacobian of the batch sum."""
-    return torch.autograd.functional.jacobian(lambda v: fn(v).sum(0), x).permute(1, 0, 2)
-
-
 def log_abs_det(fn, x: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.slogdet(jacobian(fn, x)).logabsdet
+    return torch.linalg.slogdet(batch_jacobian(fn, x)).logabsdet
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -135,7 +130,7 @@ def test_cell_area_ratio_converges_to_abs_det_quadratically():
         x, y = image[..., 0], image[..., 1]
         area = 0.5 * (x * y.roll(-1, -1) - x.roll(-1, -1) * y).sum(-1)
         det = 1 - A_SINE**2 * torch.cos(centers[:, 0]) * torch.cos(centers[:, 1])
-        assert torch.allclose(torch.linalg.det(jacobian(g_sine, centers)), det, rtol=0, atol=1e-12)
+        assert torch.allclose(torch.linalg.det(batch_jacobian(g_sine, centers)), det, rtol=0, atol=1e-12)
         errors.append((area / (2 * math.pi / n_cells) ** 2 - det).abs().max().item())
     assert errors[0] / errors[1] > 3.3 and errors[1] / errors[2] > 3.7
 
@@ -146,7 +141,7 @@ def test_inverse_function_theorem(maps):
     x = 3 * torch.randn(300, 2, generator=gen(2), dtype=DT)
     z = f(x)
     assert torch.allclose(g(z), x, rtol=0, atol=1e-12)
-    product = jacobian(g, z) @ jacobian(f, x)
+    product = batch_jacobian(g, z) @ batch_jacobian(f, x)
     assert torch.allclose(product, torch.eye(2, dtype=DT).expand_as(product), rtol=0, atol=1e-10)
     assert torch.allclose(log_abs_det(f, x), -log_abs_det(g, z), rtol=0, atol=1e-10)
     if g is g_radial:
@@ -204,7 +199,7 @@ def test_structured_jacobian_log_dets():
     def triangular(v):
         return v * torch.exp(s + torch.tanh(v @ lower.T)) + torch.sin(v @ lower.T)
 
-    jac = jacobian(triangular, x)
+    jac = batch_jacobian(triangular, x)
     assert (torch.triu(jac, 1) == 0).all()
     assert torch.allclose(log_abs_det(triangular, x), (s + torch.tanh(x @ lower.T)).sum(-1), rtol=0, atol=1e-12)
 
@@ -253,7 +248,7 @@ def test_gaussian_autoregressive_passes_and_triangular_jacobian(cls, m):
     n_f, (z, log_det_f) = passes(layer, "forward", x)
     n_g, (x_back, log_det_g) = passes(layer, "inverse", z)
     assert (n_f, n_g) == ((1, m) if cls is MAF else (m, 1))
-    jac = jacobian(lambda v: layer(v)[0], x)
+    jac = batch_jacobian(lambda v: layer(v)[0], x)
     assert (torch.triu(jac, 1).abs() < 1e-14).all()
     assert torch.allclose(log_det_f, torch.log(torch.diagonal(jac, dim1=1, dim2=2)).sum(-1), rtol=0, atol=1e-10)
     assert torch.allclose(x_back, x, rtol=0, atol=1e-10) and torch.allclose(log_det_g, -log_det_f, atol=1e-10)
@@ -266,7 +261,7 @@ def test_coupling_is_an_autoregressive_flow_with_one_pass_each_way():
     x = torch.randn(40, m, generator=gen(8), dtype=DT)
     n_f, (z, log_det) = passes(layer, "forward", x)
     n_g, (x_back, _) = passes(layer, "inverse", z)
-    jac = jacobian(lambda v: layer(v)[0], x)
+    jac = batch_jacobian(lambda v: layer(v)[0], x)
     assert (n_f, n_g) == (1, 1) and torch.allclose(x_back, x, atol=1e-12)
     assert torch.equal(jac[:, :d, :d], torch.eye(d, dtype=DT).expand(len(x), d, d)) and (torch.triu(jac, 1) == 0).all()
     one_over_sigma = torch.diagonal(jac[:, d:, d:], dim1=1, dim2=2)

@@ -16,6 +16,7 @@ from dgm_lib.flows import (
     Flow,
     Inverse,
     StandardNormal,
+    batch_jacobian,
     half_mask,
     make_maf,
     make_realnvp,
@@ -150,3 +151,12 @@ def test_flow_follows_device_and_dtype(dtype, device):
     assert x2.device.type == device and log_p.dtype == dtype and log_p.shape == (5,)
     assert flow.log_prob(x).device.type == device and flow.log_prob(x).dtype == dtype
     assert flow.reverse_kl(get_target("u2").log_prob, 8).dtype == dtype
+
+
+def test_batch_jacobian_of_a_linear_map_is_its_matrix(float64):
+    A = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, 1.0], [4.0, 0.0, -2.0]])
+    x = torch.randn(5, 3)
+    jac = batch_jacobian(lambda v: v @ A.T + v.square(), x)
+    torch.testing.assert_close(jac, A.expand(5, 3, 3) + torch.diag_embed(2 * x))
+    with pytest.raises(ValueError, match="shape"):
+        batch_jacobian(lambda v: v, torch.randn(2, 2, 2))

@@ -56,6 +56,18 @@ def soft_clamp(raw: Tensor, bound: float) -> Tensor:
     return bound * torch.tanh(raw / bound)
 
 
+def batch_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """Per-sample autograd Jacobians J[b] = d fn(x)[b] / d x[b], shape (B, m, m), for a row-wise fn on x (B, m).
+
+    Rows of the batch are independent, so the Jacobian of the batch sum sum_b fn(x)[b] holds all of them.
+    """
+    check_tensor(x, "x")
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape (batch, m), got {tuple(x.shape)}")
+    with torch.enable_grad():
+        return torch.autograd.functional.jacobian(lambda v: fn(v).sum(0), x).permute(1, 0, 2)
+
+
 def sum_except_batch(x: Tensor) -> Tensor:
     """Sum over every dimension but the first: (B, *event) -> (B,)."""
     return x.reshape(x.shape[0], -1).sum(1)

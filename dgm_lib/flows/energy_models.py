@@ -20,7 +20,7 @@ from torch import Tensor
 
 from dgm_lib import zoo
 from dgm_lib.data.toy2d import LIM, Target, get_target
-from dgm_lib.flows.base import Flow
+from dgm_lib.flows.base import Flow, batch_jacobian
 from dgm_lib.flows.builders import make_realnvp
 from dgm_lib.flows.toy_models import TargetBatches
 from dgm_lib.training import History, fit
@@ -225,15 +225,6 @@ def mode_fractions(x: Tensor, means: Tensor) -> Tensor:
     return torch.bincount(nearest, minlength=len(means)).double() / len(x)
 
 
-def _batch_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Per-sample Jacobians d fn(x)_i / d x_i, shape (B, m, m), for a row-wise fn on x (B, m): m backward passes."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        y = fn(x)
-        rows = [torch.autograd.grad(y[:, j].sum(), x, retain_graph=j < y.shape[1] - 1)[0] for j in range(y.shape[1])]
-    return torch.stack(rows, dim=1)
-
-
 def relaxed_elbo(
     flow: Flow, x: Tensor, sigma: float, n_samples: int = 64, generator: torch.Generator | None = None
 ) -> dict[str, Tensor]:
@@ -247,7 +238,7 @@ def relaxed_elbo(
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma!r}")
     batch, m = x.shape
-    jac_f = _batch_jacobian(lambda v: flow.transform(v)[0], x).detach()
+    jac_f = batch_jacobian(lambda v: flow.transform(v)[0], x).detach()
     with torch.no_grad():
         z0, log_det_f = flow.transform(x)
         device = generator.device if generator is not None else x.device
