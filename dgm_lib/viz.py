@@ -199,3 +199,70 @@ def plot_cells(
     ax.set_aspect("equal")
     ax.grid(False)
     return ax
+
+
+def latent_lim(z: Tensor, quantile: float = 0.98, margin: float = 1.2) -> float:
+    """Half-width of a square view of 2D latent codes z (n, 2): `margin` times the `quantile` of |z_j|, rounded up."""
+    if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != 2:
+        raise ValueError(f"z must be a tensor of shape (n, 2), got {getattr(z, 'shape', type(z))}")
+    if not 0 < quantile <= 1 or margin <= 0:
+        raise ValueError(f"need 0 < quantile <= 1 and margin > 0, got quantile={quantile}, margin={margin}")
+    return float(np.ceil(margin * torch.quantile(z.detach().abs().double().cpu().flatten(), quantile).item()))
+
+
+@torch.no_grad()
+def plot_latent_density(
+    log_prob_fn: Callable[[Tensor], Tensor],
+    ax: Axes | None = None,
+    lim: float = 4.0,
+    n_grid: int = 150,
+    title: str | None = None,
+    device: torch.device | str | None = None,
+    log_range: float = 12.0,
+) -> Axes:
+    """Heatmap of the log-density log p(z) = log_prob_fn(z) on the latent square [-lim, lim]^2, clipped to its top
+    `log_range` nats: spiky densities (mixtures of narrow posteriors) and their holes both stay visible."""
+    if n_grid < 2 or log_range <= 0:
+        raise ValueError(f"need n_grid >= 2 and log_range > 0, got n_grid={n_grid}, log_range={log_range}")
+    t = torch.linspace(-lim, lim, n_grid, device=device)
+    grid = torch.stack(torch.meshgrid(t, t, indexing="xy"), dim=-1).reshape(-1, 2)
+    log_p = log_prob_fn(grid).reshape(n_grid, n_grid).double().cpu()
+    if torch.isnan(log_p).any():
+        raise ValueError("log_prob_fn returned NaN on the plotting grid")
+    top = log_p.max().item()
+    ax = _axes(ax, title)
+    ax.imshow(log_p.clamp(min=top - log_range).numpy(), extent=(-lim, lim, -lim, lim), origin="lower",
+              cmap="viridis", vmin=top - log_range, vmax=top, aspect="equal")
+    ax.grid(False)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    return ax
+
+
+def plot_latent_codes(
+    z: Tensor,
+    labels: Tensor,
+    ax: Axes | None = None,
+    lim: float = 4.0,
+    title: str | None = None,
+    s: float = 4.0,
+    alpha: float = 0.8,
+) -> Axes:
+    """Scatter of 2D latent codes z (n, 2) colored by their integer labels (n,) (tab10), one legend entry per label."""
+    if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != 2:
+        raise ValueError(f"z must be a tensor of shape (n, 2), got {getattr(z, 'shape', type(z))}")
+    if not isinstance(labels, Tensor) or labels.shape != (len(z),):
+        raise ValueError(f"labels must be a tensor of shape ({len(z)},), got {getattr(labels, 'shape', type(labels))}")
+    ax = _axes(ax, title)
+    points, labels = z.detach().to("cpu", torch.float64).numpy(), labels.cpu().numpy()
+    colors = plt.get_cmap("tab10")
+    for k, label in enumerate(np.unique(labels)):
+        mask = labels == label
+        ax.scatter(points[mask, 0], points[mask, 1], s=s, alpha=alpha, color=colors(k % 10), label=str(label))
+    ax.legend(title="label", fontsize="x-small", markerscale=3, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    return ax
