@@ -24,18 +24,7 @@ from dgm_lib.vae import (
     log_q_agg,
 )
 
-DTYPE = torch.float64
-
-
-@pytest.fixture(autouse=True)
-def float64_one_thread():
-    """float64 by default; one thread for the tiny matmuls (no oversubscription on a loaded machine)."""
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(DTYPE)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(dtype)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64", "one_thread")  # conftest: float64 default dtype, one thread
 
 
 def grid(lim: float, n: int) -> tuple[Tensor, float]:
@@ -278,9 +267,6 @@ def test_latent_prior_explorer_builds_with_its_controls():
 
 
 def test_latent_plot_helpers():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from dgm_lib.viz import latent_lim, plot_latent_codes, plot_latent_density
