@@ -57,7 +57,7 @@ $(VENDOR_STAMP): $(NPM_STAMP) book/widgets_offline.js Makefile
 
 # The browser test drives Debian's chromium (no browser download by playwright).
 chromium:
-	[ -x $(CHROMIUM) ] || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	[ -x $(CHROMIUM) ] || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 clean:
 	rm -rf _build $(VENDOR_ROOT)
