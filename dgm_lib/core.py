@@ -213,3 +213,18 @@ def load_checkpoint(
         if mismatch:
             raise CheckpointError(f"checkpoint {path}: config mismatch: {mismatch}")
     return record
+
+
+def check_positive_int(value: int, name: str) -> int:
+    """`value` if it is a positive int, else TypeError/ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
+    """Mean of a sample and its standard error std / sqrt(n), computed in float64 on the CPU, as Python floats."""
+    values = values.detach().double().cpu()
+    return values.mean().item(), values.std().item() / values.numel() ** 0.5

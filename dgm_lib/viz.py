@@ -18,6 +18,12 @@ def set_theme() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 
 
+def _check_points(x: Tensor, name: str) -> None:
+    """ValueError naming `name` unless x is a tensor of 2D points, shape (n, 2)."""
+    if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != 2:
+        raise ValueError(f"{name} must be a tensor of shape (n, 2), got {getattr(x, 'shape', type(x))}")
+
+
 def _axes(ax: Axes | None, title: str | None) -> Axes:
     ax = ax if ax is not None else plt.subplots()[1]
     if title is not None:
@@ -85,8 +91,7 @@ def plot_samples(
     **scatter,
 ) -> Axes:
     """Scatter plot of 2D samples x (n, 2) on the square [-lim, lim]^2."""
-    if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != 2:
-        raise ValueError(f"x must be a tensor of shape (n, 2), got {getattr(x, 'shape', type(x))}")
+    _check_points(x, "x")
     points = x.detach().to("cpu", torch.float64).numpy()
     ax = _axes(ax, title)
     ax.scatter(points[:, 0], points[:, 1], s=s, alpha=alpha, **scatter)
@@ -203,8 +208,7 @@ def plot_cells(
 
 def latent_lim(z: Tensor, quantile: float = 0.98, margin: float = 1.2) -> float:
     """Half-width of a square view of 2D latent codes z (n, 2): `margin` times the `quantile` of |z_j|, rounded up."""
-    if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != 2:
-        raise ValueError(f"z must be a tensor of shape (n, 2), got {getattr(z, 'shape', type(z))}")
+    _check_points(z, "z")
     if not 0 < quantile <= 1 or margin <= 0:
         raise ValueError(f"need 0 < quantile <= 1 and margin > 0, got quantile={quantile}, margin={margin}")
     return float(np.ceil(margin * torch.quantile(z.detach().abs().double().cpu().flatten(), quantile).item()))
@@ -249,8 +253,7 @@ def plot_latent_codes(
     alpha: float = 0.8,
 ) -> Axes:
     """Scatter of 2D latent codes z (n, 2) colored by their integer labels (n,) (tab10), one legend entry per label."""
-    if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != 2:
-        raise ValueError(f"z must be a tensor of shape (n, 2), got {getattr(z, 'shape', type(z))}")
+    _check_points(z, "z")
     if not isinstance(labels, Tensor) or labels.shape != (len(z),):
         raise ValueError(f"labels must be a tensor of shape ({len(z)},), got {getattr(labels, 'shape', type(labels))}")
     ax = _axes(ax, title)

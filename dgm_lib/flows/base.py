@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from dgm_lib.core import check_positive_int
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -40,15 +42,6 @@ def check_features(x: Tensor, name: str, features: int) -> None:
     check_tensor(x, name)
     if x.shape[1] != features:
         raise ValueError(f"{name} must have {features} features/channels in dim 1, got shape {tuple(x.shape)}")
-
-
-def check_positive_int(value: int, name: str) -> int:
-    """`value` if it is a positive int, else TypeError/ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
 
 
 def soft_clamp(raw: Tensor, bound: float) -> Tensor:

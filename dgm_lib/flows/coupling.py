@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from dgm_lib.flows.base import Transform, check_positive_int, check_tensor, soft_clamp, sum_except_batch
+from dgm_lib.nets import hidden_sizes, mlp
 
 
 def half_mask(m: int) -> Tensor:
@@ -41,16 +42,6 @@ def channel_mask(c: int) -> Tensor:
     return (torch.arange(c) < c // 2).reshape(c, 1, 1)
 
 
-def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Linear-activation-...-Linear network through the given layer sizes."""
-    layers: list[nn.Module] = []
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if k < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
-
-
 def conv_net(channels: int, hidden: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """Small conditioner CNN: 3x3 conv, 1x1 convs through `hidden`, 3x3 conv to 2 * channels (mu, raw log sigma)."""
     sizes = [channels, *hidden, 2 * channels]
@@ -61,14 +52,6 @@ def conv_net(channels: int, hidden: Sequence[int], activation: type[nn.Module] =
         if k < len(sizes) - 2:
             layers.append(activation())
     return nn.Sequential(*layers)
-
-
-def _hidden_sizes(hidden: Sequence[int], name: str) -> tuple[int, ...]:
-    if isinstance(hidden, int) or not all(isinstance(h, int) and not isinstance(h, bool) for h in hidden):
-        raise TypeError(f"{name} must be a tuple of positive ints (hidden sizes), got {hidden!r}")
-    for k, h in enumerate(hidden):
-        check_positive_int(h, f"{name}[{k}]")
-    return tuple(hidden)
 
 
 class AffineCoupling(Transform):
@@ -121,7 +104,7 @@ class AffineCoupling(Transform):
         if self.image:
             self.channels = channels
             self.net = net_or_hidden if isinstance(net_or_hidden, nn.Module) else conv_net(
-                channels, _hidden_sizes(net_or_hidden, "net_or_hidden"), activation
+                channels, hidden_sizes(net_or_hidden, "net_or_hidden"), activation
             )
         else:
             m = mask.numel()
@@ -133,7 +116,7 @@ class AffineCoupling(Transform):
             self.register_buffer("trans_index", trans)
             self.register_buffer("merge_index", torch.argsort(torch.cat([cond, trans])))
             self.net = net_or_hidden if isinstance(net_or_hidden, nn.Module) else mlp(
-                (len(cond), *_hidden_sizes(net_or_hidden, "net_or_hidden"), 2 * len(trans)), activation
+                (len(cond), *hidden_sizes(net_or_hidden, "net_or_hidden"), 2 * len(trans)), activation
             )
 
     def extra_repr(self) -> str:

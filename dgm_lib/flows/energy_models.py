@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from dgm_lib import zoo
+from dgm_lib.core import mean_and_se
 from dgm_lib.data.toy2d import LIM, Target, get_target
 from dgm_lib.flows.base import Flow, batch_jacobian
 from dgm_lib.flows.builders import make_realnvp
@@ -172,8 +173,7 @@ def mc_estimate(terms: Tensor) -> tuple[float, float]:
         raise ValueError(f"terms must have shape (n,) with n >= 2, got {tuple(terms.shape)}")
     if not torch.isfinite(terms).all():
         raise ValueError(f"terms hold {int((~torch.isfinite(terms)).sum())} non-finite values")
-    terms = terms.detach().double()
-    return float(terms.mean()), float(terms.std() / math.sqrt(len(terms)))
+    return mean_and_se(terms)
 
 
 def forward_kl_terms(flow: Flow, log_target: LogDensity, x: Tensor) -> Tensor:

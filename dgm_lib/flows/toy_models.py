@@ -10,13 +10,13 @@ Regenerate one with `python -m dgm_lib.zoo train realnvp_rings_8`.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
+from dgm_lib.core import mean_and_se
 from dgm_lib.data.toy2d import Target, get_target
 from dgm_lib.flows.base import Flow
 from dgm_lib.flows.builders import make_maf, make_realnvp
@@ -68,19 +68,13 @@ def heldout_samples(target: str) -> Tensor:
     return get_target(target).sample(TEST_SIZE, torch.Generator().manual_seed(TEST_SEED))
 
 
-def _mean_and_se(values: Tensor) -> tuple[float, float]:
-    """Mean and standard error (std / sqrt(n)) of a sample, as floats."""
-    values = values.double().cpu()
-    return values.mean().item(), values.std().item() / math.sqrt(len(values))
-
-
 @torch.no_grad()
 def heldout_nll(
     log_prob_fn: Callable[[Tensor], Tensor], target: str, device: torch.device | str | None = None
 ) -> tuple[float, float]:
     """Mean and standard error of -log p(x) over the test set of `target` (moved to `device`), in nats; the
     target's own log_prob gives its entropy H(pi), the best achievable test NLL."""
-    return _mean_and_se(-log_prob_fn(heldout_samples(target).to(device)))
+    return mean_and_se(-log_prob_fn(heldout_samples(target).to(device)))
 
 
 @torch.no_grad()
@@ -90,7 +84,7 @@ def heldout_kl(
     """KL(pi || p) = E_pi[log pi(x) - log p(x)] (= test NLL - H(pi)) on the test set of `target`: mean and the
     standard error of the paired differences, in nats."""
     x = heldout_samples(target)
-    return _mean_and_se(get_target(target).log_prob(x.double()) - log_prob_fn(x.to(device)).double().cpu())
+    return mean_and_se(get_target(target).log_prob(x.double()) - log_prob_fn(x.to(device)).double().cpu())
 
 
 def _register_all() -> None:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from dgm_lib.flows.autoregressive import IAF
 from dgm_lib.flows.base import Compose, Inverse, Transform, check_positive_int, check_tensor, soft_clamp
-from dgm_lib.flows.coupling import _hidden_sizes, mlp
+from dgm_lib.nets import hidden_sizes, mlp
 from dgm_lib.vae.priors import LOG_VAR_BOUND, StandardNormalPrior, gaussian_kl, standard_normal
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -76,7 +76,7 @@ class MLPEncoder(nn.Module):
         super().__init__()
         self.x_dim, self.z_dim = check_positive_int(x_dim, "x_dim"), check_positive_int(z_dim, "z_dim")
         self.x_shape = (x_dim,)
-        self.net = mlp((x_dim, *_hidden_sizes(hidden, "hidden"), 2 * z_dim), activation)
+        self.net = mlp((x_dim, *hidden_sizes(hidden, "hidden"), 2 * z_dim), activation)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mu, log_var), each (B, z_dim), for x of shape (B, x_dim) or (B, *event)."""
@@ -99,7 +99,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         self.x_shape, self.z_dim = _check_x_shape(x_shape), check_positive_int(z_dim, "z_dim")
         self.x_dim = math.prod(self.x_shape)
-        hidden = _hidden_sizes(hidden, "hidden")
+        hidden = hidden_sizes(hidden, "hidden")
         h, w = _conv_grid(self.x_shape, len(hidden))
         layers: list[nn.Module] = []
         for a, b in zip((self.x_shape[0], *hidden[:-1]), hidden):
@@ -170,7 +170,7 @@ class MLPDecoder(_Decoder):
         activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__(z_dim, x_shape, likelihood)
-        self.net = mlp((self.z_dim, *_hidden_sizes(hidden, "hidden"), self.n_out * self.x_dim), activation)
+        self.net = mlp((self.z_dim, *hidden_sizes(hidden, "hidden"), self.n_out * self.x_dim), activation)
 
     def _net(self, z: Tensor) -> Tensor:
         return self.net(z)
@@ -190,7 +190,7 @@ class ConvDecoder(_Decoder):
         activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__(z_dim, x_shape, likelihood)
-        hidden = _hidden_sizes(hidden, "hidden")
+        hidden = hidden_sizes(hidden, "hidden")
         h, w = _conv_grid(self.x_shape, len(hidden))
         layers: list[nn.Module] = [nn.Linear(self.z_dim, hidden[0] * h * w), activation()]
         layers.append(nn.Unflatten(1, (hidden[0], h, w)))

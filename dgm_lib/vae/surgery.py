@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from dgm_lib.core import mean_and_se
 from dgm_lib.flows.base import check_positive_int, check_tensor, check_vector
 from dgm_lib.vae.model import VAE
 from dgm_lib.vae.priors import PAIRWISE_CHUNK, check_gaussian, log_normal_diag
@@ -28,12 +29,6 @@ def log_q_agg(z: Tensor, mu: Tensor, log_var: Tensor) -> Tensor:
     rows = max(1, PAIRWISE_CHUNK // mu.numel())
     chunks = [torch.logsumexp(log_normal_diag(c[:, None, :], mu, log_var), 1) for c in z.split(rows)]
     return torch.cat(chunks, 0) - math.log(mu.shape[0])
-
-
-def _mean_and_se(values: Tensor) -> tuple[float, float]:
-    """Mean over data points and its standard error std / sqrt(n), as float64 Python floats."""
-    values = values.double()
-    return values.mean().item(), values.std().item() / math.sqrt(values.numel())
 
 
 @torch.no_grad()
@@ -84,6 +79,6 @@ def elbo_surgery(
     }
     out: dict[str, float] = {}
     for name in TERMS:
-        out[name], out[f"{name}_se"] = _mean_and_se(per_point[name])
+        out[name], out[f"{name}_se"] = mean_and_se(per_point[name])
     out["log_n"], out["n"] = math.log(n), n
     return out
