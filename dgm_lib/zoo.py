@@ -35,6 +35,7 @@ CONFIG_MODULES: tuple[str, ...] = (  # dotted names of the modules that call reg
     "dgm_lib.flows.energy_models",
     "dgm_lib.flows.toy_models",
     "dgm_lib.vae.pretrained",
+    "dgm_lib.dequantization_models",
 )
 
 _REGISTRY: dict[str, "Entry"] = {}
