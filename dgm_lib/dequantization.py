@@ -442,7 +442,7 @@ class VariationalDequantizer(nn.Module):
 
     def forward(self, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """(x = y + u, log q(u|y)) with u = sigmoid(g(eps; y)), eps ~ N(0, I); log q of shape (B,)."""
-        dtype = self.base._anchor.dtype
+        dtype = next(self.parameters()).dtype
         c = self._condition(y, "y", dtype)
         eps = self.base.sample(y.shape[0], generator=generator).to(c.device)
         h, log_det = self._through_couplings(eps, c, inverse=False)
@@ -508,19 +508,19 @@ class DequantizedFlow(nn.Module):
         if y.dim() < 2:
             raise ValueError(f"y must have shape (batch, *event), got {tuple(y.shape)}")
 
-    def _dequantize(self, y: Tensor, generator: torch.Generator | None, uniform: bool) -> tuple[Tensor, Tensor]:
-        """(x, log q(u|y)) from the dequantizer, or from U[0, 1]^D when `uniform` or there is none."""
-        dequantizer = self._uniform if uniform or self.dequantizer is None else self.dequantizer
-        x, log_q = dequantizer(y.to(self._dtype()), generator)
-        return x, log_q
+    def _elbo_and_log_q(self, y: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """(log p(y + u|theta) - log q(u|y), log q(u|y)) with one u ~ q; for dequantizer None (log p(y|theta), 0)."""
+        self._check_y(y)
+        y = y.to(self._dtype())
+        if self.dequantizer is None:
+            log_p = self.flow.log_prob(y)
+            return log_p, torch.zeros_like(log_p)
+        x, log_q = self.dequantizer(y, generator)
+        return self.flow.log_prob(x) - log_q, log_q
 
     def elbo(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """L = log p(y + u|theta) - log q(u|y) with one u ~ q(u|y), in nats, shape (B,); dequantizer None: log p(y|theta)."""
-        self._check_y(y)
-        if self.dequantizer is None:
-            return self.flow.log_prob(y.to(self._dtype()))
-        x, log_q = self._dequantize(y, generator, uniform=False)
-        return self.flow.log_prob(x) - log_q
+        return self._elbo_and_log_q(y, generator)[0]
 
     def log_prob_importance(self, y: Tensor, k: int = 16, generator: torch.Generator | None = None) -> Tensor:
         """log (1/k) sum_i p(y + u_i|theta) / q(u_i|y), u_i ~ q(u|y) i.i.d.: a lower bound on log P(y|theta), (B,).
@@ -530,10 +530,9 @@ class DequantizedFlow(nn.Module):
         """
         self._check_y(y)
         check_positive_int(k, "k")
-        batch = y.shape[0]
-        y_rep = y.repeat(k, *([1] * (y.dim() - 1)))
-        x, log_q = self._dequantize(y_rep, generator, uniform=False)
-        log_w = (self.flow.log_prob(x) - log_q).reshape(k, batch)
+        y_rep = y.to(self._dtype()).repeat(k, *([1] * (y.dim() - 1)))
+        x, log_q = (self._uniform if self.dequantizer is None else self.dequantizer)(y_rep, generator)
+        log_w = (self.flow.log_prob(x) - log_q).reshape(k, y.shape[0])
         return torch.logsumexp(log_w, dim=0) - math.log(k)
 
     def bits_per_dim(self, y: Tensor, k: int = 1, generator: torch.Generator | None = None) -> Tensor:
@@ -543,16 +542,9 @@ class DequantizedFlow(nn.Module):
 
     def forward(self, y: Tensor) -> dict[str, Tensor]:
         """Loss terms for fit(): loss = bpd = mean bits/dim of -elbo(y) (the training objective), log_q = mean log q(u|y)."""
-        self._check_y(y)
-        if self.dequantizer is None:
-            log_p, log_q = self.flow.log_prob(y.to(self._dtype())), None
-        else:
-            x, log_q = self._dequantize(y, None, uniform=False)
-            log_p = self.flow.log_prob(x)
-        elbo = log_p if log_q is None else log_p - log_q
+        elbo, log_q = self._elbo_and_log_q(y, None)
         loss = bits_per_dim(elbo, y[0].numel()).mean()
-        log_q_mean = log_q.mean().detach() if log_q is not None else loss.new_zeros(())
-        return {"loss": loss, "bpd": loss.detach(), "log_q": log_q_mean}
+        return {"loss": loss, "bpd": loss.detach(), "log_q": log_q.mean().detach()}
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n discrete samples y = floor(x) clamped to [0, K-1], x ~ p(x|theta) (integer-valued float tensor)."""
