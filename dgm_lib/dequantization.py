@@ -62,7 +62,9 @@ def _check_integer_valued(y: Tensor, name: str) -> None:
         frac = y != torch.round(y)
         if frac.any():
             example = y[frac].flatten()[0].item()
-            raise ValueError(f"{name} must hold integer values, got {int(frac.sum())} non-integer entries, e.g. {example}")
+            raise ValueError(
+                f"{name} must hold integer values, got {int(frac.sum())} non-integer entries, e.g. {example}"
+            )
 
 
 def check_discrete(y: Tensor, num_bins: int, name: str = "y") -> None:
@@ -206,7 +208,7 @@ def mix_logistic_log_prob(x: Tensor, logit_pi: Tensor, mu: Tensor, log_s: Tensor
 
 
 def mix_logistic_cdf(x: Tensor, logit_pi: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
-    """Mixture CDF F(x) = sum_k pi_k sigmoid((x - mu_k) / s_k), pi = softmax(logit_pi); shapes as mix_logistic_log_prob."""
+    """Mixture CDF F(x) = sum_k pi_k sigmoid((x - mu_k) / s_k), pi = softmax(logit_pi); shapes as in mix_logistic_*."""
     _check_mixture(x, "x", logit_pi, mu, log_s)
     pi = torch.softmax(logit_pi, dim=-1)
     return (pi * logistic_cdf(x.unsqueeze(-1), mu, log_s)).sum(-1)
@@ -217,10 +219,10 @@ def _log_interval_mass(
 ) -> Tensor:
     """log[F(hi) - F(lo)] of a logistic, exactly and stably, with F(lo) = 0 where open_lo and F(hi) = 1 where open_hi.
 
-    With a = (lo - mu)/s and b = (hi - mu)/s, the identity sigmoid(b) - sigmoid(a) = sigmoid(b) sigmoid(-a) (1 - e^{a-b})
-    gives log[F(hi) - F(lo)] = log sigmoid(b) + log sigmoid(-a) + log(1 - e^{-(hi - lo)/s}): three terms that are
+    With a = (lo - mu)/s, b = (hi - mu)/s, the identity sigmoid(b) - sigmoid(a) = sigmoid(b) sigmoid(-a) (1 - exp(a-b))
+    gives log[F(hi) - F(lo)] = log sigmoid(b) + log sigmoid(-a) + log(1 - e^(-(hi - lo)/s)): three terms that are
     finite with finite gradients for any mu and s (no cancellation, no underflow of the difference). An open lower
-    edge drops the last two terms' dependence on a (F(lo) = 0), an open upper edge drops log sigmoid(b) (F(hi) = 1).
+    edge (F(lo) = 0) keeps only log sigmoid(b), an open upper edge (F(hi) = 1) only log sigmoid(-a).
     """
     inv_s = _inv_scale(log_s)
     a, b = (lo - mu) * inv_s, (hi - mu) * inv_s
@@ -259,6 +261,7 @@ def discretized_mix_logistic_log_prob(
     y has shape (...), logit_pi / mu / log_s have shape (..., K) (broadcastable), P_k as discretized_logistic_log_prob.
     """
     check_discrete(y, num_bins)
+    _check_float(mu, "mu")
     _check_mixture(y.to(mu.dtype), "y", logit_pi, mu, log_s)
     log_pi = torch.log_softmax(logit_pi, dim=-1)
     return torch.logsumexp(log_pi + discretized_logistic_log_prob(y.unsqueeze(-1), mu, log_s, num_bins), dim=-1)
@@ -303,7 +306,7 @@ class MixtureOfLogistics(nn.Module):
         return mix_logistic_cdf(x, self.logit_pi, self.mu, self.log_s)
 
     def discrete_log_prob(self, y: Tensor, num_bins: int = NUM_BINS) -> Tensor:
-        """log P(y|theta) = sum_j log[F_j(y_j + 0.5) - F_j(y_j - 0.5)] with the edge rule (bins 0 and K-1 open), (B,)."""
+        """log P(y|theta) = sum_j log[F_j(y_j + 0.5) - F_j(y_j - 0.5)], edge bins 0 and K-1 open, shape (B,)."""
         self._check_x(y, "y")
         return discretized_mix_logistic_log_prob(y, self.logit_pi, self.mu, self.log_s, num_bins).sum(1)
 
@@ -423,7 +426,8 @@ class VariationalDequantizer(nn.Module):
         """c(y) = y / num_bins - 0.5 after checking y (B, *event_shape) is discrete."""
         check_discrete(y, self.num_bins, name)
         if y.dim() < 2 or y.shape[1:] != self.event_shape:
-            raise ValueError(f"{name} must have shape (batch, {', '.join(map(str, self.event_shape))}), got {tuple(y.shape)}")
+            event = ", ".join(map(str, self.event_shape))
+            raise ValueError(f"{name} must have shape (batch, {event}), got {tuple(y.shape)}")
         return y.to(dtype) / self.num_bins - 0.5
 
     def _through_couplings(self, v: Tensor, c: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
@@ -451,9 +455,9 @@ class VariationalDequantizer(nn.Module):
         return y.to(dtype) + u, log_q
 
     def log_q(self, u: Tensor, y: Tensor) -> Tensor:
-        """log q(u|y) by the inverse pass h = logit(u), eps = g^{-1}(h; y): log N(eps) + log|det dg^{-1}/dh| - sum log sigmoid'(h).
+        """log q(u|y) by the inverse pass h = logit(u), eps = g^{-1}(h; y), shape (B,).
 
-        u must lie in (0, 1)^D; shape (B,).
+        log q(u|y) = log N(eps) + log|det dg^{-1}/dh| - sum_j log sigmoid'(h_j); u must lie in (0, 1)^D.
         """
         check_tensor(u, "u")
         if (u <= 0).any() or (u >= 1).any():
@@ -486,7 +490,8 @@ class DequantizedFlow(nn.Module):
             raise TypeError(f"flow must be a Flow (with log_prob and sample), got {type(flow).__name__}")
         if dequantizer is not None and not isinstance(dequantizer, (UniformDequantizer, VariationalDequantizer)):
             raise TypeError(
-                f"dequantizer must be a UniformDequantizer, a VariationalDequantizer or None, got {type(dequantizer).__name__}"
+                "dequantizer must be a UniformDequantizer, a VariationalDequantizer or None, "
+                f"got {type(dequantizer).__name__}"
             )
         self.flow, self.dequantizer = flow, dequantizer
         self.num_bins = _check_num_bins(num_bins)
@@ -519,7 +524,7 @@ class DequantizedFlow(nn.Module):
         return self.flow.log_prob(x) - log_q, log_q
 
     def elbo(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """L = log p(y + u|theta) - log q(u|y) with one u ~ q(u|y), in nats, shape (B,); dequantizer None: log p(y|theta)."""
+        """L = log p(y + u|theta) - log q(u|y), one u ~ q(u|y), nats, shape (B,); dequantizer None: log p(y|theta)."""
         return self._elbo_and_log_q(y, generator)[0]
 
     def log_prob_importance(self, y: Tensor, k: int = 16, generator: torch.Generator | None = None) -> Tensor:
@@ -541,7 +546,7 @@ class DequantizedFlow(nn.Module):
         return bits_per_dim(log_p, y[0].numel()).mean()
 
     def forward(self, y: Tensor) -> dict[str, Tensor]:
-        """Loss terms for fit(): loss = bpd = mean bits/dim of -elbo(y) (the training objective), log_q = mean log q(u|y)."""
+        """Loss terms for fit(): loss = bpd = mean bits/dim of -elbo(y) (the training objective), log_q = mean log q."""
         elbo, log_q = self._elbo_and_log_q(y, None)
         loss = bits_per_dim(elbo, y[0].numel()).mean()
         return {"loss": loss, "bpd": loss.detach(), "log_q": log_q.mean().detach()}

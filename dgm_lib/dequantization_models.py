@@ -1,11 +1,11 @@
 """Data and zoo configs of the chapter "Dequantization": MNIST pixels and quantized 2D toys as discrete data.
 
 Zoo configs "deq_mnist_none", "deq_mnist_uniform" and "deq_mnist_variational" share one RealNVP
-(make_image_flow(depth=FLOW_DEPTH, hidden=FLOW_HIDDEN)) and one recipe (Adam, STEPS steps of BATCH_SIZE digits
-from the 4,000 training digits of load_mnist(), pixels in {0, ..., 255}); they differ only in the dequantizer:
-none (the degenerate objective log p(y|theta) at the integer points), uniform (x = y + u, u ~ U[0,1]^D) and
-variational (Flow++'s q(u|y)). `evaluate_mnist` gives the bits/dim table. Regenerate one with
-`python -m dgm_lib.zoo train deq_mnist_uniform`.
+(make_image_flow(depth=FLOW_DEPTH, hidden=FLOW_HIDDEN)) and one recipe (Adam with cosine decay and grad-norm
+clipping, STEPS steps of BATCH_SIZE digits from the 4,000 training digits of load_mnist(), pixels in
+{0, ..., 255}); they differ only in the dequantizer: none (the degenerate objective log p(y|theta) at the integer
+points), uniform (x = y + u, u ~ U[0,1]^D) and variational (Flow++'s q(u|y), depth DEQ_DEPTH).
+`evaluate_mnist` gives the bits/dim table. Regenerate one with `python -m dgm_lib.zoo train deq_mnist_uniform`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ DEQUANTIZERS = ("none", "uniform", "variational")
 
 
 def mnist_pixels(split: str = "train") -> Tensor:
-    """The digits of load_mnist(split) (the 4,000 / 1,000-digit subset) as pixel values in {0, ..., 255}: (N, 1, 28, 28)."""
+    """The digits of load_mnist(split) (4,000 train / 1,000 test) as pixel values in {0, ..., 255}, (N, 1, 28, 28)."""
     images, _ = load_mnist(split)
     return torch.round(images * (NUM_BINS - 1))
 
@@ -49,7 +49,7 @@ def mnist_pixels(split: str = "train") -> Tensor:
 def quantized_toy2d(
     name: str = "two_moons", n: int = 2000, num_bins: int = 16, generator: torch.Generator | None = None
 ) -> Tensor:
-    """n points of the 2D target `name` (dgm_lib.data.toy2d) on a num_bins x num_bins grid: y = floor((x + LIM) K / (2 LIM)).
+    """n points of the 2D target `name` (dgm_lib.data.toy2d) on a K x K grid: y = floor((x + LIM) K / (2 LIM)).
 
     [-LIM, LIM]^2 is rescaled to [0, K)^2 and floored; the few points outside are clamped to {0, ..., K-1}. Returns
     an (n, 2) integer-valued float tensor.
@@ -137,7 +137,8 @@ def _register_all() -> None:
     common = {
         "shape": list(SHAPE), "num_bins": NUM_BINS, "flow": "realnvp_checkerboard", "flow_depth": FLOW_DEPTH,
         "flow_hidden": list(FLOW_HIDDEN), "alpha": ALPHA, "steps": STEPS, "batch_size": BATCH_SIZE, "lr": LR,
-        "grad_clip": GRAD_CLIP, "schedule": "cosine", "data_seed": DATA_SEED, "data": "mnist subset train (4000 digits)",
+        "grad_clip": GRAD_CLIP, "schedule": "cosine", "data_seed": DATA_SEED,
+        "data": "mnist subset train (4000 digits)",
     }
     for dequantizer in DEQUANTIZERS:
         config = {**common, "dequantizer": dequantizer}

@@ -32,7 +32,8 @@ from dgm_lib.dequantization import (
     mix_logistic_log_prob,
     uniform_dequantize,
 )
-from dgm_lib.dequantization_models import quantized_toy2d
+from dgm_lib import zoo
+from dgm_lib.dequantization_models import build, evaluate_mnist, mnist_pixels, quantized_toy2d
 from dgm_lib.flows import Sigmoid, batch_jacobian
 from dgm_lib.training import fit
 
@@ -302,13 +303,124 @@ def test_variational_bound_beats_uniform_after_training_on_a_discrete_toy():
     results = {}
     for name in ("uniform", "variational"):
         torch.manual_seed(0)
-        deq = UniformDequantizer() if name == "uniform" else VariationalDequantizer(2, depth=2, hidden=(16,), num_bins=4)
+        deq = UniformDequantizer() if name == "uniform" else VariationalDequantizer(2, 2, (16,), num_bins=4)
         model = DequantizedFlow(make_vector_flow(2, 4, depth=2, hidden=(16,)), deq, num_bins=4)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         fit(model, optimizer, list(y.split(128)), steps=200, progress=False)
         with torch.no_grad():
             results[name] = model.bits_per_dim(y.repeat(8, 1), 1, _gen(13)).item()
     assert results["variational"] < results["uniform"] - 0.02, results  # measured 1.49 vs 1.57 bits/dim
+
+
+def test_uniform_dequantize_stays_in_the_bin_and_is_seeded():
+    y = torch.randint(0, 256, (50, 3), generator=_gen(20))
+    x = uniform_dequantize(y, _gen(21))
+    assert x.dtype == torch.float64 and torch.equal(torch.floor(x), y.double())
+    assert torch.equal(x, uniform_dequantize(y, _gen(21))) and not torch.equal(x, uniform_dequantize(y, _gen(22)))
+    assert uniform_dequantize(y.float(), _gen(21)).dtype == torch.float32
+    u = x - y
+    assert 0.4 < u.mean().item() < 0.6 and (u >= 0).all() and (u < 1).all()
+
+
+def test_a_continuous_density_on_discrete_points_has_unbounded_likelihood():
+    """The degenerate solution: logistic spikes at the integers give log p(y) ~ -log s -> +inf as s -> 0 (up to the
+    LOG_SCALE_MIN clamp), while the discrete likelihood of the same model stays <= 0."""
+    y = torch.arange(4.0).repeat(8)[:, None]  # uniform on {0, 1, 2, 3}
+    model = MixtureOfLogistics(4, dim=1)
+    values = []
+    with torch.no_grad():
+        model.mu.copy_(torch.arange(4.0)[None])
+        for log_s in (0.0, -2.0, -4.0, -6.0):
+            model.log_s.fill_(log_s)
+            values.append((model.log_prob(y).mean().item(), model.dequantized_log_prob(y).mean().item()))
+    continuous = [c for c, _ in values]
+    assert all(b > a for a, b in zip(continuous, continuous[1:]))
+    # separated spikes: p(y) = (1/4) * logistic peak 1 / (4 s), so log p(y) = -log 16 - log s
+    assert continuous[-1] == pytest.approx(-math.log(16) + 6.0, abs=1e-6)
+    assert continuous[-2] == pytest.approx(-math.log(16) + 4.0, abs=1e-3)
+    assert all(d <= 0 for _, d in values)  # a probability is at most 1
+    assert values[-1][1] < math.log(0.51)  # the spike at the bin's left edge keeps only about half of its mass
+
+
+def test_dequantized_flow_objectives_are_the_named_quantities():
+    torch.manual_seed(4)
+    y = torch.randint(0, 16, (6, 2), generator=_gen(23)).double()
+    flow = make_vector_flow(2, 16, depth=2, hidden=(8,))
+    none, uniform = DequantizedFlow(flow, None, 16), DequantizedFlow(flow, UniformDequantizer(), 16)
+    assert torch.equal(none.elbo(y), flow.log_prob(y))
+    assert torch.equal(uniform.elbo(y, _gen(24)), flow.log_prob(uniform_dequantize(y, _gen(24))))
+    # dequantizer None is evaluated with uniform u: the same number as the uniform model
+    assert torch.equal(none.log_prob_importance(y, 3, _gen(25)), uniform.log_prob_importance(y, 3, _gen(25)))
+    expected = bits_per_dim(flow.log_prob(uniform_dequantize(y, _gen(26))), 2).mean()
+    assert torch.allclose(none.bits_per_dim(y, 1, _gen(26)), expected)
+    out = none(y)
+    assert torch.allclose(out["loss"], bits_per_dim(flow.log_prob(y), 2).mean()) and out["log_q"] == 0
+
+
+def test_image_dequantizer_log_det_matches_autograd():
+    torch.manual_seed(5)
+    deq = VariationalDequantizer((2, 2, 2), depth=2, hidden=(8,), num_bins=4)
+    for p in deq.parameters():
+        p.data.normal_(0, 0.3, generator=_gen(27))
+    y = torch.randint(0, 4, (3, 2, 2, 2), generator=_gen(28)).double()
+    c = y / 4 - 0.5
+    eps = torch.randn(3, 2, 2, 2, generator=_gen(29))
+    h, log_det = deq._through_couplings(eps, c, inverse=False)
+    c_flat = c.reshape(3, -1)
+
+    def flat(e: torch.Tensor) -> torch.Tensor:  # rows of the batch are independent: per-sample Jacobian
+        images = deq._through_couplings(e.reshape(-1, 2, 2, 2), c_flat[: len(e)].reshape(-1, 2, 2, 2), False)[0]
+        return images.flatten(1)
+
+    jac = batch_jacobian(flat, eps.flatten(1))
+    assert torch.allclose(log_det, torch.linalg.slogdet(jac).logabsdet, atol=1e-9)
+    back, log_det_inv = deq._through_couplings(h, c, inverse=True)
+    assert torch.allclose(back, eps, atol=1e-10) and torch.allclose(log_det_inv, -log_det, atol=1e-10)
+
+
+def test_data_helpers():
+    pixels = mnist_pixels("test")
+    assert pixels.shape == (1000, 1, 28, 28)
+    check_discrete(pixels, 256)
+    assert pixels.max() == 255 and pixels.min() == 0
+    toy = quantized_toy2d("two_moons", 500, num_bins=16, generator=_gen(30))
+    assert toy.shape == (500, 2) and torch.equal(toy, quantized_toy2d("two_moons", 500, 16, _gen(30)))
+    check_discrete(toy, 16)
+    assert len(torch.unique(toy, dim=0)) > 20  # the moons cover many cells of the grid
+    with pytest.raises(ValueError, match="split"):
+        mnist_pixels("validation")
+    with pytest.raises(ValueError, match="num_bins"):
+        quantized_toy2d("two_moons", 10, num_bins=0)
+    with pytest.raises(ValueError, match="target"):
+        quantized_toy2d("moon", 10)
+
+
+def test_zoo_configs_share_the_flow_and_the_recipe():
+    configs = {name: zoo._entry(name) for name in ("deq_mnist_none", "deq_mnist_uniform", "deq_mnist_variational")}
+    flows = {}
+    for name, entry in configs.items():
+        assert entry.max_bytes <= 3_000_000
+        common = {k: v for k, v in entry.config.items() if not k.startswith("dequantizer")}
+        flows[name] = common
+    assert flows["deq_mnist_none"] == flows["deq_mnist_uniform"] == flows["deq_mnist_variational"]
+    model = configs["deq_mnist_variational"].build()
+    assert isinstance(model, DequantizedFlow) and isinstance(model.dequantizer, VariationalDequantizer)
+    assert configs["deq_mnist_none"].build().dequantizer is None
+
+
+def test_evaluate_mnist_columns_on_an_untrained_model():
+    torch.manual_seed(6)
+    model = build("uniform")
+    out = evaluate_mnist(model, k=4, n=8, generator=_gen(31))
+    assert set(out) == {f"bpd_{c}{se}" for c in ("objective", "elbo", "importance") for se in ("", "_se")}
+    assert all(math.isfinite(v) for v in out.values())
+    # for the uniform model the objective and the k = 1 bound are the same quantity (independent draws of u)
+    assert abs(out["bpd_objective"] - out["bpd_elbo"]) < 4 * (out["bpd_elbo_se"] + 1e-3)
+    assert out["bpd_importance"] <= out["bpd_elbo"] + 3 * out["bpd_elbo_se"]
+    with pytest.raises(TypeError, match="model"):
+        evaluate_mnist(model.flow)
+    with pytest.raises(ValueError, match="k"):
+        evaluate_mnist(model, k=0)
 
 
 # --- errors ----------------------------------------------------------------------------------------------------------
@@ -333,6 +445,10 @@ def test_errors_name_the_argument():
         mix_logistic_log_prob(torch.zeros(3), torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="y"):
         discretized_logistic_log_prob(torch.tensor([256.0]), torch.zeros(1), torch.zeros(1))
+    with pytest.raises(TypeError, match="mu"):
+        discretized_mix_logistic_log_prob(torch.tensor([1.0]), torch.zeros(1, 2), None, torch.zeros(1, 2))
+    with pytest.raises(TypeError, match="logit_pi"):
+        mix_logistic_cdf(torch.zeros(1), torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2), torch.zeros(1, 2))
     with pytest.raises(ValueError, match="y"):
         uniform_dequantize(torch.tensor([[0.5]]))
     with pytest.raises(ValueError, match="n_components"):
@@ -350,3 +466,36 @@ def test_errors_name_the_argument():
         model.elbo(torch.tensor([[16.0, 0.0]]))
     with pytest.raises(ValueError, match="k"):
         model.log_prob_importance(torch.tensor([[1.0, 0.0]]), 0)
+    with pytest.raises(ValueError, match="y must have shape"):
+        model.elbo(torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="num_bins"):
+        DequantizedFlow(make_vector_flow(2, 16), VariationalDequantizer(2, num_bins=8), num_bins=16)
+    with pytest.raises(TypeError, match="flow"):
+        DequantizedFlow(torch.nn.Linear(2, 2), None)
+    with pytest.raises(ValueError, match="n"):
+        model.sample(0)
+    with pytest.raises(TypeError, match="y"):
+        uniform_dequantize([[0.0]])
+    mixture = MixtureOfLogistics(2, dim=3)
+    for method in (mixture.log_prob, mixture.cdf, mixture.discrete_log_prob, mixture.dequantized_log_prob):
+        with pytest.raises(ValueError, match=r"\(batch, 3\)"):
+            method(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="y"):
+        mixture.discrete_log_prob(torch.full((1, 3), 0.5))
+    with pytest.raises(ValueError, match="n"):
+        mixture.sample(0)
+    with pytest.raises(ValueError, match="scale"):
+        MixtureOfLogistics(2, scale=-1.0)
+    deq = VariationalDequantizer(2, num_bins=8)
+    with pytest.raises(ValueError, match="y must have shape"):
+        deq(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="y"):
+        deq(torch.full((4, 2), 8.0))
+    with pytest.raises(ValueError, match="u must lie"):
+        deq.log_q(torch.tensor([[0.0, 0.5]]), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="depth"):
+        VariationalDequantizer(2, depth=0)
+    with pytest.raises(TypeError, match="hidden"):
+        VariationalDequantizer(2, hidden=16)
+    with pytest.raises(ValueError, match="depth"):
+        make_image_flow((1, 4, 4), depth=0)
