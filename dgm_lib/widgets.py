@@ -270,3 +270,105 @@ def sgld_explorer() -> widgets.VBox:
         a=widgets.SelectionSlider(options=[0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100], value=0.03,
                                   description="scale a", style=style),
     )
+
+
+# The dequantization explorer of the chapter "Dequantization": a fixed density on [0, 1] (a mixture of logistics
+# with a narrow third peak) quantized to K = 2^b bins; nothing is trained, every number is a quadrature.
+DEQUANTIZATION_DENSITY = {"weights": (0.45, 0.35, 0.2), "means": (0.22, 0.55, 0.83), "scales": (0.05, 0.08, 0.012)}
+DEQUANTIZATION_NOISES = {"uniform": "uniform U[0, 1]", "beta": "Beta(2, 2) bump", "optimal": "optimal p(u|y)"}
+
+
+def quantized_density(bits: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """The explorer's density at b bits, in float64: (log p(x) on x in [0, K), the continuous model truncated to
+    [0, K) and renormalized; Pi(y) = int_0^1 p(y + u) du over the K = 2^b bins, i.e. the model's own discretization)."""
+    from dgm_lib.dequantization import mix_logistic_cdf, mix_logistic_log_prob
+
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 12:
+        raise ValueError(f"bits must be an int in 1..12, got {bits!r}")
+    k = 2**bits
+    dt = torch.float64
+    logit_pi = torch.tensor(DEQUANTIZATION_DENSITY["weights"], dtype=dt).log()
+    mu = k * torch.tensor(DEQUANTIZATION_DENSITY["means"], dtype=dt)
+    log_s = (k * torch.tensor(DEQUANTIZATION_DENSITY["scales"], dtype=dt)).log()
+    cdf = mix_logistic_cdf(torch.arange(k + 1, dtype=dt), logit_pi, mu, log_s)
+    log_z = (cdf[-1] - cdf[0]).log()
+
+    def log_prob(x: torch.Tensor) -> torch.Tensor:
+        return mix_logistic_log_prob(x, logit_pi, mu, log_s) - log_z
+
+    return log_prob, (cdf[1:] - cdf[:-1]) / (cdf[-1] - cdf[0])
+
+
+def _noise_log_q(noise: str, u: torch.Tensor, log_p: torch.Tensor, log_pi: torch.Tensor) -> torch.Tensor:
+    """log q(u|y) of the explorer's noise: uniform 0, Beta(2, 2) log 6u(1-u), optimal log p(y + u) - log Pi(y)
+    (u, log p(y + u) and log Pi(y) broadcast together)."""
+    if noise == "uniform":
+        return torch.zeros_like(u)
+    if noise == "beta":
+        return math.log(6.0) + u.log() + (1 - u).log()
+    if noise == "optimal":
+        return log_p - log_pi
+    raise ValueError(f"noise must be one of {sorted(DEQUANTIZATION_NOISES)}, got {noise!r}")
+
+
+@lru_cache(maxsize=None)
+def dequantization_bits(bits: int, noise: str, points: int = 2**15) -> tuple[float, float]:
+    """(H(Pi), the bound) in bits/dim for the explorer's density at b bits and the noise q(u|y): the bound is
+    -E_Pi E_q[log p(y + u) - log q(u|y)] / ln 2 by the midpoint rule on `points` nodes in total (>= 16 per bin)."""
+    from dgm_lib.dequantization import bits_per_dim
+
+    log_prob, pi = quantized_density(bits)
+    k = len(pi)
+    m = max(16, points // k)
+    u = (torch.arange(m, dtype=torch.float64) + 0.5) / m
+    log_p = log_prob((torch.arange(k, dtype=torch.float64)[:, None] + u).flatten()).reshape(k, m)
+    log_q = _noise_log_q(noise, u.expand(k, m), log_p, pi.log()[:, None])
+    bound = (pi * (log_q.exp() * (log_p - log_q)).mean(1)).sum()
+    entropy = -(pi * pi.log()).sum()
+    return float(bits_per_dim(-entropy, 1)), float(bits_per_dim(bound, 1))
+
+
+def dequantization_explorer() -> widgets.VBox:
+    """Pick the number of bits b of a quantized 1D density (K = 2^b bins) and the dequantization noise q(u|y): the
+    discrete histogram Pi(y), the dequantized density pi(x) = Pi(y) q(x - y|y) against the continuous model p(x),
+    and the bits/dim of the variational bound (uniform noise: the uniform bound) against the exact entropy H(Pi)."""
+
+    def draw(bits: int, noise: str) -> None:
+        log_prob, pi = quantized_density(bits)
+        k = len(pi)
+        entropy, bound = dequantization_bits(bits, noise)
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+        axes[0].bar(torch.arange(k).numpy(), pi.numpy(), width=1.0, align="edge", linewidth=0.5,
+                    edgecolor="white" if k <= 32 else None)
+        axes[0].set(xlabel="$y$", ylabel="$\\Pi(y)$", xlim=(0, k),
+                    title=f"data $\\Pi(y)$, K = $2^{{{bits}}}$ = {k} bins: H = {entropy:.3f} bits")
+        x = torch.linspace(0, k, max(2001, 8 * k + 1), dtype=torch.float64)[:-1]
+        y = x.floor()
+        u = (x - y).clamp(min=1e-9)
+        log_p = log_prob(x)
+        log_q = _noise_log_q(noise, u, log_p, pi.log()[y.long()])
+        axes[1].plot(x.numpy(), (pi.log()[y.long()] + log_q).exp().numpy(), lw=1.2,
+                     label="$\\pi(x) = \\Pi(y)\\, q(x - y|y)$")
+        axes[1].plot(x.numpy(), log_p.exp().numpy(), "--", color="black", lw=1, label="model $p(x)$")
+        what = "q(u|y) = p(y + u) / P(y)" if noise == "optimal" else DEQUANTIZATION_NOISES[noise]
+        axes[1].set(xlabel="$x = y + u$", ylabel="density", xlim=(0, k),
+                    title=f"noise {what}\nbound {bound:.3f} bits/dim, gap {round(bound - entropy, 3) + 0.0:.3f}")
+        axes[1].legend(loc="upper left", fontsize=9)
+        all_bits = list(range(1, 9))
+        for name, color in (("uniform", "C0"), ("beta", "C1")):
+            gaps = [dequantization_bits(b, name)[1] - dequantization_bits(b, name)[0] for b in all_bits]
+            axes[2].semilogy(all_bits, gaps, "o--", color=color, label=DEQUANTIZATION_NOISES[name])
+        if noise != "optimal":
+            axes[2].semilogy([bits], [bound - entropy], "*", ms=16, color="C3", label="this setting")
+        axes[2].set(xlabel="bits b", ylabel="bound - H($\\Pi$) (bits/dim)",
+                    title="gap of the bound to the exact entropy\n(optimal q: gap 0 at every b)")
+        axes[2].legend(loc="lower left", fontsize=9)
+        fig.tight_layout()
+
+    return explorer(
+        draw,
+        bits=widgets.IntSlider(value=3, min=1, max=8, description="bits b", style={"description_width": "initial"}),
+        noise=widgets.ToggleButtons(options=[(label, name) for name, label in DEQUANTIZATION_NOISES.items()],
+                                    value="uniform", description="noise q(u|y)",
+                                    style={"description_width": "initial", "button_width": "auto"}),
+    )
