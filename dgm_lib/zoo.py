@@ -36,6 +36,7 @@ CONFIG_MODULES: tuple[str, ...] = (  # dotted names of the modules that call reg
     "dgm_lib.flows.toy_models",
     "dgm_lib.vae.pretrained",
     "dgm_lib.dequantization_models",
+    "dgm_lib.metrics",
     "dgm_lib.diffusion.pretrained",
 )
 

@@ -1,0 +1,236 @@
+"""Frechet distance and FID on the features of a small MNIST classifier shipped in the zoo (no Inception download).
+
+FID (Heusel et al., NeurIPS 2017; eq. 4 of the diffusion lecture) fits a Gaussian to the features of real and of
+generated images and measures FID = ||mu_r - mu_g||^2 + Tr(Sigma_r + Sigma_g - 2 (Sigma_r Sigma_g)^{1/2}).
+Here the features are the 64 penultimate activations of `MNISTClassifier` (zoo config "mnist_classifier",
+trained on the 4,000 training digits of load_mnist(); regenerate with `python -m dgm_lib.zoo train mnist_classifier`),
+so the numbers are on their own scale: comparable with each other at equal sample sizes, not with Inception FIDs.
+FID is biased upwards at small n, so compare models at the same n; `fid_floor()` is the real-vs-real value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dgm_lib.core import check_positive_int
+from dgm_lib.data.mnist import load_mnist
+from dgm_lib import zoo
+from dgm_lib.training import History, fit
+
+FEATURES = 64  # width of the classifier's penultimate layer, the dimension of the FID features
+SQRTM_EPS = 1e-6  # pytorch-fid's offset added to both covariances when sqrtm of their product fails
+IMAG_ATOL = 1e-3  # pytorch-fid's tolerance on the imaginary part of the diagonal of sqrtm(Sigma1 Sigma2)
+
+
+def _as_float64(value, name: str) -> np.ndarray:
+    """`value` (tensor or array-like) as a float64 NumPy array; ValueError naming `name` if it is not finite."""
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().double().numpy()
+    array = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf) of {array.size}; allowed: finite")
+    return array
+
+
+def _check_moments(mu: np.ndarray, sigma: np.ndarray, name: str) -> None:
+    """mu must be (F,) and sigma a symmetric (F, F) matrix."""
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+        raise ValueError(f"mu{name} must have shape (F,) and sigma{name} (F, F), got {mu.shape} and {sigma.shape}")
+    if not np.allclose(sigma, sigma.T, rtol=1e-6, atol=1e-10 * max(1.0, np.abs(sigma).max())):
+        raise ValueError(f"sigma{name} must be a symmetric covariance matrix")
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64 (eq. 4; Heusel et al. 2017).
+
+    d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2}). The square root is scipy.linalg.sqrtm
+    as in pytorch-fid: when it is not finite (a singular product), both covariances get an offset 1e-6 I and the
+    root is taken again; its real part is kept, and an imaginary diagonal above 1e-3 (covariances that are not
+    positive semi-definite) is a ValueError. Accepts tensors or arrays; never returns NaN.
+    """
+    mu1, sigma1 = _as_float64(mu1, "mu1"), _as_float64(sigma1, "sigma1")
+    mu2, sigma2 = _as_float64(mu2, "mu2"), _as_float64(sigma2, "sigma2")
+    _check_moments(mu1, sigma1, "1")
+    _check_moments(mu2, sigma2, "2")
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"mu1 and mu2 must have the same number of features, got {mu1.shape} and {mu2.shape}")
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = SQRTM_EPS * np.eye(len(mu1))
+        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        imag = np.abs(np.diagonal(covmean).imag).max()
+        if imag > IMAG_ATOL:
+            raise ValueError(
+                f"sqrtm(sigma1 sigma2) has an imaginary diagonal part up to {imag:.3g} (allowed {IMAG_ATOL:g}): "
+                "sigma1 and sigma2 must be positive semi-definite covariances"
+            )
+        covmean = covmean.real
+    diff = mu1 - mu2
+    value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    if not math.isfinite(value):
+        raise ValueError(f"the Frechet distance is not finite ({value}); check the scale of the covariances")
+    return value
+
+
+def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean (F,) and unbiased covariance (F, F) of features (N, F), in float64 on the features' device.
+
+    mu = (1/N) sum_n f_n, Sigma = 1/(N - 1) sum_n (f_n - mu)(f_n - mu)^T (numpy.cov's convention, as pytorch-fid).
+    """
+    if not isinstance(features, Tensor):
+        raise TypeError(f"features must be a tensor of shape (N, F), got {type(features).__name__}")
+    if features.dim() != 2 or features.shape[0] < 2 or features.shape[1] < 1:
+        raise ValueError(f"features must have shape (N, F) with N >= 2 and F >= 1, got {tuple(features.shape)}")
+    if not torch.isfinite(features).all():
+        raise ValueError("features contains non-finite values (NaN or inf); allowed: finite")
+    f = features.detach().double()
+    mu = f.mean(dim=0)
+    centered = f - mu
+    return mu, centered.T @ centered / (len(f) - 1)
+
+
+class MNISTClassifier(nn.Module):
+    """Small CNN on MNIST digits in [0, 1]: two conv-GELU-maxpool blocks (16, 32 channels), a 64-unit layer, 10 logits.
+
+    `features(x)` are the 64 penultimate GELU activations (the FID features; GELU rather than ReLU
+    so that no unit is dead and the feature covariance has full rank); `forward(x)` the class logits.
+    """
+
+    def __init__(self, channels: tuple[int, int] = (16, 32), features: int = FEATURES, dropout: float = 0.25):
+        super().__init__()
+        c1, c2 = channels
+        self.body = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(c2 * 7 * 7, features), nn.GELU(),
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, 10))
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate activations (B, F) of images x (B, 1, 28, 28) in [0, 1]."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits (B, 10)."""
+        return self.head(self.body(x))
+
+
+EPOCHS, BATCH_SIZE, LR, DATA_SEED = 15, 64, 1e-3, 0
+CLASSIFIER_CONFIG = {
+    "channels": [16, 32], "activation": "gelu", "features": FEATURES, "dropout": 0.25, "optimizer": "adam", "lr": LR,
+    "epochs": EPOCHS, "batch_size": BATCH_SIZE, "data_seed": DATA_SEED, "data": "load_mnist('train')",
+}  # fmt: skip
+
+
+class _LabelledBatches:
+    """An epoch of shuffled (images, labels) minibatches drawn with `generator` (a data loader for fit)."""
+
+    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, generator: torch.Generator):
+        self.images, self.labels, self.batch_size, self.generator = images, labels, batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(len(self.images), generator=self.generator)
+        return zip(self.images[order].split(self.batch_size), self.labels[order].split(self.batch_size))
+
+
+def _cross_entropy(model: MNISTClassifier, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+    x, y = batch
+    return {"loss": F.cross_entropy(model(x), y)}
+
+
+def _train_classifier(model: MNISTClassifier) -> History:
+    """Adam on the cross-entropy of the 4,000 training digits, EPOCHS epochs of shuffled minibatches."""
+    images, labels = load_mnist("train")
+    data = _LabelledBatches(images, labels, BATCH_SIZE, torch.Generator().manual_seed(DATA_SEED))
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    return fit(model, optimizer, data, steps=EPOCHS * len(data), loss_fn=_cross_entropy, progress=False)
+
+
+zoo.register(
+    "mnist_classifier", build=MNISTClassifier, train=_train_classifier, config=CLASSIFIER_CONFIG, max_bytes=600_000
+)
+
+
+def _load_classifier(classifier: MNISTClassifier | None) -> MNISTClassifier:
+    """The given classifier, or the shipped zoo one (on the default device)."""
+    if classifier is None:
+        return zoo.load("mnist_classifier")
+    if not isinstance(classifier, MNISTClassifier):
+        raise TypeError(f"classifier must be an MNISTClassifier or None, got {type(classifier).__name__}")
+    return classifier
+
+
+def _check_images01(images: Tensor, name: str) -> None:
+    """images must be a finite float tensor (N, 1, 28, 28) with values in [0, 1]."""
+    if not isinstance(images, Tensor) or not images.is_floating_point():
+        kind = f"tensor of dtype {images.dtype}" if isinstance(images, Tensor) else type(images).__name__
+        raise TypeError(f"{name} must be a floating-point tensor (N, 1, 28, 28) in [0, 1], got a {kind}")
+    if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28) or len(images) == 0:
+        raise ValueError(f"{name} must have shape (N, 1, 28, 28) with N >= 1, got {tuple(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} contains non-finite values (NaN or inf); allowed: finite values in [0, 1]")
+    low, high = images.min().item(), images.max().item()
+    if low < -1e-6 or high > 1 + 1e-6:
+        raise ValueError(
+            f"{name} must have values in [0, 1], got [{low:.3g}, {high:.3g}] (map [-1, 1] images with (x + 1) / 2)"
+        )
+
+
+@torch.no_grad()
+def mnist_features(images01: Tensor, classifier: MNISTClassifier | None = None, batch_size: int = 500) -> Tensor:
+    """The classifier's penultimate features (N, F) of images (N, 1, 28, 28) in [0, 1], on the images' device.
+
+    classifier=None uses the shipped zoo "mnist_classifier"; the images are cast to its device and dtype and
+    passed through in eval mode (no dropout), batch_size at a time.
+    """
+    _check_images01(images01, "images01")
+    check_positive_int(batch_size, "batch_size")
+    net = _load_classifier(classifier)
+    was_training = net.training
+    net.eval()
+    param = next(net.parameters())
+    try:
+        out = [net.features(b.to(param.device, param.dtype)) for b in images01.split(batch_size)]
+    finally:
+        net.train(was_training)
+    return torch.cat(out).to(images01.device)
+
+
+def fid(images_a01: Tensor, images_b01: Tensor, classifier: MNISTClassifier | None = None) -> float:
+    """FID (eq. 4) between two sets of MNIST-shaped images in [0, 1] (N >= 2 each), on the classifier's features.
+
+    frechet_distance of the float64 feature_statistics of mnist_features(a) and mnist_features(b); symmetric.
+    """
+    for images, name in ((images_a01, "images_a01"), (images_b01, "images_b01")):
+        _check_images01(images, name)
+        if len(images) < 2:
+            raise ValueError(f"{name} must hold at least 2 images to estimate a covariance, got {len(images)}")
+    net = _load_classifier(classifier)
+    mu_a, sigma_a = feature_statistics(mnist_features(images_a01, net))
+    mu_b, sigma_b = feature_statistics(mnist_features(images_b01, net))
+    return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
+
+
+def fid_floor(classifier: MNISTClassifier | None = None, n_train: int | None = None) -> float:
+    """Real-vs-real FID: training digits against the 1,000 test digits of load_mnist() (n = 4000 vs 1000 by default).
+
+    What a perfect generator scores against the test digits, up to the sample-size bias: with n_train, only the
+    first n_train training digits (in the subset's mixed class order) are used, the floor of a model scored with
+    n_train samples against the test digits (it grows as n_train shrinks).
+    """
+    train = load_mnist("train")[0]
+    if n_train is not None and not 2 <= check_positive_int(n_train, "n_train") <= len(train):
+        raise ValueError(f"n_train must be in [2, {len(train)}], got {n_train}")
+    return fid(train[:n_train], load_mnist("test")[0], classifier)
