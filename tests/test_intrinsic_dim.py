@@ -402,3 +402,23 @@ def test_subspace_training_on_digits_learns_and_leaves_the_module_unchanged():
     assert all(torch.equal(p, q) for p, q in zip(net.parameters(), before))
     with pytest.raises(ValueError, match="labels must be an int64 tensor"):
         accuracy(model, images, labels.float())
+
+
+def test_sweep_command_writes_a_loadable_record(tmp_path, monkeypatch, capsys):
+    from dgm_lib import intrinsic_dim_models as idm
+
+    monkeypatch.setattr(idm, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(idm, "EPOCHS", 1)
+    monkeypatch.setitem(idm.SWEEPS, "tiny", {
+        "models": {"w8": ("fc", {"width": 8, "depth": 1})}, "dims": [5, 40], "projection": "sparse"})
+    assert idm.main(["sweep", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny w8 d = 40: test accuracy" in out and "d_int90" in out
+    record = idm.sweep_record("tiny")
+    assert record["command"] == "python -m dgm_lib.intrinsic_dim_models sweep tiny"
+    assert record["D"] == {"w8": 784 * 8 + 8 + 8 * 10 + 10} and record["dims"] == [5, 40] and record["epochs"] == 1
+    assert record["threads"] == 1 and record["torch_version"] == torch.__version__
+    result = idm.load_sweep("tiny")
+    assert isinstance(result, IntrinsicDimResult) and result.dims == [5, 40] and 0 < result.baseline <= 1
+    with pytest.raises(ValueError, match="sweep must be one of"):
+        idm.sweep_record("nope")
