@@ -10,9 +10,7 @@ points), uniform (x = y + u, u ~ U[0,1]^D) and variational (Flow++'s q(u|y), dep
 
 from __future__ import annotations
 
-import math
 from functools import partial
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -28,7 +26,7 @@ from dgm_lib.dequantization import (
     bits_per_dim,
     make_image_flow,
 )
-from dgm_lib.training import History, fit
+from dgm_lib.training import History, ShuffledBatches, fit
 from dgm_lib.zoo import register
 
 SHAPE = (1, 28, 28)
@@ -58,19 +56,6 @@ def quantized_toy2d(
     check_positive_int(num_bins, "num_bins")
     x = get_target(name).sample(n, generator)
     return torch.floor((x + LIM) * num_bins / (2 * LIM)).clamp(0, num_bins - 1)
-
-
-class ShuffledBatches:
-    """An epoch of minibatches of `data` in a fresh random order drawn with `generator` (for fit)."""
-
-    def __init__(self, data: Tensor, batch_size: int, generator: torch.Generator):
-        self.data, self.batch_size, self.generator = data, check_positive_int(batch_size, "batch_size"), generator
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.data) / self.batch_size)
-
-    def __iter__(self) -> Iterator[Tensor]:
-        return iter(self.data[torch.randperm(len(self.data), generator=self.generator)].split(self.batch_size))
 
 
 def build(dequantizer: str) -> DequantizedFlow:

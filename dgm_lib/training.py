@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from dgm_lib.core import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from dgm_lib.core import check_positive_int, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,6 +66,33 @@ class History:
             raise ValueError(f"n must be >= 1, got {n}")
         tail = self.terms[term][-n:]
         return sum(tail) / len(tail)
+
+
+class ShuffledBatches:
+    """An epoch of minibatches of `data` in a fresh random order drawn with `generator` (a data loader for fit).
+
+    With `transform`, each epoch's shuffled data becomes `transform(data, generator)` before it is split, e.g.
+    dynamic binarization x ~ Bernoulli(intensity) drawn afresh every epoch.
+    """
+
+    def __init__(
+        self,
+        data: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+        transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    ):
+        self.data, self.batch_size = data, check_positive_int(batch_size, "batch_size")
+        self.generator, self.transform = generator, transform
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        shuffled = self.data[torch.randperm(len(self.data), generator=self.generator)]
+        if self.transform is not None:
+            shuffled = self.transform(shuffled, self.generator)
+        return iter(shuffled.split(self.batch_size))
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

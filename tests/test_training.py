@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dgm_lib.core import CheckpointError, load_checkpoint, seed_everything
 from dgm_lib.data.toy2d import get_target
-from dgm_lib.training import History, NonFiniteLossError, _to_device, fit
+from dgm_lib.training import History, NonFiniteLossError, ShuffledBatches, _to_device, fit
 
 
 class Net(nn.Module):
@@ -251,3 +251,16 @@ def test_argument_errors():
     one_shot = (torch.randn(4, 2) for _ in range(2))
     with pytest.raises(ValueError, match="one-shot generator"):
         fit(model, optimizer, one_shot, steps=3, progress=False)
+
+
+def test_shuffled_batches_cover_the_data_once_per_epoch_in_a_fresh_order():
+    data = torch.arange(10.0)
+    batches = ShuffledBatches(data, 4, torch.Generator().manual_seed(0))
+    first, second = list(batches), list(batches)
+    assert len(batches) == 3 and [len(b) for b in first] == [4, 4, 2]
+    assert torch.equal(torch.cat(first).sort().values, data) and torch.equal(torch.cat(second).sort().values, data)
+    assert not torch.equal(torch.cat(first), torch.cat(second))
+    doubled = ShuffledBatches(data, 4, torch.Generator().manual_seed(0), lambda x, g: 2 * x)
+    assert torch.equal(torch.cat(list(doubled)), 2 * torch.cat(first))
+    with pytest.raises(ValueError, match="batch_size"):
+        ShuffledBatches(data, 0, torch.Generator())

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dgm_lib import zoo
-from dgm_lib.training import fit
+from dgm_lib.training import ShuffledBatches, fit
 from dgm_lib.vae import VAE, MLPDecoder, MLPEncoder, StandardNormalPrior, VampPrior, elbo_surgery, gaussian_kl
 from dgm_lib.vae import pretrained
 
@@ -48,7 +48,7 @@ def test_binarized_mnist_is_fixed_and_binary(mnist_test):
 
 def test_binarized_batches_shuffle_and_redraw_every_epoch():
     images = torch.rand(250, 1, 28, 28)
-    data = pretrained.BinarizedBatches(images, 100, torch.Generator().manual_seed(0))
+    data = ShuffledBatches(images, 100, torch.Generator().manual_seed(0), pretrained._binarize)
     first, second = list(data), list(data)
     assert len(data) == len(first) == 3 and [len(b) for b in first] == [100, 100, 50]
     assert set(torch.cat(first).unique().tolist()) == {0.0, 1.0}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -20,7 +19,7 @@ from torch import Tensor
 from dgm_lib.data.mnist import load_mnist
 from dgm_lib.flows.builders import make_maf
 from dgm_lib.flows.base import check_positive_int
-from dgm_lib.training import History, fit
+from dgm_lib.training import History, ShuffledBatches, fit
 from dgm_lib.vae.model import VAE, IAFPosterior, MLPDecoder, MLPEncoder
 from dgm_lib.vae.priors import FlowPrior, MoGPrior, StandardNormalPrior, VampPrior
 from dgm_lib.vae.surgery import elbo_surgery
@@ -40,18 +39,9 @@ def binarized_mnist(split: str = "test", seed: int = TEST_SEED) -> Tensor:
     return torch.bernoulli(images, generator=torch.Generator().manual_seed(seed))
 
 
-class BinarizedBatches:
-    """An epoch of shuffled minibatches of `images`, each pixel binarized afresh: x ~ Bernoulli(intensity) (for fit)."""
-
-    def __init__(self, images: Tensor, batch_size: int, generator: torch.Generator):
-        self.images, self.batch_size, self.generator = images, check_positive_int(batch_size, "batch_size"), generator
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
-
-    def __iter__(self) -> Iterator[Tensor]:
-        order = torch.randperm(len(self.images), generator=self.generator)
-        return iter(torch.bernoulli(self.images[order], generator=self.generator).split(self.batch_size))
+def _binarize(images: Tensor, generator: torch.Generator) -> Tensor:
+    """Dynamic binarization: x ~ Bernoulli(pixel intensity), drawn afresh every epoch."""
+    return torch.bernoulli(images, generator=generator)
 
 
 def _build(prior: str) -> VAE:
@@ -79,7 +69,7 @@ def _train(model: VAE, epochs: int = EPOCHS, progress: bool = False) -> History:
         pick = torch.randperm(len(images), generator=generator)[: model.prior.n_pseudo]
         with torch.no_grad():
             model.prior.pseudo_inputs.copy_(images[pick])
-    data = BinarizedBatches(images, BATCH_SIZE, generator)
+    data = ShuffledBatches(images, BATCH_SIZE, generator, _binarize)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     return fit(model, optimizer, data, steps=epochs * len(data), generator=generator, progress=progress)
 
