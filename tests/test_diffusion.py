@@ -313,3 +313,20 @@ def test_zoo_configs_registered():
             "ddpm_unet_default"} <= names
     model = pretrained.build_ddpm("model2")
     assert model.T == 18300 and model.net.time.T == 18300
+
+
+def test_study_helpers(tmp_path):
+    from dgm_lib.diffusion import study
+
+    log = tmp_path / "train.log"
+    log.write_text(
+        "COMMAND: nohup bash -c 'train all'\nddpm_default: saved /x/ddpm_default.pt (1 bytes)\n"
+        "\tElapsed (wall clock) time (h:mm:ss or m:ss): 4:05.50\n"
+        "cold_blur: saved /x/cold_blur.pt (1 bytes)\n\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03\n"
+    )
+    command, times = study.training_times(log)
+    assert command == "nohup bash -c 'train all'" and times == {"ddpm_default": 245.5, "cold_blur": 3723.0}
+    assert study.training_times(tmp_path / "missing.log") == (None, {})
+    pixels = study.as_uint8(torch.tensor([-1.0, -0.5, 1.0, 3.0]).reshape(1, 1, 2, 2))
+    assert pixels.dtype.name == "uint8" and pixels.tolist() == [[[0, 64], [255, 255]]]
+    assert set(study.CAPTURE) == set(pretrained.CONFIGS)
