@@ -239,6 +239,14 @@ def test_black_image_starts_give_identical_samples(float64):
     assert (varied - varied[:1]).abs().amax() > 1e-3
 
 
+def test_hybrid_naive_sampler_equals_algorithm4(float64):
+    """With the noise re-estimated from x_t, x_t - D(x0_hat, t) = 0, so Algorithm 4 reduces to x_{t-1} = D(x0_hat, t-1)."""
+    torch.manual_seed(0)
+    model = ColdDiffusion(ReportCNN(T=15), HybridDegradation(0.7, T=15)).double()
+    start = model.degradation(torch.rand(3, 1, 28, 28), 15, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model.sample(start), model.sample_naive(start), rtol=0, atol=1e-9)
+
+
 def test_cold_loss_and_hybrid_noise(float64):
     x = torch.rand(6, 1, 28, 28) * 2 - 1
     model = ColdDiffusion(Oracle(x), BlurDegradation(T=10))
