@@ -68,8 +68,10 @@ class Projection(nn.Module):
     def __init__(self, D: int, d: int, seed: int = 0):
         super().__init__()
         _check_dims(D, d)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int in [0, 2**63), got {type(seed).__name__} {seed!r}")
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be an int in [0, 2**63), got {seed}")
         self.D, self.d, self.seed = D, d, seed
 
     def _generator(self) -> torch.Generator:

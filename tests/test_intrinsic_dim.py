@@ -312,8 +312,10 @@ def test_projection_errors():
         make_projection("gaussian", 10, 2)
     with pytest.raises(ValueError, match="d must be at most D"):
         DenseProjection(10, 11)
-    with pytest.raises(ValueError, match="seed must be an int"):
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*63\), got -1"):
         SparseProjection(10, 2, seed=-1)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        FastfoodProjection(10, 2, seed=1.5)
     with pytest.raises(ValueError, match="use projection='sparse' or 'fastfood'"):
         DenseProjection(MAX_MATRIX_ENTRIES // 10 + 1, 10)
     big = FastfoodProjection(199_210, 1000)
@@ -422,3 +424,28 @@ def test_sweep_command_writes_a_loadable_record(tmp_path, monkeypatch, capsys):
     assert isinstance(result, IntrinsicDimResult) and result.dims == [5, 40] and 0 < result.baseline <= 1
     with pytest.raises(ValueError, match="sweep must be one of"):
         idm.sweep_record("nope")
+
+
+def test_shipped_sweeps_match_the_recipe_and_resolve_d_int90():
+    from functools import partial
+
+    from dgm_lib import intrinsic_dim_models as idm
+
+    for name, spec in idm.SWEEPS.items():
+        record = idm.sweep_record(name)
+        assert record["command"] == f"python -m dgm_lib.intrinsic_dim_models sweep {name}"
+        assert (record["dims"], record["projection"]) == (spec["dims"], spec["projection"])
+        recipe = (record["epochs"], record["batch_size"], record["lr_direct"], record["lr_subspace"], record["seed"])
+        assert recipe == (idm.EPOCHS, idm.BATCH_SIZE, idm.LR, idm.SUBSPACE_LR, idm.SEED), name
+        assert record["threads"] == 1 and record["wall_time_s"] < 900, name  # one thread, about 10 minutes at most
+        loaded = idm.load_sweep(name)
+        results = loaded if isinstance(loaded, dict) else {next(iter(spec["models"])): loaded}
+        assert set(results) == set(spec["models"]) == set(record["D"])
+        for key, result in results.items():
+            model, kwargs = spec["models"][key]
+            assert record["D"][key] == idm.num_parameters(partial(idm.MODELS[model], **kwargs)())
+            assert result.baseline_kind == "direct" and 0.9 < result.baseline <= 1, (name, key, result.baseline)
+            assert all(0 <= s <= 1 for s in result.scores)
+            # the grid brackets the threshold: d_int90 exists and is not the grid's smallest d
+            assert result.d_int90 is not None and result.d_int90 > result.dims[0], (name, key, result)
+    assert idm.sweep_record("fc")["D"] == {"fc": 199_210} and idm.sweep_record("lenet")["D"] == {"lenet": 44_426}
