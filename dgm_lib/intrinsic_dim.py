@@ -303,7 +303,7 @@ class ToyProblem(nn.Module):
 
 @dataclass
 class IntrinsicDimResult:
-    """A sweep over d: scores[k] is the performance at dims[k]; d_int90 the smallest d with score >= fraction * baseline.
+    """A sweep over d: scores[k] is the score at dims[k]; d_int90 the smallest d with score >= fraction * baseline.
 
     baseline_kind "direct": the baseline is the directly trained model's score; "fixed": a given number.
     d_int90 is None when no d of the sweep reaches the threshold.

@@ -1,4 +1,4 @@
-"""MNIST classifiers, their direct and subspace training, and the precomputed d sweeps of the chapter "Intrinsic dimension".
+"""MNIST classifiers, their direct and subspace training, and the precomputed d sweeps of chapter "Intrinsic dimension".
 
 Models of Li, Farkhoor, Liu, Yosinski (ICLR 2018): the fully connected 784-200-200-10 network (D = 199,210) and
 LeNet (D = 44,426), trained on the 4,000 / 1,000 digit subset of load_mnist(). A sweep trains one subspace model
@@ -73,7 +73,8 @@ def _check_data(images: Tensor, labels: Tensor) -> None:
     if not isinstance(images, Tensor) or not images.is_floating_point() or images.dim() < 2:
         raise TypeError(f"images must be a floating-point tensor (N, ...), got {getattr(images, 'shape', images)!r}")
     if not isinstance(labels, Tensor) or labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
-        raise ValueError(f"labels must be an int64 tensor of shape ({len(images)},), got {getattr(labels, 'shape', labels)}")
+        got = getattr(labels, "shape", labels)
+        raise ValueError(f"labels must be an int64 tensor of shape ({len(images)},), got {got}")
 
 
 def _first_parameter(model: nn.Module) -> Tensor:
@@ -92,7 +93,8 @@ def train_classifier(
     """Minimise the mean cross-entropy of `model` on data = (images, labels) with Adam for `epochs` epochs.
 
     Minibatches are reshuffled every epoch with `generator`; works for a plain model (all D parameters) and a
-    SubspaceModule (theta_d only); the data follow the model's device and dtype. Returns the model, trained in place (fit raises on a non-finite loss).
+    SubspaceModule (theta_d only); the data follow the model's device and dtype. Returns the model, trained in
+    place (fit raises on a non-finite loss).
     """
     images, labels = data
     _check_data(images, labels)

@@ -32,7 +32,7 @@ def group_sums() -> torch.Tensor:
 
 
 def subspace_minimum(model: SubspaceModule) -> float:
-    """min over theta_d of J(theta_0 + P theta_d), in closed form: J is quadratic, the minimum is a least-squares residual."""
+    """min over theta_d of J(theta_0 + P theta_d) in closed form: J is quadratic, so it is a least-squares residual."""
     A, P = group_sums(), model.projection.matrix()
     M, r = A @ P, 1 - A @ model.theta_0
     x = torch.linalg.lstsq(M, r, driver="gelsd").solution
