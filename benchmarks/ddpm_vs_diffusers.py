@@ -184,12 +184,13 @@ def main() -> None:
     floor = metrics.fid_floor(classifier, n_train=args.n_samples)
     rows = []
     for c in contenders:
-        samples = to_unit(torch.cat(c.samples))
-        rows.append((c, statistics.median(c.step_seconds[args.warmup :]) * 1e3,
-                     statistics.median(c.step_wall_seconds[args.warmup :]) * 1e3,
-                     c.sample_seconds / args.n_samples, statistics.fmean(c.losses[-100:]),
-                     metrics.fid(samples, test, classifier)))  # fmt: skip
-    ref = next((r for r in rows if r[0].library == "diffusers"), rows[-1])
+        rows.append({
+            "contender": c, "ms": statistics.median(c.step_seconds[args.warmup :]) * 1e3,
+            "ms_wall": statistics.median(c.step_wall_seconds[args.warmup :]) * 1e3,
+            "per_image": c.sample_seconds / args.n_samples, "loss": statistics.fmean(c.losses[-100:]),
+            "fid": metrics.fid(to_unit(torch.cat(c.samples)), test, classifier),
+        })  # fmt: skip
+    ref = next((r for r in rows if r["contender"].library == "diffusers"), rows[-1])
 
     print(
         f"MNIST subset ({len(mnist_images('train'))} training digits in [-1, 1]), batch {args.batch_size}, Adam lr "
@@ -204,9 +205,11 @@ def main() -> None:
                "loss (last 100)", "FID", "step ÷ diffusers", "sampling ÷ diffusers", "FID − diffusers")
     print("| " + " | ".join(columns) + " |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for c, ms, ms_wall, per_image, loss, fid in rows:
-        print(f"| {c.library} | {c.model} | {c.parameters:,} | {c.mflops():.1f} | {ms:.1f} | {ms_wall:.1f} | {per_image:.3f} | "
-              f"{loss:.4f} | {fid:.1f} | {ms / ref[1]:.2f} | {per_image / ref[3]:.2f} | {fid - ref[5]:+.1f} |")
+    for r in rows:
+        c = r["contender"]
+        print(f"| {c.library} | {c.model} | {c.parameters:,} | {c.mflops():.1f} | {r['ms']:.1f} | {r['ms_wall']:.1f} | "
+              f"{r['per_image']:.3f} | {r['loss']:.4f} | {r['fid']:.1f} | {r['ms'] / ref['ms']:.2f} | "
+              f"{r['per_image'] / ref['per_image']:.2f} | {r['fid'] - ref['fid']:+.1f} |")
 
 
 if __name__ == "__main__":
