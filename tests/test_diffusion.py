@@ -1,4 +1,4 @@
-"""dgm_lib.diffusion: schedules (eq. 5-6), DDPM (eq. 3, Algorithms 1-2), cold diffusion (eq. 7, Algorithms 3-4), nets."""
+"""dgm_lib.diffusion: schedules (eq. 5-6), DDPM (eq. 3, Algorithms 1-2), cold diffusion (eq. 7, Algorithms 3-4)."""
 
 import math
 
@@ -240,7 +240,7 @@ def test_black_image_starts_give_identical_samples(float64):
 
 
 def test_hybrid_naive_sampler_equals_algorithm4(float64):
-    """With the noise re-estimated from x_t, x_t - D(x0_hat, t) = 0, so Algorithm 4 reduces to x_{t-1} = D(x0_hat, t-1)."""
+    """With the noise re-estimated from x_t, x_t - D(x0_hat, t) = 0: Algorithm 4 reduces to x_{t-1} = D(x0_hat, t-1)."""
     torch.manual_seed(0)
     model = ColdDiffusion(ReportCNN(T=15), HybridDegradation(0.7, T=15)).double()
     start = model.degradation(torch.rand(3, 1, 28, 28), 15, torch.Generator().manual_seed(0))
@@ -338,3 +338,22 @@ def test_study_helpers(tmp_path):
     pixels = study.as_uint8(torch.tensor([-1.0, -0.5, 1.0, 3.0]).reshape(1, 1, 2, 2))
     assert pixels.dtype.name == "uint8" and pixels.tolist() == [[[0, 64], [255, 255]]]
     assert set(study.CAPTURE) == set(pretrained.CONFIGS)
+
+
+@pytest.mark.parametrize("name", sorted(pretrained.CONFIGS))
+def test_shipped_weights_beat_the_untrained_network(name, one_thread):
+    """Each zoo checkpoint: under the 2 MB budget, and its Algorithm 1/3 loss on 256 test digits (same t and noise for
+    both) is less than a third of the untrained network's."""
+    path = zoo.checkpoint_path(name)
+    assert path.stat().st_size < 2_000_000
+    trained = zoo.load(name, train_if_missing=False, device="cpu")
+    build = pretrained.CONFIGS[name][0]
+    torch.manual_seed(0)
+    untrained = build().eval()
+    x = mnist_images("test")[:256]
+    with torch.no_grad():
+        losses = []
+        for model in (trained, untrained):
+            torch.manual_seed(1)
+            losses.append(model(x)["loss"].item())
+    assert losses[0] < losses[1] / 3, losses

@@ -176,12 +176,13 @@ class DegradedPrior(nn.Module):
 
 
 class ColdDiffusion(nn.Module):
-    """A restorer R(x_t, t) = net(x_t, t) that predicts the clean image x from D(x, t), t an int64 tensor (B,) in 1..T."""
+    """A restorer R(x_t, t) = net(x_t, t) predicting the clean image x from D(x, t), t an int64 tensor (B,) in 1..T."""
 
     def __init__(self, net: nn.Module, degradation: BlurDegradation | HybridDegradation):
         super().__init__()
         if not isinstance(degradation, (BlurDegradation, HybridDegradation)):
-            raise TypeError(f"degradation must be a BlurDegradation or HybridDegradation, got {type(degradation).__name__}")
+            kind = type(degradation).__name__
+            raise TypeError(f"degradation must be a BlurDegradation or HybridDegradation, got {kind}")
         self.net, self.degradation = net, degradation
 
     @property
@@ -200,7 +201,7 @@ class ColdDiffusion(nn.Module):
         return self.net(x_t, timesteps(t, len(x_t), self.T, x_t.device))
 
     def _degrade_pair(self, x0_hat: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """(D(x0_hat, t), D(x0_hat, t - 1)); for the hybrid both with the noise estimated from x_t (Bansal et al. 2023)."""
+        """(D(x0_hat, t), D(x0_hat, t - 1)); the hybrid's both use the noise estimated from x_t (Bansal et al. 2023)."""
         d = self.degradation
         if isinstance(d, BlurDegradation):
             return d(x0_hat, t), d(x0_hat, t - 1)
@@ -249,7 +250,9 @@ class ColdDiffusion(nn.Module):
         return self._run(x_T, capture, improved=True)
 
     @torch.no_grad()
-    def degraded_prior(self, x_train: Tensor, rank: int = 16, generator: torch.Generator | None = None) -> DegradedPrior:
+    def degraded_prior(
+        self, x_train: Tensor, rank: int = 16, generator: torch.Generator | None = None
+    ) -> DegradedPrior:
         """DegradedPrior fitted to D(x_train, T) (the hybrid's noise drawn with `generator`)."""
         check_tensor(x_train, "x_train")
         d = self.degradation

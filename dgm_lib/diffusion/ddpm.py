@@ -21,7 +21,8 @@ def timesteps(t: int | Tensor, n: int, T: int, device: torch.device, low: int = 
     """`t` (an int, or an integer tensor of shape () or (n,)) as an int64 tensor (n,) on `device`, checked in low..T."""
     if isinstance(t, Tensor):
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.dim() > 1 or t.numel() not in (1, n):
-            raise ValueError(f"t must be an int or an integer tensor of shape () or ({n},), got {t.dtype} {tuple(t.shape)}")
+            got = f"{t.dtype} {tuple(t.shape)}"
+            raise ValueError(f"t must be an int or an integer tensor of shape () or ({n},), got {got}")
         t = t.to(device=device, dtype=torch.int64).reshape(-1).expand(n)
     elif isinstance(t, bool) or not isinstance(t, int):
         raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__} {t!r}")
@@ -67,7 +68,7 @@ class DDPM(nn.Module):
         return alpha.sqrt() * x + (1 - alpha).sqrt() * eps
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Algorithm 1: t ~ U{1..T}, eps ~ N(0, I), loss = mean over pixels of (g_t[sqrt(a_t) x + sqrt(1-a_t) eps] - eps)^2."""
+        """Algorithm 1: t ~ U{1..T}, eps ~ N(0, I), loss = pixel mean of (g_t[sqrt(a_t) x + sqrt(1-a_t) eps] - eps)^2"""
         check_tensor(x, "x")
         t = torch.randint(1, self.T + 1, (len(x),), device=x.device)
         eps = torch.randn_like(x)
@@ -113,7 +114,7 @@ class DDPM(nn.Module):
     def forward_trajectory(
         self, x: Tensor, steps: int | Sequence[int], generator: torch.Generator | None = None
     ) -> Tensor | dict[int, Tensor]:
-        """Iterate the forward Markov chain (eq. 1-2), z_t = sqrt(1 - beta_t) z_{t-1} + sqrt(beta_t) eps_t, from z_{-1} = x.
+        """Iterate the forward chain (eq. 1-2) z_t = sqrt(1 - beta_t) z_{t-1} + sqrt(beta_t) eps_t from z_{-1} = x.
 
         The chain starts with the report's extra index t = 0 (z_0 = sqrt(1 - beta_0) x + sqrt(beta_0) eps_0), so that
         z_t ~ N(sqrt(alpha_t) x, (1 - alpha_t) I) with eq. 6's alpha_t, which eq. 3 samples in one go. `steps` an int:

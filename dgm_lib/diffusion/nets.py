@@ -1,4 +1,4 @@
-"""Networks g_t[z_t, phi_t] for 28 x 28 images: the report's CNN and a small UNet, both with a sinusoidal time embedding.
+"""Networks g_t[z_t, phi_t] for 28 x 28 images: the report's CNN and a small UNet, with a sinusoidal time embedding.
 
 Both take (x (B, C, H, W), t int64 (B,)) and see t only through t / T, with T fixed at construction.
 """
@@ -103,7 +103,9 @@ class UNet(nn.Module):
     """A small UNet for 28 x 28 images: one ResBlock per level at widths `channels` (28 -> 14 -> ...), a middle
     ResBlock, skip connections by concatenation, GroupNorm and a time embedding in every ResBlock."""
 
-    def __init__(self, channels: Sequence[int] = (32, 64), T: int = 1000, n_time_features: int = 16, in_channels: int = 1):
+    def __init__(
+        self, channels: Sequence[int] = (32, 64), T: int = 1000, n_time_features: int = 16, in_channels: int = 1
+    ):
         super().__init__()
         channels = hidden_sizes(channels, "channels")
         self.in_channels = check_positive_int(in_channels, "in_channels")
@@ -118,7 +120,9 @@ class UNet(nn.Module):
             for a, b in zip(channels[:-1], channels[1:])
         )
         self.up = nn.ModuleList(ResBlock(2 * c, c, time_dim) for c in channels[:-1])
-        self.out = nn.Sequential(nn.GroupNorm(min(8, channels[0]), channels[0]), nn.SiLU(), nn.Conv2d(channels[0], in_channels, 3, padding=1))
+        self.out = nn.Sequential(
+            nn.GroupNorm(min(8, channels[0]), channels[0]), nn.SiLU(), nn.Conv2d(channels[0], in_channels, 3, padding=1)
+        )
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """(B, C, H, W), t (B,) -> (B, C, H, W); H must be divisible by 2^(len(channels) - 1)."""

@@ -1,4 +1,4 @@
-"""Zoo configs of the chapter "DDPM vs blur": the report's four DDPM configs, cold diffusion with blur and the hybrid, a UNet.
+"""Zoo configs of the chapter "DDPM vs blur": the report's four DDPM configs, cold diffusion (blur, hybrid), a UNet.
 
 ddpm_default, ddpm_model1, ddpm_model2 (T = 18300) and ddpm_model2_t1000 are the report's CNN (ReportCNN, hidden
 16, 32, 32, 16, kernel KERNEL_SIZE) with the linear schedules of PRESETS; cold_blur and cold_hybrid are the same CNN
@@ -72,10 +72,12 @@ CONFIGS: dict[str, tuple[Callable[[], nn.Module], dict]] = {
     },
     "cold_blur": (partial(build_cold, False), {"kind": "cold", "net": "report_cnn", "degradation": "blur"}),
     "cold_hybrid": (
-        partial(build_cold, True), {"kind": "cold", "net": "report_cnn", "degradation": "hybrid", "noise_scale": NOISE_SCALE}
+        partial(build_cold, True),
+        {"kind": "cold", "net": "report_cnn", "degradation": "hybrid", "noise_scale": NOISE_SCALE},
     ),
     "ddpm_unet_default": (
-        build_unet, {"kind": "ddpm", "net": "unet", "channels": list(UNET_CHANNELS), "schedule": list(PRESETS["default"])}
+        build_unet,
+        {"kind": "ddpm", "net": "unet", "channels": list(UNET_CHANNELS), "schedule": list(PRESETS["default"])},
     ),
 }
 

@@ -1,9 +1,10 @@
 """Noise schedules of a DDPM: beta_t, the signal fraction alpha_t and the SNR, indexed t = 0..T as the report's code.
 
 Linear schedule (report eq. 5): beta_t = (beta_2 - beta_1) t / T + beta_1 for t = 0, ..., T, and (eq. 6)
-alpha_t = exp(sum_{i=0}^t log(1 - beta_i)) = prod_{i=0}^t (1 - beta_i), so that z_t = sqrt(alpha_t) x + sqrt(1 - alpha_t) eps
-(eq. 3). Note the sum starts at i = 0: alpha_t carries one extra factor (1 - beta_0) compared with eq. 3's
-prod_{s=1}^t, exactly like the report's code (Ho et al. 2020; Prince 2023, ch. 18). Training and sampling use t = 1..T.
+alpha_t = exp(sum_{i=0}^t log(1 - beta_i)) = prod_{i=0}^t (1 - beta_i), so that
+z_t = sqrt(alpha_t) x + sqrt(1 - alpha_t) eps (eq. 3). Note the sum starts at i = 0: alpha_t carries one extra
+factor (1 - beta_0) compared with eq. 3's prod_{s=1}^t, exactly like the report's code (Ho et al. 2020; Prince 2023,
+ch. 18). Training and sampling use t = 1..T.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class NoiseSchedule(nn.Module):
         bad = ~(torch.isfinite(beta64) & (beta64 > 0) & (beta64 < 1))
         if bad.any():
             t = int(bad.nonzero()[0])
-            raise ValueError(f"beta_t must lie in the open interval (0, 1) for every t, got beta_{t} = {beta64[t].item()!r}")
+            value = beta64[t].item()
+            raise ValueError(f"beta_t must lie in the open interval (0, 1) for every t, got beta_{t} = {value!r}")
         alpha64 = torch.exp(torch.cumsum(torch.log1p(-beta64), dim=0))
         dtype = torch.get_default_dtype()
         self.register_buffer("beta", beta64.to(dtype))
@@ -63,21 +65,23 @@ class NoiseSchedule(nn.Module):
         return float(self.alpha[-1])
 
     def extra_repr(self) -> str:
-        return f"T={self.T}, beta_0={float(self.beta[0]):.3g}, beta_T={float(self.beta[-1]):.3g}, alpha_T={self.signal_left():.3g}"
+        first, last = float(self.beta[0]), float(self.beta[-1])
+        return f"T={self.T}, beta_0={first:.3g}, beta_T={last:.3g}, alpha_T={self.signal_left():.3g}"
 
 
 def linear_schedule(beta1: float = 1e-4, beta2: float = 0.02, T: int = 1000) -> NoiseSchedule:
     """The report's linear schedule (eq. 5): beta_t = (beta2 - beta1) t / T + beta1, t = 0..T (Ho et al. 2020)."""
     _check_T(T)
     for name, value in (("beta1", beta1), ("beta2", beta2)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value < 1:
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not number or not math.isfinite(value) or not 0 < value < 1:
             raise ValueError(f"{name} must be a finite number in the open interval (0, 1), got {value!r}")
     t = torch.arange(T + 1, dtype=torch.float64)
     return NoiseSchedule((beta2 - beta1) * t / T + beta1)
 
 
 def cosine_schedule(T: int = 1000, s: float = 0.008) -> NoiseSchedule:
-    """Nichol & Dhariwal (2021): abar_t = f(t)/f(0), f(t) = cos^2(pi/2 (t/T + s)/(1 + s)), beta_t = 1 - abar_t/abar_{t-1}.
+    """Nichol & Dhariwal (2021): abar_t = f(t)/f(0), f(t) = cos^2(pi/2 (t/T + s)/(1 + s)), beta_t = 1 - abar_t/abar_t-1.
 
     beta_t is clipped at 0.999 (t = T would give 1); the report's extra index t = 0 gets beta_0 = beta_1, so
     alpha_t = (1 - beta_1) abar_t.
