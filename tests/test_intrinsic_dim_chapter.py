@@ -133,3 +133,39 @@ def test_exercise_checks_accept_the_solutions(name, fn, capsys):
 def test_exercise_checks_reject_typical_mistakes(name, fn, capsys):
     assert not check(name, fn)
     assert "❌" in capsys.readouterr().out
+
+
+# The widget's closed-form subspace optimum (also the chapter's numerical check) and the widget itself.
+
+
+def test_toy_subspace_optimum_matches_least_squares_and_gradient_optimality():
+    from dgm_lib.widgets import toy_subspace_optimum
+
+    t0 = theta_0(2)
+    for d in (3, 9, 10, 14):
+        P = make_projection("dense", 1000, d, seed=d).matrix().to(DT)
+        theta_d, j_min = toy_subspace_optimum(t0, P)
+        assert theta_d.dtype == DT and theta_d.shape == (d,)
+        assert toy_objective(t0 + P @ theta_d).item() == pytest.approx(j_min, rel=1e-10, abs=1e-18)
+        assert j_min == pytest.approx(subspace_minimum(t0, P), rel=1e-9, abs=1e-18)
+        x = (t0 + P @ theta_d).requires_grad_(True)
+        (grad,) = torch.autograd.grad(toy_objective(x), x)
+        assert (P.T @ grad).abs().max().item() < 1e-8  # stationary in the subspace
+    with pytest.raises(ValueError, match="theta_0 must have shape"):
+        toy_subspace_optimum(torch.zeros(999, dtype=DT), torch.zeros(999, 3, dtype=DT))
+
+
+def test_intrinsic_dimension_explorer_draws_default_and_redraws():
+    import matplotlib.pyplot as plt
+
+    from dgm_lib.widgets import intrinsic_dimension_explorer
+
+    box = intrinsic_dimension_explorer()
+    controls = box.children[0].children
+    assert [c.value for c in controls] == [9, "dense", 0]
+    before = len(plt.get_fignums())
+    assert before >= 1
+    controls[0].value = 10
+    controls[1].value = "fastfood"
+    assert len(plt.get_fignums()) == before + 2
+    plt.close("all")
