@@ -289,6 +289,23 @@ def toy_objective(theta: Tensor) -> Tensor:
     return (1 - sums).pow(2).sum(-1)
 
 
+def toy_subspace_optimum(theta_0: Tensor, P: Tensor) -> tuple[Tensor, float]:
+    """argmin over theta_d of the toy objective J(theta_0 + P theta_d) and its minimum J_min, by least squares.
+
+    J(theta_0 + P theta_d) = ||b - A P theta_d||^2 with A the 10 x 1000 group-sum matrix and b = 1 - A theta_0, so
+    theta_d* is the minimum-norm least-squares solution and J_min = ||(I - Pi) b||^2, Pi the projection onto the
+    columns of A P (Li et al. 2018, toy problem; the chapter's theorem thm-toy-dint). theta_0 (1000,), P (1000, d).
+    """
+    size, groups = TOY_GROUPS * TOY_GROUP_SIZE, (TOY_GROUPS, TOY_GROUP_SIZE)
+    if theta_0.shape != (size,) or P.dim() != 2 or P.shape[0] != size:
+        raise ValueError(f"theta_0 must have shape ({size},) and P ({size}, d), got {tuple(theta_0.shape)} and "
+                         f"{tuple(P.shape)}")
+    AP = P.unflatten(0, groups).sum(1)
+    b = 1 - theta_0.unflatten(0, groups).sum(1)
+    theta_d = torch.linalg.pinv(AP) @ b
+    return theta_d, float((b - AP @ theta_d).square().sum())
+
+
 class ToyProblem(nn.Module):
     """The toy objective as a module: 1000 native parameters theta ~ N(0, I) (random init), forward() = J(theta)."""
 

@@ -510,26 +510,10 @@ def blur_schedule_explorer() -> widgets.VBox:
 
 # The intrinsic-dimension explorer of the chapter "Intrinsic dimension": the lecture's toy problem, solved in closed
 # form in random subspaces (the minimum that subspace training converges to).
-def toy_subspace_optimum(theta_0: torch.Tensor, P: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """argmin over theta_d of the toy objective J(theta_0 + P theta_d) and its minimum J_min, by least squares.
-
-    J(theta_0 + P theta_d) = ||b - A P theta_d||^2 with A the 10 x 1000 group-sum matrix and b = 1 - A theta_0, so
-    theta_d* is the minimum-norm least-squares solution and J_min = ||(I - Pi) b||^2, Pi the projection onto the
-    columns of A P (Li et al. 2018, toy problem; the chapter's theorem thm-toy-dint). theta_0 (1000,), P (1000, d).
-    """
-    if theta_0.shape != (1000,) or P.dim() != 2 or P.shape[0] != 1000:
-        raise ValueError(f"theta_0 must have shape (1000,) and P (1000, d), got {tuple(theta_0.shape)} and "
-                         f"{tuple(P.shape)}")
-    AP = P.unflatten(0, (10, 100)).sum(1)
-    b = 1 - theta_0.unflatten(0, (10, 100)).sum(1)
-    theta_d = torch.linalg.pinv(AP) @ b
-    return theta_d, float((b - AP @ theta_d).square().sum())
-
-
 @lru_cache(maxsize=None)
 def _toy_optima(projection: str, seed: int) -> tuple[torch.Tensor, list[tuple[torch.Tensor, float]]]:
     """theta_0 of the seeded ToyProblem (float64) and, for d = 1..20, the subspace optimum (P theta_d*, J_min)."""
-    from dgm_lib.intrinsic_dim import ToyProblem, make_projection
+    from dgm_lib.intrinsic_dim import ToyProblem, make_projection, toy_subspace_optimum
 
     theta_0 = ToyProblem(generator=torch.Generator().manual_seed(seed)).theta.detach().double()
     optima = []

@@ -139,7 +139,7 @@ def test_exercise_checks_reject_typical_mistakes(name, fn, capsys):
 
 
 def test_toy_subspace_optimum_matches_least_squares_and_gradient_optimality():
-    from dgm_lib.widgets import toy_subspace_optimum
+    from dgm_lib.intrinsic_dim import toy_subspace_optimum
 
     t0 = theta_0(2)
     for d in (3, 9, 10, 14):
