@@ -33,7 +33,6 @@ from dgm_lib.diffusion.ddpm import DDPM
 N_SAMPLES, N_TRAJECTORIES, SEED, LOSS_BLOCK, LOSS_LAST = 40, 4, 0, 50, 100  # n: the whole study in ~15 min, one thread
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 JSON_PATH, NPZ_PATH = DATA_DIR / "diffusion_study.json", DATA_DIR / "diffusion_samples.npz"
-TRAIN_LOG = Path("/tmp/setup/diffusion_train.log")
 DEFAULT_STEPS = (1000, 750, 500, 250, 100, 50, 10, 5, 1)  # the report's appendix tables (sample timesteps)
 CAPTURE: dict[str, tuple[int, ...]] = {
     "ddpm_default": DEFAULT_STEPS,
@@ -64,9 +63,9 @@ def training_record(name: str) -> dict:
     }
 
 
-def training_times(log: Path) -> tuple[str | None, dict[str, float]]:
+def training_times(log: Path | None) -> tuple[str | None, dict[str, float]]:
     """The training command (the log's first "COMMAND: ..." line) and each config's wall seconds (/usr/bin/time -v)."""
-    if not log.is_file():
+    if log is None or not log.is_file():
         return None, {}
     command, times, name = None, {}, None
     for line in log.read_text().splitlines():
@@ -121,7 +120,7 @@ def sample_model(name: str, n: int) -> dict[str, tuple[Tensor, dict[int, Tensor]
     return out
 
 
-def run(names: Sequence[str], n: int, log: Path = TRAIN_LOG) -> tuple[dict, dict[str, np.ndarray]]:
+def run(names: Sequence[str], n: int, log: Path | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """Sample and score every config in `names`; returns the JSON record and the NPZ arrays."""
     from dgm_lib.metrics import fid, fid_floor
 
@@ -156,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dgm_lib.diffusion.study", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=N_SAMPLES, help="samples per model and mode")
     parser.add_argument("--configs", nargs="+", default=list(CAPTURE), metavar="NAME")
-    parser.add_argument("--train-log", type=Path, default=TRAIN_LOG)
+    parser.add_argument("--train-log", type=Path, default=None, help="log of the zoo trainings (time -v output)")
     parser.add_argument("--json", type=Path, default=JSON_PATH)
     parser.add_argument("--npz", type=Path, default=NPZ_PATH)
     args = parser.parse_args(argv)
