@@ -223,6 +223,35 @@ def fid(images_a01: Tensor, images_b01: Tensor, classifier: MNISTClassifier | No
     return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
 
 
+@torch.no_grad()
+def confident_share(images01: Tensor, threshold: float = 0.9, classifier: MNISTClassifier | None = None) -> float:
+    """Share of images the classifier labels with confidence max_k p(k | x) >= threshold.
+
+    For real test digits the shipped classifier gives about 0.94 at 0.9; a generator's samples that look like
+    digits come close. Read it next to FID: speckle can be labelled confidently too.
+
+    Args:
+        images01: images (N, 1, 28, 28) in [0, 1].
+        threshold: confidence in (0, 1).
+        classifier: an MNISTClassifier, or None for the shipped zoo one.
+
+    Returns:
+        The share in [0, 1].
+    """
+    _check_images01(images01, "images01")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    net = _load_classifier(classifier)
+    was_training = net.training
+    net.eval()
+    param = next(net.parameters())
+    try:
+        probs = torch.cat([net(b.to(param.device, param.dtype)).softmax(-1) for b in images01.split(500)])
+    finally:
+        net.train(was_training)
+    return float((probs.max(-1).values >= threshold).double().mean())
+
+
 def fid_floor(classifier: MNISTClassifier | None = None, n_train: int | None = None) -> float:
     """Real-vs-real FID: training digits against the 1,000 test digits of load_mnist() (n = 4000 vs 1000 by default).
 

@@ -39,6 +39,7 @@ class History:
     """Every loss term at every step: `terms[name][k]` is the value at step k + 1."""
 
     terms: dict[str, list[float]] = field(default_factory=dict)
+    evaluations: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def append(self, values: Mapping[str, float]) -> None:
         """Record one step; every step must report the same terms."""
@@ -47,6 +48,11 @@ class History:
             raise ValueError(f"loss terms changed {changed} at step {len(self) + 1}")
         for name, value in values.items():
             self.terms.setdefault(name, []).append(float(value))
+
+    def record_evaluation(self, step: int, values: Mapping[str, float]) -> None:
+        """Record the metrics of an evaluation after `step`: `evaluations[name]` is a list of [step, value]."""
+        for name, value in values.items():
+            self.evaluations.setdefault(name, []).append([step, float(value)])
 
     def __len__(self) -> int:
         return len(next(iter(self.terms.values()), []))
@@ -153,6 +159,21 @@ def _guarded_backward(
     return values, None
 
 
+def _evaluated(model: nn.Module, evaluate: Callable[[nn.Module], Mapping[str, float]]) -> dict[str, float]:
+    """evaluate(model) in eval mode without gradients; the global RNG states are restored afterwards."""
+    rng = get_rng_state()
+    model.eval()
+    try:
+        with torch.no_grad():
+            values = evaluate(model)
+    finally:
+        model.train()
+        set_rng_state(rng)
+    if not isinstance(values, Mapping):
+        raise TypeError(f"evaluate must return a dict of metrics, got {type(values).__name__}")
+    return {name: float(value) for name, value in values.items()}
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -168,6 +189,8 @@ def fit(
     generator: torch.Generator | None = None,
     scheduler: Any = None,
     grad_clip: float | None = None,
+    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    evaluate_every: int = 1000,
 ) -> History:
     """Train `model` for `steps` optimizer steps over the batches of `data` (re-iterated every epoch).
 
@@ -179,7 +202,9 @@ def fit(
     steps and at the end; with `resume`, an existing checkpoint (whose config must equal `config`) is
     continued exactly (see the module docstring for the data contract). A non-finite term raises
     NonFiniteLossError naming the step and the term; the last good checkpoint stays on disk and is
-    restored into model, optimizer and scheduler.
+    restored into model, optimizer and scheduler. With `evaluate`, `evaluate(model)` runs every
+    `evaluate_every` steps and at the end (eval mode, no gradients, global RNG states restored afterwards so
+    the training stream is unchanged); its metrics go to `history.evaluations` (e.g. FID during training).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
@@ -187,6 +212,10 @@ def fit(
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}")
+    if isinstance(evaluate_every, bool) or not isinstance(evaluate_every, int) or evaluate_every < 1:
+        raise ValueError(f"evaluate_every must be a positive int, got {evaluate_every!r}")
+    if evaluate is not None and not callable(evaluate):
+        raise TypeError(f"evaluate must be a callable model -> dict of metrics or None, got {type(evaluate).__name__}")
     if isinstance(data, torch.Tensor):
         raise TypeError("data must be an iterable of batches (e.g. a DataLoader or x.split(batch_size)), not a tensor")
 
@@ -204,6 +233,7 @@ def fit(
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "step": step,
             "history": history.terms,
+            "evaluations": history.evaluations,
             "position": position,
             "epoch_rng": epoch_rng,
             "rng": get_rng_state(generator),
@@ -220,7 +250,8 @@ def fit(
 
     if path is not None and resume and path.exists():
         state = restore()
-        history, step, position = History(state["history"]), state["step"], state["position"]
+        history = History(state["history"], state.get("evaluations", {}))
+        step, position = state["step"], state["position"]
         epoch_rng, last_good = state["epoch_rng"], step
         if step >= steps:
             return history
@@ -268,6 +299,8 @@ def fit(
             history.append(values)
             bar.set_postfix({name: f"{value:.4g}" for name, value in values.items()}, refresh=False)
             bar.update(1)
+            if evaluate is not None and (step % evaluate_every == 0 or step == steps):
+                history.record_evaluation(step, _evaluated(model, evaluate))
             if path is not None and (step % checkpoint_every == 0 or step == steps):
                 save()
                 last_good = step

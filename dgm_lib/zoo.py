@@ -53,6 +53,7 @@ class Entry:
     config: dict
     max_bytes: int
     seed: int = 0
+    resumable: bool = False
 
     @property
     def file_config(self) -> dict:
@@ -68,11 +69,14 @@ def register(
     config: dict,
     max_bytes: int,
     seed: int = 0,
+    resumable: bool = False,
 ) -> Entry:
     """Register config `name`: `build()` makes the untrained model, `train(model)` trains it in place.
 
     `config` must record everything that determines the weights (checked on load); `max_bytes` is the
-    size budget of the checkpoint; training starts with `seed_everything(seed)`. Registering a name again
+    size budget of the checkpoint; training starts with `seed_everything(seed)`. A `resumable` recipe takes
+    `train(model, checkpoint_path=p)` and keeps its full training state (optimizer, RNG, data position) at
+    `p` = resume_path(name), so a long training stopped midway continues exactly. Registering a name again
     with the same config and budget replaces the entry (re-running a notebook cell); otherwise ValueError.
     """
     if not isinstance(name, str) or not name.isidentifier():
@@ -81,7 +85,7 @@ def register(
         raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
     if not callable(build) or not callable(train):
         raise TypeError(f"build and train must be callables, got {type(build).__name__} and {type(train).__name__}")
-    entry = Entry(name, build, train, config, max_bytes, seed)
+    entry = Entry(name, build, train, config, max_bytes, seed, resumable)
     old = _REGISTRY.get(name)
     if old is not None and (old.file_config, old.max_bytes) != (entry.file_config, entry.max_bytes):
         raise ValueError(f"zoo config {name!r} is already registered with a different config or max_bytes")
@@ -119,26 +123,36 @@ def checkpoint_path(name: str, directory: str | os.PathLike | None = None) -> Pa
     return (Path(directory) if directory is not None else checkpoint_dir()) / f"{name}.pt"
 
 
-def _train(entry: Entry, device: torch.device) -> tuple[nn.Module, dict]:
+def resume_path(name: str, directory: str | os.PathLike | None = None) -> Path:
+    """Where a resumable recipe keeps the full training state of config `name` (resume/NAME.pt)."""
+    return (Path(directory) if directory is not None else checkpoint_dir()) / "resume" / f"{name}.pt"
+
+
+def _train(entry: Entry, device: torch.device, directory: str | os.PathLike | None) -> tuple[nn.Module, dict]:
     """Seed, build and train on `device`, then restore the caller's RNG states; returns model and checkpoint state."""
     caller_rng = get_rng_state()
     try:
         seed_everything(entry.seed)
         model = entry.build().to(device)
-        history = entry.train(model)
+        if entry.resumable:
+            history = entry.train(model, checkpoint_path=resume_path(entry.name, directory))
+        else:
+            history = entry.train(model)
     finally:
         set_rng_state(caller_rng)
     state = {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "history": history.terms if isinstance(history, History) else None,
     }
+    if isinstance(history, History) and history.evaluations:
+        state["evaluations"] = history.evaluations
     return model.eval(), state
 
 
 def train(name: str, *, device: torch.device | str | None = None, directory: str | os.PathLike | None = None) -> Path:
     """Train config `name` with its recipe and save the weights atomically (CheckpointError if over max_bytes)."""
     entry = _entry(name)
-    _, state = _train(entry, torch.device(device) if device is not None else get_device())
+    _, state = _train(entry, torch.device(device) if device is not None else get_device(), directory)
     return save_checkpoint(checkpoint_path(name, directory), state, entry.file_config, max_bytes=entry.max_bytes)
 
 
@@ -157,7 +171,7 @@ def load(
         if not train_if_missing:
             raise CheckpointError(f"checkpoint {path}: file not found (run: python -m dgm_lib.zoo train {name})")
         print(f"zoo: no weights for {name!r} at {path}; training it now with the registered recipe")
-        model, state = _train(entry, device)
+        model, state = _train(entry, device, directory)
         try:
             save_checkpoint(path, state, entry.file_config, max_bytes=entry.max_bytes)
         except OSError as exc:

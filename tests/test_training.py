@@ -264,3 +264,37 @@ def test_shuffled_batches_cover_the_data_once_per_epoch_in_a_fresh_order():
     assert torch.equal(torch.cat(list(doubled)), 2 * torch.cat(first))
     with pytest.raises(ValueError, match="batch_size"):
         ShuffledBatches(data, 0, torch.Generator())
+
+
+def _noisy_metric(model):
+    """An evaluation that draws from the global RNG (as sampling does) and reads the weights."""
+    assert not model.training and not torch.is_grad_enabled()
+    return {"norm": float(model.net[0].weight.norm()), "draw": float(torch.randn(()))}
+
+
+def test_evaluate_records_metrics_without_changing_the_training_stream(straight, tmp_path):
+    setup = _setup(0, 1, _global_loader)
+    history = _run(setup, STEPS, evaluate=_noisy_metric, evaluate_every=10)
+    _assert_identical(_params(setup["model"]), straight["global_loader"][0], history, straight["global_loader"][1])
+    assert [step for step, _ in history.evaluations["norm"]] == [10, 20, STEPS]
+    assert history.evaluations["norm"][-1][1] == pytest.approx(float(setup["model"].net[0].weight.norm()))
+    assert setup["model"].training  # back in train mode
+
+
+def test_evaluations_survive_resume(tmp_path):
+    path = tmp_path / "run.pt"
+    first = _setup(0, 1, Sampled)
+    _run(first, 12, checkpoint_path=path, checkpoint_every=4, evaluate=_noisy_metric, evaluate_every=5)
+    second = _setup(7, 8, Sampled)
+    history = _run(second, STEPS, checkpoint_path=path, evaluate=_noisy_metric, evaluate_every=5)
+    assert [step for step, _ in history.evaluations["norm"]] == [5, 10, 12, 15, 20, STEPS]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"evaluate": "fid"}, "evaluate must be a callable"),
+    ({"evaluate": _noisy_metric, "evaluate_every": 0}, "evaluate_every must be a positive int"),
+    ({"evaluate": lambda model: 3.0}, "evaluate must return a dict"),
+])
+def test_evaluate_errors(kwargs, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        _run(_setup(0, 1, Sampled), 3, **kwargs)
