@@ -1,10 +1,10 @@
 """Benchmark dgm_lib's UNet + DDPM against diffusers' UNet2DModel + DDPMScheduler: same data, batch, steps, threads.
 
-Both noise predictors are trained on the 4,000 training digits of dgm_lib.diffusion.mnist_images (scaled to
+Both noise predictors are trained on the 4,000 training digits of dgm_lib.data.mnist_images(split, "signed") (scaled to
 [-1, 1]) with the DDPM loss (Algorithm 1) and Adam at the same learning rate, for the same number of steps, in
 lockstep (at each step both take one step on the same batch, so they see the same machine load), on one CPU
-thread. dgm_lib's model is the zoo's ddpm_unet_default before training (pretrained.build_unet(): UNet with
-channels UNET_CHANNELS, default linear schedule beta 1e-4 -> 0.02, T = 1000); diffusers' is a UNet2DModel of
+thread. dgm_lib's model is the zoo's ddpm_unet_default before training (dgm_lib.diffusion.recipes.build_unet(): UNet with
+channels RECIPE.unet_channels, default linear schedule beta 1e-4 -> 0.02, T = 1000); diffusers' is a UNet2DModel of
 about the same parameter count (three levels of DownBlock2D / UpBlock2D, no attention) with a DDPMScheduler of
 the same betas and T, in its default configuration otherwise (clip_sample=True, variance "fixed_small").
 Both sample by T ancestral steps (Algorithm 2 / DDPMScheduler.step), in alternating chunks.
@@ -36,7 +36,8 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from dgm_lib import metrics, zoo
-from dgm_lib.diffusion import mnist_images, pretrained, to_unit
+from dgm_lib.data.mnist import mnist_images, to_unit
+from dgm_lib.diffusion import recipes
 from dgm_lib.diffusion.schedules import PRESETS
 from dgm_lib.training import ShuffledBatches
 
@@ -74,7 +75,7 @@ class Contender:
 
 
 def dgm() -> Contender:
-    ddpm = pretrained.build_unet()
+    ddpm = recipes.build_unet()
     if ddpm.T != T or not math.isclose(ddpm.schedule.beta[-1].item(), BETA2, rel_tol=1e-6):
         raise RuntimeError(f"build_unet() no longer uses the default schedule (T = {ddpm.T}); update the benchmark")
     channels = tuple(block.conv1.out_channels for block in ddpm.net.down)
@@ -174,13 +175,13 @@ def main() -> None:
         contenders.append(LIBRARIES[library]())
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    train_side_by_side(contenders, mnist_images("train"), args)
+    train_side_by_side(contenders, mnist_images("train", "signed"), args)
     train_wall = time.perf_counter() - start
     sample_side_by_side(contenders, args)
     total_wall = time.perf_counter() - start
 
     classifier = zoo.load("mnist_classifier", train_if_missing=False, device="cpu")
-    test = to_unit(mnist_images("test"))
+    test = to_unit(mnist_images("test", "signed"))
     floor = metrics.fid_floor(classifier, n_train=args.n_samples)
     rows = []
     for c in contenders:
@@ -193,7 +194,7 @@ def main() -> None:
     ref = next((r for r in rows if r["contender"].library == "diffusers"), rows[-1])
 
     print(
-        f"MNIST subset ({len(mnist_images('train'))} training digits in [-1, 1]), batch {args.batch_size}, Adam lr "
+        f"MNIST subset ({len(mnist_images('train', 'signed'))} training digits in [-1, 1]), batch {args.batch_size}, Adam lr "
         f"{args.lr}, {args.steps} steps (timing after {args.warmup} warm-up steps), linear betas {BETA1} -> {BETA2}, "
         f"T = {T} training and sampling steps, {args.n_samples} samples per library (chunks of {args.sample_batch}), "
         f"FID against the {len(test)} test digits (real-vs-real floor at n = {args.n_samples}: {floor:.1f}), "

@@ -2,8 +2,8 @@
 
 FID (Heusel et al., NeurIPS 2017; eq. 4 of the diffusion lecture) fits a Gaussian to the features of real and of
 generated images and measures FID = ||mu_r - mu_g||^2 + Tr(Sigma_r + Sigma_g - 2 (Sigma_r Sigma_g)^{1/2}).
-Here the features are the 64 penultimate activations of `MNISTClassifier` (zoo config "mnist_classifier",
-trained on the 4,000 training digits of load_mnist(); regenerate with `python -m dgm_lib.zoo train mnist_classifier`),
+Here the features are the 64 penultimate activations of `dgm_lib.nets.MNISTClassifier` (zoo config
+"mnist_classifier" of dgm_lib.recipes, trained on the 4,000 training digits of load_mnist()),
 so the numbers are on their own scale: comparable with each other at equal sample sizes, not with Inception FIDs.
 FID is biased upwards at small n, so compare models at the same n; `fid_floor()` is the real-vs-real value.
 """
@@ -11,22 +11,31 @@ FID is biased upwards at small n, so compare models at the same n; `fid_floor()`
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Callable
 
 import numpy as np
 import scipy.linalg
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from dgm_lib.core import check_positive_int
-from dgm_lib.data.mnist import load_mnist
 from dgm_lib import zoo
-from dgm_lib.training import History, fit
-
-FEATURES = 64  # width of the classifier's penultimate layer, the dimension of the FID features
+from dgm_lib.checks import check_positive_int
+from dgm_lib.core import device_of, dtype_of
+from dgm_lib.data.mnist import load_mnist
+from dgm_lib.nets import MNISTClassifier
 SQRTM_EPS = 1e-6  # pytorch-fid's offset added to both covariances when sqrtm of their product fails
 IMAG_ATOL = 1e-3  # pytorch-fid's tolerance on the imaginary part of the diagonal of sqrtm(Sigma1 Sigma2)
+
+
+def mean_and_se(values: Tensor) -> tuple[float, float]:
+    """Mean of a sample and its standard error std / sqrt(n), in float64 on the CPU, as floats.
+
+    Example:
+        >>> mean_and_se(torch.tensor([1.0, 2.0, 3.0]))
+        (2.0, 0.5773502691896258)
+    """
+    values = values.detach().double().cpu()
+    return values.mean().item(), values.std().item() / values.numel() ** 0.5
 
 
 def _as_float64(value, name: str) -> np.ndarray:
@@ -98,71 +107,6 @@ def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
     return mu, centered.T @ centered / (len(f) - 1)
 
 
-class MNISTClassifier(nn.Module):
-    """Small CNN on MNIST digits in [0, 1]: two conv-GELU-maxpool blocks (16, 32 channels), a 64-unit layer, 10 logits.
-
-    `features(x)` are the 64 penultimate GELU activations (the FID features; GELU rather than ReLU
-    so that no unit is dead and the feature covariance has full rank); `forward(x)` the class logits.
-    """
-
-    def __init__(self, channels: tuple[int, int] = (16, 32), features: int = FEATURES, dropout: float = 0.25):
-        super().__init__()
-        c1, c2 = channels
-        self.body = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(c2 * 7 * 7, features), nn.GELU(),
-        )  # fmt: skip
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, 10))
-
-    def features(self, x: Tensor) -> Tensor:
-        """Penultimate activations (B, F) of images x (B, 1, 28, 28) in [0, 1]."""
-        return self.body(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Class logits (B, 10)."""
-        return self.head(self.body(x))
-
-
-EPOCHS, BATCH_SIZE, LR, DATA_SEED = 15, 64, 1e-3, 0
-CLASSIFIER_CONFIG = {
-    "channels": [16, 32], "activation": "gelu", "features": FEATURES, "dropout": 0.25, "optimizer": "adam", "lr": LR,
-    "epochs": EPOCHS, "batch_size": BATCH_SIZE, "data_seed": DATA_SEED, "data": "load_mnist('train')",
-}  # fmt: skip
-
-
-class _LabelledBatches:
-    """An epoch of shuffled (images, labels) minibatches drawn with `generator` (a data loader for fit)."""
-
-    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, generator: torch.Generator):
-        self.images, self.labels, self.batch_size, self.generator = images, labels, batch_size, generator
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        order = torch.randperm(len(self.images), generator=self.generator)
-        return zip(self.images[order].split(self.batch_size), self.labels[order].split(self.batch_size))
-
-
-def _cross_entropy(model: MNISTClassifier, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
-    x, y = batch
-    return {"loss": F.cross_entropy(model(x), y)}
-
-
-def _train_classifier(model: MNISTClassifier) -> History:
-    """Adam on the cross-entropy of the 4,000 training digits, EPOCHS epochs of shuffled minibatches."""
-    images, labels = load_mnist("train")
-    data = _LabelledBatches(images, labels, BATCH_SIZE, torch.Generator().manual_seed(DATA_SEED))
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    return fit(model, optimizer, data, steps=EPOCHS * len(data), loss_fn=_cross_entropy, progress=False)
-
-
-zoo.register(
-    "mnist_classifier", build=MNISTClassifier, train=_train_classifier, config=CLASSIFIER_CONFIG, max_bytes=600_000
-)
-
-
 def _load_classifier(classifier: MNISTClassifier | None) -> MNISTClassifier:
     """The given classifier, or the shipped zoo one (on the default device)."""
     if classifier is None:
@@ -188,24 +132,38 @@ def _check_images01(images: Tensor, name: str) -> None:
         )
 
 
-@torch.no_grad()
-def mnist_features(images01: Tensor, classifier: MNISTClassifier | None = None, batch_size: int = 500) -> Tensor:
-    """The classifier's penultimate features (N, F) of images (N, 1, 28, 28) in [0, 1], on the images' device.
+def _classify(
+    images01: Tensor, net: MNISTClassifier, fn: Callable[[Tensor], Tensor], batch_size: int = 500
+) -> Tensor:
+    """fn(batch) for batches of images in [0, 1] cast to the classifier's device and dtype, with the
+    classifier in eval mode (no dropout, its mode restored after), concatenated."""
+    was_training = net.training
+    net.eval()
+    device, dtype = device_of(net), dtype_of(net)
+    try:
+        with torch.no_grad():
+            return torch.cat([fn(b.to(device, dtype)) for b in images01.split(batch_size)])
+    finally:
+        net.train(was_training)
 
-    classifier=None uses the shipped zoo "mnist_classifier"; the images are cast to its device and dtype and
-    passed through in eval mode (no dropout), batch_size at a time.
+
+def mnist_features(
+    images01: Tensor, classifier: MNISTClassifier | None = None, batch_size: int = 500
+) -> Tensor:
+    """The classifier's penultimate features (N, F) of images (N, 1, 28, 28) in [0, 1].
+
+    Args:
+        images01: MNIST-shaped images in [0, 1].
+        classifier: an MNISTClassifier, or None for the shipped zoo "mnist_classifier".
+        batch_size: images per forward pass (in eval mode, no dropout).
+
+    Returns:
+        The features, on the images' device.
     """
     _check_images01(images01, "images01")
     check_positive_int(batch_size, "batch_size")
     net = _load_classifier(classifier)
-    was_training = net.training
-    net.eval()
-    param = next(net.parameters())
-    try:
-        out = [net.features(b.to(param.device, param.dtype)) for b in images01.split(batch_size)]
-    finally:
-        net.train(was_training)
-    return torch.cat(out).to(images01.device)
+    return _classify(images01, net, net.features, batch_size).to(images01.device)
 
 
 def fid(images_a01: Tensor, images_b01: Tensor, classifier: MNISTClassifier | None = None) -> float:
@@ -223,7 +181,6 @@ def fid(images_a01: Tensor, images_b01: Tensor, classifier: MNISTClassifier | No
     return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
 
 
-@torch.no_grad()
 def confident_share(images01: Tensor, threshold: float = 0.9, classifier: MNISTClassifier | None = None) -> float:
     """Share of images the classifier labels with confidence max_k p(k | x) >= threshold.
 
@@ -242,13 +199,7 @@ def confident_share(images01: Tensor, threshold: float = 0.9, classifier: MNISTC
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     net = _load_classifier(classifier)
-    was_training = net.training
-    net.eval()
-    param = next(net.parameters())
-    try:
-        probs = torch.cat([net(b.to(param.device, param.dtype)).softmax(-1) for b in images01.split(500)])
-    finally:
-        net.train(was_training)
+    probs = _classify(images01, net, lambda b: net(b).softmax(-1))
     return float((probs.max(-1).values >= threshold).double().mean())
 
 

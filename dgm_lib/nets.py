@@ -1,16 +1,25 @@
-"""Plain networks shared by the models: the MLP used by flow conditioners, VAE encoders/decoders and the BNNs."""
+"""Networks shared by the topics: the MLP of flow conditioners, VAEs and BNNs; the MNIST classifier of FID."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
-from dgm_lib.core import check_positive_int
+FEATURES = 64  # width of the MNIST classifier's penultimate layer: the dimension of the FID features
 
 
 def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Linear-activation-...-Linear network through the given layer sizes."""
+    """Linear-activation-...-Linear network through the given layer sizes.
+
+    Example:
+        >>> mlp([2, 16, 1])
+        Sequential(
+          (0): Linear(in_features=2, out_features=16, bias=True)
+          (1): ReLU()
+          (2): Linear(in_features=16, out_features=1, bias=True)
+        )
+    """
     layers: list[nn.Module] = []
     for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
@@ -19,10 +28,30 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Seque
     return nn.Sequential(*layers)
 
 
-def hidden_sizes(hidden: Sequence[int], name: str) -> tuple[int, ...]:
-    """`hidden` as a tuple of positive ints, or a TypeError/ValueError naming `name`."""
-    if isinstance(hidden, int) or not all(isinstance(h, int) and not isinstance(h, bool) for h in hidden):
-        raise TypeError(f"{name} must be a tuple of positive ints (hidden sizes), got {hidden!r}")
-    for k, h in enumerate(hidden):
-        check_positive_int(h, f"{name}[{k}]")
-    return tuple(hidden)
+class MNISTClassifier(nn.Module):
+    """Small CNN on MNIST digits in [0, 1]: two conv-GELU-maxpool blocks, a 64-unit layer, 10 logits.
+
+    `features(x)` are the 64 penultimate GELU activations (the FID features; GELU rather than ReLU
+    so that no unit is dead and the feature covariance has full rank); `forward(x)` the logits.
+    The zoo config "mnist_classifier" (dgm_lib.recipes) trains it.
+    """
+
+    def __init__(
+        self, channels: tuple[int, int] = (16, 32), features: int = FEATURES, dropout: float = 0.25
+    ):
+        super().__init__()
+        c1, c2 = channels
+        self.body = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(c2 * 7 * 7, features), nn.GELU(),
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, 10))
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate activations (B, F) of images x (B, 1, 28, 28) in [0, 1]."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits (B, 10)."""
+        return self.head(self.body(x))

@@ -1,13 +1,14 @@
-"""fit(): the one training loop (progress bar, history of loss terms, checkpoints, exact resume, NaN guard).
+"""fit(): the one training loop (progress bar, history, checkpoints, exact resume, NaN guard).
 
-Data contract for exact resume. `data` is re-iterated once per epoch (`iter(data)`). All of its randomness
-must come either from `generator` (passed to `fit`, used by the data only) or from the global torch RNG at the
-start of an epoch (e.g. a shuffling DataLoader without a generator). A checkpoint stores the RNG states taken
-just before `iter(data)` of the current epoch, the number of batches drawn from it, and the RNG states after
-the last step; resuming restores the first, re-creates the epoch and skips the drawn batches, then restores
-the second. On CPU a resumed run is then bit-for-bit the uninterrupted one. The model's own randomness
-(dropout, reparameterization noise) may use the global RNG freely. Skipped batches are drawn again
-(cheap for sampled data; a DataLoader loads them again without running the model).
+Data contract for exact resume. `data` is re-iterated once per epoch (`iter(data)`). All of its
+randomness must come either from `generator` (passed to `fit`, used by the data only) or from the
+global torch RNG at the start of an epoch (e.g. a shuffling DataLoader without a generator). A
+checkpoint stores the RNG states taken just before `iter(data)` of the current epoch, the number of
+batches drawn from it, and the RNG states after the last step; resuming restores the first,
+re-creates the epoch and skips the drawn batches, then restores the second. On CPU a resumed run is
+then bit-for-bit the uninterrupted one. The model's own randomness (dropout, reparameterization
+noise) may use the global RNG freely. Skipped batches are drawn again (cheap for sampled data; a
+DataLoader loads them again without running the model).
 """
 
 from __future__ import annotations
@@ -20,23 +21,38 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from dgm_lib.core import check_positive_int, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from dgm_lib.checks import check_positive_int
+from dgm_lib.core import device_of, get_rng_state, set_rng_state
+from dgm_lib.io import load_checkpoint, save_checkpoint
+
+LossFn = Callable[[nn.Module, Any], Mapping[str, Tensor]]
+Evaluate = Callable[[nn.Module], Mapping[str, float]]
 
 
 class NonFiniteLossError(RuntimeError):
     """A loss term or the gradient norm became NaN/inf; the optimizer was not stepped."""
 
-    def __init__(self, message: str, step: int, term: str, value: float, history: "History"):
+    def __init__(self, message: str, step: int, term: str, value: float, history: History):
         super().__init__(message)
         self.step, self.term, self.value, self.history = step, term, value, history
 
 
 @dataclass
 class History:
-    """Every loss term at every step: `terms[name][k]` is the value at step k + 1."""
+    """Every loss term at every step: `terms[name][k]` is the value at step k + 1.
+
+    `evaluations[name]` lists [step, value] pairs of the metrics `FitOptions.evaluate` returned.
+
+    Example:
+        >>> history = History()
+        >>> history.append({"loss": 2.0})
+        >>> history.append({"loss": 1.0})
+        >>> len(history), history.last("loss", n=2)
+        (2, 1.5)
+    """
 
     terms: dict[str, list[float]] = field(default_factory=dict)
     evaluations: dict[str, list[list[float]]] = field(default_factory=dict)
@@ -50,7 +66,7 @@ class History:
             self.terms.setdefault(name, []).append(float(value))
 
     def record_evaluation(self, step: int, values: Mapping[str, float]) -> None:
-        """Record the metrics of an evaluation after `step`: `evaluations[name]` is a list of [step, value]."""
+        """Record the metrics of an evaluation after `step`: `evaluations[name]` gains [step, value]."""
         for name, value in values.items():
             self.evaluations.setdefault(name, []).append([step, float(value)])
 
@@ -75,35 +91,106 @@ class History:
 
 
 class ShuffledBatches:
-    """An epoch of minibatches of `data` in a fresh random order drawn with `generator` (a data loader for fit).
+    """An epoch of minibatches of `data` in a fresh random order drawn with `generator` (for fit).
 
-    With `transform`, each epoch's shuffled data becomes `transform(data, generator)` before it is split, e.g.
-    dynamic binarization x ~ Bernoulli(intensity) drawn afresh every epoch.
+    `data` is a tensor, or a tuple of tensors of equal length (e.g. images and labels) shuffled
+    together, giving tuple batches. With `transform`, each epoch's shuffled tensor becomes
+    `transform(data, generator)` before it is split, e.g. dynamic binarization x ~ Bernoulli(p).
+
+    Example:
+        >>> batches = ShuffledBatches(torch.arange(5.0), 2, torch.Generator().manual_seed(0))
+        >>> [len(b) for b in batches]
+        [2, 2, 1]
     """
 
     def __init__(
         self,
-        data: torch.Tensor,
+        data: Tensor | tuple[Tensor, ...],
         batch_size: int,
         generator: torch.Generator,
-        transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     ):
+        if isinstance(data, tuple) and transform is not None:
+            raise ValueError("transform applies to a tensor of data, not to a tuple of tensors")
         self.data, self.batch_size = data, check_positive_int(batch_size, "batch_size")
         self.generator, self.transform = generator, transform
 
-    def __len__(self) -> int:
-        return math.ceil(len(self.data) / self.batch_size)
+    def _size(self) -> int:
+        return len(self.data[0]) if isinstance(self.data, tuple) else len(self.data)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        shuffled = self.data[torch.randperm(len(self.data), generator=self.generator)]
+    def __len__(self) -> int:
+        return math.ceil(self._size() / self.batch_size)
+
+    def __iter__(self) -> Iterator[Tensor | tuple[Tensor, ...]]:
+        order = torch.randperm(self._size(), generator=self.generator)
+        if isinstance(self.data, tuple):
+            return zip(*(t[order].split(self.batch_size) for t in self.data))
+        shuffled = self.data[order]
         if self.transform is not None:
             shuffled = self.transform(shuffled, self.generator)
         return iter(shuffled.split(self.batch_size))
 
 
+def adam_cosine(
+    model: nn.Module, lr: float, steps: int
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """Adam(lr) and a cosine decay of its learning rate to 0 over `steps` scheduler steps.
+
+    lr_t = lr (1 + cos(pi t / steps)) / 2 (Loshchilov & Hutter, SGDR, ICLR 2017).
+
+    Returns:
+        (optimizer, scheduler), for `fit(model, optimizer, data, options, scheduler=scheduler)`.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How `fit` trains: the number of steps and everything else but the model, optimizer and data.
+
+    Attributes:
+        steps: optimizer steps to take (in total, counting the steps of a resumed checkpoint).
+        loss_fn: `loss_fn(model, batch)` -> dict of loss terms with "loss"; None calls the model.
+        grad_clip: clip the gradient norm to this value (None: no clipping).
+        progress: show a tqdm progress bar with the latest loss terms.
+        checkpoint_path: save the full training state here (atomically) and resume from it.
+        checkpoint_every: save every so many steps (and at the end).
+        resume: continue from an existing checkpoint at `checkpoint_path`.
+        config: what the checkpoint must record; a checkpoint with another config is refused.
+        evaluate: `evaluate(model)` -> dict of metrics, run in eval mode without gradients.
+        evaluate_every: evaluate every so many steps (and at the end).
+
+    Example:
+        >>> FitOptions(steps=100, grad_clip=1.0).checkpoint_every
+        100
+    """
+
+    steps: int
+    loss_fn: LossFn | None = None
+    grad_clip: float | None = None
+    progress: bool = True
+    checkpoint_path: str | os.PathLike | None = None
+    checkpoint_every: int = 100
+    resume: bool = True
+    config: dict | None = None
+    evaluate: Evaluate | None = None
+    evaluate_every: int = 1000
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.steps, "steps")
+        check_positive_int(self.checkpoint_every, "checkpoint_every")
+        check_positive_int(self.evaluate_every, "evaluate_every")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be a positive number or None, got {self.grad_clip!r}")
+        if self.evaluate is not None and not callable(self.evaluate):
+            kind = type(self.evaluate).__name__
+            raise TypeError(f"evaluate must be a callable model -> dict of metrics or None, got {kind}")
+
+
 def _to_device(batch: Any, device: torch.device) -> Any:
     """Move the tensors of a batch (tensor, tuple/list or dict of them) to `device`."""
-    if isinstance(batch, torch.Tensor):
+    if isinstance(batch, Tensor):
         return batch.to(device)
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
         return type(batch)(*(_to_device(b, device) for b in batch))
@@ -114,8 +201,8 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _loss_terms(model: nn.Module, batch: Any, loss_fn: Callable | None) -> dict[str, torch.Tensor]:
-    """Call `loss_fn(model, batch)`, or `model(batch)` / `model(*batch)` / `model(**batch)`, and check the dict."""
+def _loss_terms(model: nn.Module, batch: Any, loss_fn: LossFn | None) -> dict[str, Tensor]:
+    """`loss_fn(model, batch)`, or `model(batch)` / `model(*batch)` / `model(**batch)`, checked."""
     if loss_fn is not None:
         out = loss_fn(model, batch)
     elif isinstance(batch, (list, tuple)):
@@ -126,26 +213,22 @@ def _loss_terms(model: nn.Module, batch: Any, loss_fn: Callable | None) -> dict[
         out = model(batch)
     if not isinstance(out, Mapping) or "loss" not in out:
         got = f"dict with keys {sorted(out)}" if isinstance(out, Mapping) else type(out).__name__
-        raise TypeError(f"the model (or loss_fn) must return a dict of loss terms with a 'loss' key, got {got}")
+        raise TypeError(
+            f"the model (or loss_fn) must return a dict of loss terms with a 'loss' key, got {got}"
+        )
     return dict(out)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU if it has none)."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _guarded_backward(
-    terms: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, grad_clip: float | None
+    terms: dict[str, Tensor], optimizer: torch.optim.Optimizer, grad_clip: float | None
 ) -> tuple[dict[str, float], str | None]:
     """Backward of terms["loss"] and grad-norm clipping, unless a term is non-finite.
 
-    Returns the float value of every term (plus "gradient norm" if that is the culprit) and the name of the
-    non-finite quantity (a term other than "loss" first), or None when the optimizer may step.
+    Returns the float value of every term (plus "gradient norm" if that is the culprit) and the
+    name of the non-finite quantity (a term other than "loss" first), or None when the optimizer
+    may step.
     """
-    values = {name: float(v.detach() if isinstance(v, torch.Tensor) else v) for name, v in terms.items()}
+    values = {n: float(v.detach() if isinstance(v, Tensor) else v) for n, v in terms.items()}
     non_finite = [name for name, value in values.items() if not math.isfinite(value)]
     optimizer.zero_grad(set_to_none=True)
     if non_finite:
@@ -159,8 +242,8 @@ def _guarded_backward(
     return values, None
 
 
-def _evaluated(model: nn.Module, evaluate: Callable[[nn.Module], Mapping[str, float]]) -> dict[str, float]:
-    """evaluate(model) in eval mode without gradients; the global RNG states are restored afterwards."""
+def _evaluated(model: nn.Module, evaluate: Evaluate) -> dict[str, float]:
+    """evaluate(model) in eval mode without gradients; the global RNG states are restored after."""
     rng = get_rng_state()
     model.eval()
     try:
@@ -174,137 +257,195 @@ def _evaluated(model: nn.Module, evaluate: Callable[[nn.Module], Mapping[str, fl
     return {name: float(value) for name, value in values.items()}
 
 
+@dataclass
+class _Run:
+    """One fit() call: its objects, and where it stands (steps done, position in the epoch)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    data: Iterable
+    options: FitOptions
+    scheduler: Any
+    generator: torch.Generator | None
+    history: History = field(default_factory=History)
+    step: int = 0
+    position: int = 0  # batches drawn from the current epoch
+    batches: Iterator | None = None
+    epoch_rng: dict = field(default_factory=dict)  # RNG states just before iter(data)
+    last_good: int | None = None  # step of the last checkpoint written or resumed
+
+    @property
+    def path(self) -> Path | None:
+        path = self.options.checkpoint_path
+        return Path(path) if path is not None else None
+
+
+def _save(run: _Run) -> None:
+    """Write the full training state of `run` to its checkpoint path."""
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+        "step": run.step,
+        "history": run.history.terms,
+        "evaluations": run.history.evaluations,
+        "position": run.position,
+        "epoch_rng": run.epoch_rng,
+        "rng": get_rng_state(run.generator),
+    }
+    save_checkpoint(run.path, state, run.options.config or {})
+    run.last_good = run.step
+
+
+def _restore(run: _Run) -> dict:
+    """Load the checkpoint into model, optimizer and scheduler; returns its state."""
+    state = load_checkpoint(run.path, expected_config=run.options.config, map_location="cpu")["state"]
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scheduler is not None:
+        run.scheduler.load_state_dict(state["scheduler"])
+    return state
+
+
+def _resume(run: _Run) -> None:
+    """Continue from the checkpoint: weights, history, RNG states and the data position."""
+    state = _restore(run)
+    run.history = History(state["history"], state.get("evaluations", {}))
+    run.step, run.position, run.epoch_rng = state["step"], state["position"], state["epoch_rng"]
+    run.last_good = run.step
+    if run.step >= run.options.steps:
+        return
+    set_rng_state(run.epoch_rng, run.generator)
+    run.batches = iter(run.data)
+    for drawn in range(run.position):
+        if next(run.batches, None) is None:
+            raise ValueError(
+                f"data yields {drawn} batches per epoch, fewer than the {run.position} of the checkpoint"
+            )
+    set_rng_state(state["rng"], run.generator)
+
+
+def _next_batch(run: _Run) -> Any:
+    """The next batch, starting a new epoch (and recording its RNG states) when one ends."""
+    while True:
+        if run.batches is None:
+            run.epoch_rng, run.batches, run.position = get_rng_state(run.generator), iter(run.data), 0
+        try:
+            batch = next(run.batches)
+        except StopIteration:
+            if run.position == 0:
+                raise ValueError(
+                    "data yielded no batches in an epoch; pass a re-iterable (list, DataLoader), "
+                    "not a one-shot generator"
+                ) from None
+            run.batches = None
+            continue
+        run.position += 1
+        return batch
+
+
+def _fail(run: _Run, values: dict[str, float], bad: str) -> NonFiniteLossError:
+    """The error for a non-finite `bad` quantity, after restoring the last good checkpoint."""
+    kept = f"no checkpoint, the model holds step {run.step}"
+    if run.last_good is not None:
+        _restore(run)
+        kept = f"model, optimizer and scheduler restored to step {run.last_good} from {run.path}"
+    what = "gradient norm" if bad == "gradient norm" else f"loss term {bad!r}"
+    message = f"non-finite {what} = {values[bad]} at step {run.step + 1}; optimizer not stepped; {kept}"
+    return NonFiniteLossError(message, run.step + 1, bad, values[bad], run.history)
+
+
+def _train_step(run: _Run, batch: Any, device: torch.device) -> dict[str, float]:
+    """Loss terms, NaN guard, backward, clipping, optimizer and scheduler step; records the terms."""
+    terms = _loss_terms(run.model, _to_device(batch, device), run.options.loss_fn)
+    values, bad = _guarded_backward(terms, run.optimizer, run.options.grad_clip)
+    if bad is not None:
+        raise _fail(run, values, bad)
+    run.optimizer.step()
+    if run.scheduler is not None:
+        run.scheduler.step()
+    run.step += 1
+    run.history.append(values)
+    return values
+
+
+def _after_step(run: _Run) -> None:
+    """Evaluate and save a checkpoint when their step comes (and after the last step)."""
+    options, last = run.options, run.step == run.options.steps
+    if options.evaluate is not None and (run.step % options.evaluate_every == 0 or last):
+        run.history.record_evaluation(run.step, _evaluated(run.model, options.evaluate))
+    if run.path is not None and (run.step % options.checkpoint_every == 0 or last):
+        _save(run)
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     data: Iterable,
+    options: FitOptions,
     *,
-    steps: int,
-    loss_fn: Callable[[nn.Module, Any], Mapping[str, torch.Tensor]] | None = None,
-    config: dict | None = None,
-    checkpoint_path: str | os.PathLike | None = None,
-    checkpoint_every: int = 100,
-    resume: bool = True,
-    progress: bool = True,
-    generator: torch.Generator | None = None,
     scheduler: Any = None,
-    grad_clip: float | None = None,
-    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
-    evaluate_every: int = 1000,
+    generator: torch.Generator | None = None,
 ) -> History:
-    """Train `model` for `steps` optimizer steps over the batches of `data` (re-iterated every epoch).
+    """Train `model` for `options.steps` optimizer steps over the batches of `data`.
 
-    Each step: batch -> model's device -> terms = loss_fn(model, batch) or model(batch) (a dict with "loss";
-    a tuple batch is unpacked, a dict passed as keywords) -> NaN guard -> backward -> optional grad-norm
-    clipping -> NaN guard on the gradient norm -> optimizer.step() -> scheduler.step(). Every term is logged
-    in the returned History and shown on a tqdm progress bar. With `checkpoint_path`, model, optimizer,
-    scheduler, step, history, RNG states and data position are saved atomically every `checkpoint_every`
-    steps and at the end; with `resume`, an existing checkpoint (whose config must equal `config`) is
-    continued exactly (see the module docstring for the data contract). A non-finite term raises
-    NonFiniteLossError naming the step and the term; the last good checkpoint stays on disk and is
-    restored into model, optimizer and scheduler. With `evaluate`, `evaluate(model)` runs every
-    `evaluate_every` steps and at the end (eval mode, no gradients, global RNG states restored afterwards so
-    the training stream is unchanged); its metrics go to `history.evaluations` (e.g. FID during training).
+    Each step: batch -> model's device -> terms = loss_fn(model, batch) or model(batch) (a dict
+    with "loss"; a tuple batch is unpacked, a dict passed as keywords) -> NaN guard -> backward ->
+    optional grad-norm clipping -> NaN guard on the gradient norm -> optimizer.step() ->
+    scheduler.step(). Every term is logged in the returned History and on the progress bar. With
+    `options.checkpoint_path`, model, optimizer, scheduler, step, history, RNG states and data
+    position are saved atomically every `checkpoint_every` steps and at the end, and an existing
+    checkpoint is continued exactly (see the module docstring for the data contract). A non-finite
+    term raises NonFiniteLossError naming the step and the term; the last good checkpoint stays on
+    disk and is restored. `options.evaluate` runs every `evaluate_every` steps and at the end,
+    without changing the training stream; its metrics go to `history.evaluations`.
+
+    Args:
+        model: an nn.Module returning a dict of loss terms (or used by `options.loss_fn`).
+        optimizer: over the model's parameters.
+        data: an iterable of batches, re-iterated every epoch (a list, a DataLoader).
+        options: the number of steps and how to train (FitOptions).
+        scheduler: a learning-rate scheduler stepped after every optimizer step, or None.
+        generator: the torch.Generator the data draws from (saved and restored for resume).
+
+    Returns:
+        The History of every loss term (and of the evaluations).
+
+    Example:
+        >>> model = nn.Linear(1, 1)
+        >>> def loss_fn(m, x):
+        ...     return {"loss": (m(x) - 2 * x).square().mean()}
+        >>> data = [torch.ones(4, 1)]
+        >>> options = FitOptions(steps=200, loss_fn=loss_fn, progress=False)
+        >>> history = fit(model, torch.optim.SGD(model.parameters(), lr=0.1), data, options)
+        >>> history.last("loss") < 1e-6
+        True
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
-    if grad_clip is not None and not grad_clip > 0:
-        raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}")
-    if isinstance(evaluate_every, bool) or not isinstance(evaluate_every, int) or evaluate_every < 1:
-        raise ValueError(f"evaluate_every must be a positive int, got {evaluate_every!r}")
-    if evaluate is not None and not callable(evaluate):
-        raise TypeError(f"evaluate must be a callable model -> dict of metrics or None, got {type(evaluate).__name__}")
-    if isinstance(data, torch.Tensor):
-        raise TypeError("data must be an iterable of batches (e.g. a DataLoader or x.split(batch_size)), not a tensor")
-
-    path = Path(checkpoint_path) if checkpoint_path is not None else None
-    device = _device_of(model)
-    history, step, position = History(), 0, 0
-    batches: Iterator | None = None
-    epoch_rng: dict = {}
-    last_good: int | None = None
-
-    def save() -> None:
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "step": step,
-            "history": history.terms,
-            "evaluations": history.evaluations,
-            "position": position,
-            "epoch_rng": epoch_rng,
-            "rng": get_rng_state(generator),
-        }
-        save_checkpoint(path, state, config or {})
-
-    def restore() -> dict:
-        state = load_checkpoint(path, expected_config=config, map_location="cpu")["state"]
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        return state
-
-    if path is not None and resume and path.exists():
-        state = restore()
-        history = History(state["history"], state.get("evaluations", {}))
-        step, position = state["step"], state["position"]
-        epoch_rng, last_good = state["epoch_rng"], step
-        if step >= steps:
-            return history
-        set_rng_state(epoch_rng, generator)
-        batches = iter(data)
-        for drawn in range(position):
-            if next(batches, None) is None:
-                raise ValueError(f"data yields {drawn} batches per epoch, fewer than the {position} of the checkpoint")
-        set_rng_state(state["rng"], generator)
-
-    was_training = model.training
+    if not isinstance(options, FitOptions):
+        raise TypeError(f"options must be a FitOptions, got {type(options).__name__}")
+    if isinstance(data, Tensor):
+        raise TypeError(
+            "data must be an iterable of batches (e.g. a DataLoader or x.split(batch_size)), "
+            "not a tensor"
+        )
+    run = _Run(model, optimizer, data, options, scheduler, generator)
+    if run.path is not None and options.resume and run.path.exists():
+        _resume(run)
+        if run.step >= options.steps:
+            return run.history
+    device, was_training = device_of(model), model.training
     model.train()
-    bar = tqdm(total=steps, initial=step, disable=not progress, desc="fit", dynamic_ncols=True)
+    bar = tqdm(
+        total=options.steps, initial=run.step, disable=not options.progress, desc="fit",
+        dynamic_ncols=True,
+    )
     try:
-        while step < steps:
-            if batches is None:
-                epoch_rng, batches, position = get_rng_state(generator), iter(data), 0
-            try:
-                batch = next(batches)
-            except StopIteration:
-                if position == 0:
-                    raise ValueError(
-                        "data yielded no batches in an epoch; pass a re-iterable (list, DataLoader), "
-                        "not a one-shot generator"
-                    ) from None
-                batches = None
-                continue
-            position += 1
-            terms = _loss_terms(model, _to_device(batch, device), loss_fn)
-            values, bad = _guarded_backward(terms, optimizer, grad_clip)
-            if bad is not None:
-                kept = f"no checkpoint, the model holds step {step}"
-                if last_good is not None:
-                    restore()
-                    kept = f"model, optimizer and scheduler restored to step {last_good} from {path}"
-                what = "gradient norm" if bad == "gradient norm" else f"loss term {bad!r}"
-                raise NonFiniteLossError(
-                    f"non-finite {what} = {values[bad]} at step {step + 1}; optimizer not stepped; {kept}",
-                    step + 1, bad, values[bad], history,
-                )
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            step += 1
-            history.append(values)
+        while run.step < options.steps:
+            values = _train_step(run, _next_batch(run), device)
             bar.set_postfix({name: f"{value:.4g}" for name, value in values.items()}, refresh=False)
             bar.update(1)
-            if evaluate is not None and (step % evaluate_every == 0 or step == steps):
-                history.record_evaluation(step, _evaluated(model, evaluate))
-            if path is not None and (step % checkpoint_every == 0 or step == steps):
-                save()
-                last_good = step
+            _after_step(run)
     finally:
         bar.close()
         model.train(was_training)
-    return history
+    return run.history

@@ -1,10 +1,17 @@
-"""Named model configs -> pretrained weights shipped as package data (dgm_lib/checkpoints/NAME.pt); load-or-train.
+"""The zoo: named model configs with shipped weights, and the studies that make the shipped results.
 
-A model module registers its configs at import time with `register(...)`; listing its dotted name in
-CONFIG_MODULES (one line) makes the zoo import it lazily, on first use, never when `dgm_lib.zoo` is imported.
-`load(name)` returns the model with its shipped weights, or trains it with the registered recipe when the
-file is missing; `python -m dgm_lib.zoo train NAME` regenerates a checkpoint, `python -m dgm_lib.zoo list`
-shows them all. The checkpoint directory is DGM_CHECKPOINT_DIR if set, else the package's checkpoints/.
+Every topic's `recipes` module registers its configs (`register(Entry(...))`) and studies
+(`register_study(Study(...))`); CONFIG_MODULES lists those modules, imported on first use, never when
+`dgm_lib.zoo` is imported. `load(name)` returns a model with its shipped weights
+(dgm_lib/checkpoints/NAME.pt), or trains it with its recipe when the file is missing. One command
+line regenerates every shipped artifact, each recording the command that made it:
+
+    python -m dgm_lib.zoo list                     # configs, studies and their files
+    python -m dgm_lib.zoo train NAME [NAME ...]    # retrain checkpoints
+    python -m dgm_lib.zoo study NAME [options]     # recompute a study's result files
+
+The checkpoint directory is DGM_CHECKPOINT_DIR if set, else the package's checkpoints/; study
+results live in the package's results/.
 """
 
 from __future__ import annotations
@@ -13,47 +20,65 @@ import argparse
 import importlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
-from dgm_lib.core import (
-    CheckpointError,
-    get_device,
-    get_rng_state,
-    load_checkpoint,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-)
+from dgm_lib.checks import check_positive_int
+from dgm_lib.core import get_device, get_rng_state, seed_everything, set_rng_state
+from dgm_lib.io import CheckpointError, load_checkpoint, save_checkpoint, save_json, save_npz
 from dgm_lib.training import History
 
-CONFIG_MODULES: tuple[str, ...] = (  # dotted names of the modules that call register(), one per line
-    "dgm_lib.flows.energy_models",
-    "dgm_lib.flows.toy_models",
-    "dgm_lib.vae.pretrained",
-    "dgm_lib.dequantization_models",
-    "dgm_lib.metrics",
-    "dgm_lib.diffusion.pretrained",
+CONFIG_MODULES: tuple[str, ...] = (  # the recipes modules, one per line
+    "dgm_lib.recipes",
+    "dgm_lib.flows.recipes",
+    "dgm_lib.vae.recipes",
+    "dgm_lib.dequantization.recipes",
+    "dgm_lib.intrinsic_dim.recipes",
+    "dgm_lib.diffusion.recipes",
 )
+MAX_BYTES = 3_000_000  # the size budget of a shipped checkpoint, unless its Entry sets a smaller one
 
-_REGISTRY: dict[str, "Entry"] = {}
+_REGISTRY: dict[str, Entry] = {}
+_STUDIES: dict[str, Study] = {}
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One named config: how to build the model, how to train it, and what determines its weights."""
+    """One named config: how to build the model, how to train it, and what determines its weights.
+
+    Attributes:
+        name: identifier-like (it names the file NAME.pt).
+        build: `build()` makes the untrained model.
+        train: `train(model)` trains it in place (returns a History or None); a `resumable` recipe
+            takes `train(model, checkpoint_path=p)` and keeps its full training state at
+            `p = resume_path(name)`, so a long training stopped midway continues exactly.
+        config: everything that determines the weights (stored in the file, checked on load).
+        max_bytes: the size budget of the checkpoint.
+        seed: training starts with `seed_everything(seed)`.
+        resumable: see `train`.
+    """
 
     name: str
     build: Callable[[], nn.Module]
-    train: Callable[[nn.Module], History | None]
+    train: Callable[..., History | None]
     config: dict
-    max_bytes: int
+    max_bytes: int = MAX_BYTES
     seed: int = 0
     resumable: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(
+                f"name must be an identifier-like str (used as a file name), got {self.name!r}"
+            )
+        check_positive_int(self.max_bytes, "max_bytes")
+        if not callable(self.build) or not callable(self.train):
+            kinds = f"{type(self.build).__name__} and {type(self.train).__name__}"
+            raise TypeError(f"build and train must be callables, got {kinds}")
 
     @property
     def file_config(self) -> dict:
@@ -61,61 +86,107 @@ class Entry:
         return {"zoo_name": self.name, "seed": self.seed, "config": self.config}
 
 
-def register(
-    name: str,
-    *,
-    build: Callable[[], nn.Module],
-    train: Callable[[nn.Module], History | None],
-    config: dict,
-    max_bytes: int,
-    seed: int = 0,
-    resumable: bool = False,
-) -> Entry:
-    """Register config `name`: `build()` makes the untrained model, `train(model)` trains it in place.
+@dataclass(frozen=True)
+class StudyOption:
+    """A command-line option of a study: `--NAME VALUE` becomes the keyword argument NAME."""
 
-    `config` must record everything that determines the weights (checked on load); `max_bytes` is the
-    size budget of the checkpoint; training starts with `seed_everything(seed)`. A `resumable` recipe takes
-    `train(model, checkpoint_path=p)` and keeps its full training state (optimizer, RNG, data position) at
-    `p` = resume_path(name), so a long training stopped midway continues exactly. Registering a name again
-    with the same config and budget replaces the entry (re-running a notebook cell); otherwise ValueError.
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+@dataclass(frozen=True)
+class Study:
+    """A named study: `run(**options)` computes files from zoo models, written to results/.
+
+    `run` returns {file name: content}: a dict for a .json file (the zoo adds "command": the exact
+    command that made it) or a dict of arrays for a .npz file.
     """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"name must be an identifier-like str (used as a file name), got {name!r}")
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
-    if not callable(build) or not callable(train):
-        raise TypeError(f"build and train must be callables, got {type(build).__name__} and {type(train).__name__}")
-    entry = Entry(name, build, train, config, max_bytes, seed, resumable)
-    old = _REGISTRY.get(name)
+
+    name: str
+    run: Callable[..., dict[str, dict]]
+    options: tuple[StudyOption, ...] = field(default=())
+
+    def command(self, values: dict[str, Any]) -> str:
+        """The command line that runs this study with `values` (options at their default omitted)."""
+        words = ["python -m dgm_lib.zoo study", self.name]
+        for option in self.options:
+            if values.get(option.name, option.default) != option.default:
+                words.append(f"--{option.name.replace('_', '-')} {values[option.name]}")
+        return " ".join(words)
+
+
+def register(entry: Entry) -> Entry:
+    """Add `entry` to the registry; registering a name again with an equal config replaces it.
+
+    Re-running a notebook cell registers the same config again; a different config or budget under
+    a registered name raises ValueError.
+    """
+    old = _REGISTRY.get(entry.name)
     if old is not None and (old.file_config, old.max_bytes) != (entry.file_config, entry.max_bytes):
-        raise ValueError(f"zoo config {name!r} is already registered with a different config or max_bytes")
-    _REGISTRY[name] = entry
+        raise ValueError(
+            f"zoo config {entry.name!r} is already registered with a different config or max_bytes"
+        )
+    _REGISTRY[entry.name] = entry
     return entry
 
 
-def _entries() -> dict[str, Entry]:
-    """The registry, after importing every module in CONFIG_MODULES."""
+def register_study(study: Study) -> Study:
+    """Add `study` to the studies `python -m dgm_lib.zoo study NAME` can run."""
+    _STUDIES[study.name] = study
+    return study
+
+
+def _import_recipes() -> None:
     for module in CONFIG_MODULES:
         importlib.import_module(module)
-    return _REGISTRY
 
 
 def names() -> list[str]:
     """Sorted names of all registered configs."""
-    return sorted(_entries())
+    _import_recipes()
+    return sorted(_REGISTRY)
 
 
-def _entry(name: str) -> Entry:
-    entries = _entries()
-    if name not in entries:
-        raise ValueError(f"unknown zoo config {name!r}; registered: {', '.join(sorted(entries)) or '(none)'}")
-    return entries[name]
+def study_names() -> list[str]:
+    """Sorted names of all registered studies."""
+    _import_recipes()
+    return sorted(_STUDIES)
+
+
+def entry(name: str) -> Entry:
+    """The registered config `name` (ValueError listing the registered ones if unknown)."""
+    _import_recipes()
+    if name not in _REGISTRY:
+        registered = ", ".join(sorted(_REGISTRY)) or "(none)"
+        raise ValueError(f"unknown zoo config {name!r}; registered: {registered}")
+    return _REGISTRY[name]
+
+
+def zoo_name(*parts: str | int) -> str:
+    """The name of a config from its parts, joined by "_": one naming rule for every topic.
+
+    Example:
+        >>> zoo_name("maf", "two_moons", 8)
+        'maf_two_moons_8'
+        >>> zoo_name("kl", "reverse", "u1")
+        'kl_reverse_u1'
+    """
+    if not parts or not all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in parts):
+        raise TypeError(f"parts must be one or more str or int, got {parts!r}")
+    return "_".join(str(p) for p in parts)
 
 
 def checkpoint_dir() -> Path:
     """DGM_CHECKPOINT_DIR if set, else the package's checkpoints/ folder."""
     env = os.environ.get("DGM_CHECKPOINT_DIR")
     return Path(env) if env else Path(__file__).resolve().parent / "checkpoints"
+
+
+def results_dir() -> Path:
+    """The package's results/ folder: the shipped study files."""
+    return Path(__file__).resolve().parent / "results"
 
 
 def checkpoint_path(name: str, directory: str | os.PathLike | None = None) -> Path:
@@ -128,16 +199,21 @@ def resume_path(name: str, directory: str | os.PathLike | None = None) -> Path:
     return (Path(directory) if directory is not None else checkpoint_dir()) / "resume" / f"{name}.pt"
 
 
-def _train(entry: Entry, device: torch.device, directory: str | os.PathLike | None) -> tuple[nn.Module, dict]:
-    """Seed, build and train on `device`, then restore the caller's RNG states; returns model and checkpoint state."""
+def _train(
+    config: Entry, device: torch.device, directory: str | os.PathLike | None
+) -> tuple[nn.Module, dict]:
+    """Seed, build and train on `device`, then restore the caller's RNG states.
+
+    Returns the model and the state a checkpoint stores (CPU weights, history, evaluations).
+    """
     caller_rng = get_rng_state()
     try:
-        seed_everything(entry.seed)
-        model = entry.build().to(device)
-        if entry.resumable:
-            history = entry.train(model, checkpoint_path=resume_path(entry.name, directory))
+        seed_everything(config.seed)
+        model = config.build().to(device)
+        if config.resumable:
+            history = config.train(model, checkpoint_path=resume_path(config.name, directory))
         else:
-            history = entry.train(model)
+            history = config.train(model)
     finally:
         set_rng_state(caller_rng)
     state = {
@@ -149,11 +225,22 @@ def _train(entry: Entry, device: torch.device, directory: str | os.PathLike | No
     return model.eval(), state
 
 
-def train(name: str, *, device: torch.device | str | None = None, directory: str | os.PathLike | None = None) -> Path:
-    """Train config `name` with its recipe and save the weights atomically (CheckpointError if over max_bytes)."""
-    entry = _entry(name)
-    _, state = _train(entry, torch.device(device) if device is not None else get_device(), directory)
-    return save_checkpoint(checkpoint_path(name, directory), state, entry.file_config, max_bytes=entry.max_bytes)
+def train(
+    name: str,
+    *,
+    device: torch.device | str | None = None,
+    directory: str | os.PathLike | None = None,
+) -> Path:
+    """Train config `name` with its recipe and save its weights (CheckpointError if over budget).
+
+    Returns:
+        The checkpoint path.
+    """
+    config = entry(name)
+    device = torch.device(device) if device is not None else get_device()
+    _, state = _train(config, device, directory)
+    path = checkpoint_path(name, directory)
+    return save_checkpoint(path, state, config.file_config, max_bytes=config.max_bytes)
 
 
 def load(
@@ -163,52 +250,121 @@ def load(
     device: torch.device | str | None = None,
     directory: str | os.PathLike | None = None,
 ) -> nn.Module:
-    """Config `name` in eval mode on `device` (default get_device()): shipped weights if present, else trained now."""
-    entry = _entry(name)
+    """Config `name` in eval mode on `device` (default get_device()): shipped weights, else trained.
+
+    Args:
+        name: a registered config (see `names()`).
+        train_if_missing: train with the recipe when the checkpoint is missing (else raise).
+        device: where the model goes.
+        directory: the checkpoint folder (default `checkpoint_dir()`).
+
+    Returns:
+        The model, in eval mode.
+    """
+    config = entry(name)
     device = torch.device(device) if device is not None else get_device()
     path = checkpoint_path(name, directory)
     if not path.exists():
         if not train_if_missing:
-            raise CheckpointError(f"checkpoint {path}: file not found (run: python -m dgm_lib.zoo train {name})")
+            raise CheckpointError(
+                f"checkpoint {path}: file not found (run: python -m dgm_lib.zoo train {name})"
+            )
         print(f"zoo: no weights for {name!r} at {path}; training it now with the registered recipe")
-        model, state = _train(entry, device, directory)
+        model, state = _train(config, device, directory)
         try:
-            save_checkpoint(path, state, entry.file_config, max_bytes=entry.max_bytes)
+            save_checkpoint(path, state, config.file_config, max_bytes=config.max_bytes)
         except OSError as exc:
             warnings.warn(f"zoo: trained {name!r} but could not save {path}: {exc}", stacklevel=2)
         return model
-    record = load_checkpoint(path, expected_config=entry.file_config, map_location="cpu")
-    model = entry.build()
+    record = load_checkpoint(path, expected_config=config.file_config, map_location="cpu")
+    model = config.build()
     try:
         model.load_state_dict(record["state"]["model"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the model built for {name!r}: {first}") from exc
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not fit the model built for {name!r}: {first}"
+        ) from exc
     return model.to(device).eval()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: `python -m dgm_lib.zoo list` and `python -m dgm_lib.zoo train NAME [NAME ...]`."""
+def run_study(
+    name: str, directory: str | os.PathLike | None = None, **options: Any
+) -> dict[str, Path]:
+    """Run study `name` on one CPU thread and write its files to `directory` (default results/).
+
+    Every .json file records "command": the command line that makes it again.
+
+    Returns:
+        {file name: path written}.
+    """
+    _import_recipes()
+    if name not in _STUDIES:
+        raise ValueError(f"unknown study {name!r}; registered: {', '.join(sorted(_STUDIES))}")
+    study = _STUDIES[name]
+    values = {option.name: options.get(option.name, option.default) for option in study.options}
+    unknown = sorted(set(options) - set(values))
+    if unknown:
+        raise ValueError(f"study {name!r} has no option(s) {unknown}; allowed: {sorted(values)}")
+    folder = Path(directory) if directory is not None else results_dir()
+    written = {}
+    for file_name, content in study.run(**values).items():
+        path = folder / file_name
+        if file_name.endswith(".json"):
+            written[file_name] = save_json(path, {**content, "command": study.command(values)})
+        else:
+            written[file_name] = save_npz(path, content)
+    return written
+
+
+def _list(directory: str | None) -> None:
+    """Print every config (its checkpoint and budget) and every study (its files)."""
+    for name in names():
+        path = checkpoint_path(name, directory)
+        size = f"{path.stat().st_size:,} bytes" if path.exists() else "missing"
+        print(f"{name}: {size} (budget {entry(name).max_bytes:,}) {path}")
+    for name in study_names():
+        print(f"study {name}: python -m dgm_lib.zoo study {name} (writes to {results_dir()})")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dgm_lib.zoo", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list registered configs and their checkpoints")
+    listing = commands.add_parser("list", help="list configs, studies and their files")
+    listing.add_argument("--dir", default=None, help="checkpoint directory (default: checkpoint_dir())")
     train_cmd = commands.add_parser("train", help="train configs and save their checkpoints")
     train_cmd.add_argument("names", nargs="+", metavar="NAME")
-    train_cmd.add_argument("--device", default=None, help="torch device (default: cuda, then mps, then cpu)")
-    for cmd in commands.choices.values():
-        cmd.add_argument("--dir", default=None, help="checkpoint directory (default: checkpoint_dir())")
+    train_cmd.add_argument("--device", default=None, help="torch device (default: cuda, mps, cpu)")
+    train_cmd.add_argument("--dir", default=None, help="checkpoint directory (default: checkpoint_dir())")
+    study_cmd = commands.add_parser("study", help="run a study and write its result files")
+    studies = study_cmd.add_subparsers(dest="study", required=True, metavar="NAME")
+    for name in study_names():
+        sub = studies.add_parser(name)
+        sub.add_argument("--dir", default=None, help="output directory (default: results_dir())")
+        for option in _STUDIES[name].options:
+            flag = f"--{option.name.replace('_', '-')}"
+            sub.add_argument(flag, dest=option.name, type=option.type, default=option.default,
+                             help=option.help)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: `list`, `train NAME [NAME ...]` and `study NAME [options]` (see the module docstring)."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "list":
-        if not names():
-            print("no zoo configs registered")
-        for name in names():
-            path = checkpoint_path(name, args.dir)
-            size = f"{path.stat().st_size:,} bytes" if path.exists() else "missing"
-            print(f"{name}: {size} (budget {_entry(name).max_bytes:,}) {path}")
+        _list(args.dir)
+        return 0
+    if args.command == "study":
+        torch.set_num_threads(1)
+        options = {o.name: getattr(args, o.name) for o in _STUDIES[args.study].options}
+        for file_name, path in run_study(args.study, args.dir, **options).items():
+            print(f"{args.study}: wrote {path} ({path.stat().st_size:,} bytes)", flush=True)
         return 0
     unknown = [name for name in args.names if name not in names()]
     if unknown:  # fail on a typo before training anything
-        parser.error(f"unknown zoo config(s) {', '.join(unknown)}; registered: {', '.join(names()) or '(none)'}")
+        registered = ", ".join(names()) or "(none)"
+        parser.error(f"unknown zoo config(s) {', '.join(unknown)}; registered: {registered}")
     for name in args.names:
         path = train(name, device=args.device, directory=args.dir)
         print(f"{name}: saved {path} ({path.stat().st_size:,} bytes)")
@@ -216,6 +372,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from dgm_lib import zoo  # run on the imported module, where the config modules register
+    from dgm_lib import zoo  # run on the imported module, where the recipes modules register
 
     raise SystemExit(zoo.main())

@@ -14,7 +14,10 @@ from torch import nn  # noqa: E402
 from dgm_lib import viz, zoo  # noqa: E402
 from dgm_lib.exercises import check  # noqa: E402
 from dgm_lib.exercises import change_of_variables as exercises  # noqa: E402
-from dgm_lib.flows import IAF, MAF, AffineCoupling, Compose, batch_jacobian, half_mask, make_maf, make_realnvp, toy_models  # noqa: E402
+from dgm_lib.data.toy2d import get_target  # noqa: E402
+from dgm_lib.flows import IAF, MAF, AffineCoupling, Compose, batch_jacobian, half_mask, make_maf, make_realnvp  # noqa: E402
+from dgm_lib.flows import recipes, toys  # noqa: E402
+from dgm_lib.zoo import zoo_name  # noqa: E402
 
 DT = torch.float64
 ALPHA, BETA, A_SINE = 0.3, 2.0, 0.9
@@ -300,27 +303,27 @@ def test_plot_scaling_fits_power_laws_and_seconds_per_call():
 
 
 def test_toy_zoo_configs_are_registered_and_validated():
-    names = [toy_models.zoo_name(f, t, d) for f in toy_models.FLOWS for t in toy_models.TARGETS for d in toy_models.DEPTHS]
+    names = [zoo_name(f, t, d) for f in recipes.FLOWS for t in recipes.TARGETS for d in recipes.DEPTHS]
     assert len(names) == 24 and set(names) <= set(zoo.names())
-    with pytest.raises(ValueError, match="target must be one of"):
-        toy_models.zoo_name("maf", "u1", 8)
-    with pytest.raises(ValueError, match="depth must be one of"):
-        toy_models.zoo_name("maf", "rings", 3)
+    assert {zoo.entry(name).max_bytes for name in names} == {recipes.CHECKPOINT_BYTES}
+    for name in (zoo_name("maf", "u1", 8), zoo_name("maf", "rings", 3)):
+        with pytest.raises(ValueError, match=f"unknown zoo config '{name}'"):
+            zoo.load(name)
 
 
 def test_shipped_toy_flows_fit_their_targets():
     """Every shipped checkpoint is within budget, loads, and has KL(pi || p) >= 0 within noise; depth helps."""
     total, kl = 0, {}
-    for flow in toy_models.FLOWS:
-        for target in toy_models.TARGETS:
-            for depth in toy_models.DEPTHS:
-                name = toy_models.zoo_name(flow, target, depth)
+    for flow in recipes.FLOWS:
+        for target in recipes.TARGETS:
+            for depth in recipes.DEPTHS:
+                name = zoo_name(flow, target, depth)
                 path = zoo.checkpoint_path(name)
                 assert path.exists(), f"missing checkpoint: python -m dgm_lib.zoo train {name}"
                 total += path.stat().st_size
-                assert path.stat().st_size <= toy_models.MAX_BYTES
+                assert path.stat().st_size <= zoo.entry(name).max_bytes
                 model = zoo.load(name, train_if_missing=False, device="cpu")
-                kl[flow, target, depth] = mean, se = toy_models.heldout_kl(model.log_prob, target)
+                kl[flow, target, depth] = mean, se = toys.heldout_kl(model.log_prob, target)
                 assert mean > -3 * se
             assert kl[flow, target, 8][0] < kl[flow, target, 2][0]
     assert total < 5 * 2**20
@@ -328,12 +331,12 @@ def test_shipped_toy_flows_fit_their_targets():
 
 def test_heldout_nll_of_the_target_is_its_entropy():
     """Checkerboard is uniform on 8 squares of area 4: H = log 32 exactly, with zero spread."""
-    entropy, se = toy_models.heldout_nll(toy_models.get_target("checkerboard").log_prob, "checkerboard")
+    entropy, se = toys.heldout_nll(get_target("checkerboard").log_prob, "checkerboard")
     assert entropy == pytest.approx(math.log(32), abs=1e-6) and se == pytest.approx(0.0, abs=1e-9)
 
 
 def test_flow_density_explorer_draws_default_and_redraws():
-    from dgm_lib.widgets import flow_density_explorer
+    from dgm_lib.flows.explorers import flow_density_explorer
 
     box = flow_density_explorer(device="cpu")
     controls = box.children[0].children

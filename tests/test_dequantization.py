@@ -33,16 +33,11 @@ from dgm_lib.dequantization import (
     uniform_dequantize,
 )
 from dgm_lib import zoo
-from dgm_lib.dequantization_models import (
-    DEQUANTIZERS,
-    MAX_BYTES,
-    build,
-    evaluate_mnist,
-    mnist_pixels,
-    quantized_toy2d,
-)
+from dgm_lib.data.mnist import mnist_images
+from dgm_lib.dequantization.chapter import evaluate_mnist, quantized_toy2d
+from dgm_lib.dequantization.recipes import DEQUANTIZERS, build
 from dgm_lib.flows import Sigmoid, batch_jacobian
-from dgm_lib.training import fit
+from dgm_lib.training import FitOptions, fit
 
 pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
@@ -313,7 +308,7 @@ def test_variational_bound_beats_uniform_after_training_on_a_discrete_toy():
         deq = UniformDequantizer() if name == "uniform" else VariationalDequantizer(2, 2, (16,), num_bins=4)
         model = DequantizedFlow(make_vector_flow(2, 4, depth=2, hidden=(16,)), deq, num_bins=4)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        fit(model, optimizer, list(y.split(128)), steps=200, progress=False)
+        fit(model, optimizer, list(y.split(128)), FitOptions(steps=200, progress=False))
         with torch.no_grad():
             results[name] = model.bits_per_dim(y.repeat(8, 1), 1, _gen(13)).item()
     assert results["variational"] < results["uniform"] - 0.02, results  # measured 1.49 vs 1.57 bits/dim
@@ -386,7 +381,7 @@ def test_image_dequantizer_log_det_matches_autograd():
 
 
 def test_data_helpers():
-    pixels = mnist_pixels("test")
+    pixels = mnist_images("test", "pixels")
     assert pixels.shape == (1000, 1, 28, 28)
     check_discrete(pixels, 256)
     assert pixels.max() == 255 and pixels.min() == 0
@@ -395,7 +390,9 @@ def test_data_helpers():
     check_discrete(toy, 16)
     assert len(torch.unique(toy, dim=0)) > 20  # the moons cover many cells of the grid
     with pytest.raises(ValueError, match="split"):
-        mnist_pixels("validation")
+        mnist_images("validation", "pixels")
+    with pytest.raises(ValueError, match="scale"):
+        mnist_images("test", "bytes")
     with pytest.raises(ValueError, match="num_bins"):
         quantized_toy2d("two_moons", 10, num_bins=0)
     with pytest.raises(ValueError, match="target"):
@@ -403,7 +400,7 @@ def test_data_helpers():
 
 
 def test_zoo_configs_share_the_flow_and_the_recipe():
-    configs = {name: zoo._entry(name) for name in ("deq_mnist_none", "deq_mnist_uniform", "deq_mnist_variational")}
+    configs = {name: zoo.entry(name) for name in ("deq_mnist_none", "deq_mnist_uniform", "deq_mnist_variational")}
     flows = {}
     for name, entry in configs.items():
         assert entry.max_bytes <= 3_000_000
@@ -520,7 +517,7 @@ def shipped_bpd() -> dict[str, dict[str, float]]:
         out = {}
         for kind in DEQUANTIZERS:
             name = f"deq_mnist_{kind}"
-            assert zoo.checkpoint_path(name).stat().st_size <= MAX_BYTES
+            assert zoo.checkpoint_path(name).stat().st_size <= zoo.entry(name).max_bytes
             model = zoo.load(name, train_if_missing=False, device="cpu")
             out[kind] = evaluate_mnist(model, "test", k=4, n=60, generator=_gen(40))
         return out

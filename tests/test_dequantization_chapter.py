@@ -211,7 +211,7 @@ def test_exercise_checks_pass_correct_answers_and_catch_the_classic_mistakes(cap
 
 @pytest.mark.parametrize("bits", [1, 3, 8])
 def test_explorer_density_is_normalized_and_the_bounds_are_ordered(bits):
-    from dgm_lib.widgets import dequantization_bits, quantized_density
+    from dgm_lib.dequantization.chapter import dequantization_bits, quantized_density
 
     log_prob, pi = quantized_density(bits)
     k = 2**bits
@@ -226,14 +226,14 @@ def test_explorer_density_is_normalized_and_the_bounds_are_ordered(bits):
 
 
 def test_explorer_uniform_gap_shrinks_with_the_number_of_bits():
-    from dgm_lib.widgets import dequantization_bits
+    from dgm_lib.dequantization.chapter import dequantization_bits
 
     gaps = [dequantization_bits(b, "uniform")[1] - dequantization_bits(b, "uniform")[0] for b in range(3, 9)]
     assert all(a > 2 * b for a, b in zip(gaps, gaps[1:]))  # about fourfold per bit once p is smooth on a bin
 
 
 def test_explorer_rejects_bad_arguments():
-    from dgm_lib.widgets import dequantization_bits, quantized_density
+    from dgm_lib.dequantization.chapter import dequantization_bits, quantized_density
 
     with pytest.raises(ValueError, match="bits"):
         quantized_density(0)
@@ -244,7 +244,7 @@ def test_explorer_rejects_bad_arguments():
 
 
 def test_explorer_draws_default_and_redraws():
-    from dgm_lib.widgets import dequantization_explorer
+    from dgm_lib.dequantization.explorers import dequantization_explorer
 
     box = dequantization_explorer()
     controls = box.children[0].children

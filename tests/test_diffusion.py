@@ -1,7 +1,10 @@
 """dgm_lib.diffusion: schedules (eq. 5-6), DDPM (eq. 3, Algorithms 1-2), cold diffusion (eq. 7, Algorithms 3-4)."""
 
+import json
+
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -19,11 +22,11 @@ from dgm_lib.diffusion import (
     UNet,
     cosine_schedule,
     linear_schedule,
-    mnist_images,
     preset_schedule,
-    to_unit,
 )
-from dgm_lib.diffusion import pretrained
+from dgm_lib.data.mnist import mnist_images, to_unit
+from dgm_lib.diffusion import chapter as study
+from dgm_lib.diffusion import recipes
 
 
 class ZeroNet(nn.Module):
@@ -88,7 +91,7 @@ def test_cosine_schedule(float64):
     ],
 )
 def test_invalid_schedules_raise(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         linear_schedule(**kwargs)
 
 
@@ -309,23 +312,21 @@ def test_nets_shapes_device_dtype(make, one_thread):
 
 
 def test_mnist_images_scaling():
-    x = mnist_images("test")
+    x = mnist_images("test", "signed")
     assert x.shape == (1000, 1, 28, 28) and x.min() == -1 and x.max() == 1
     torch.testing.assert_close(to_unit(x), (x + 1) / 2)
 
 
 def test_zoo_configs_registered():
     names = set(zoo.names())
-    assert set(pretrained.CONFIGS) <= names
+    assert set(recipes.CONFIGS) <= names
     assert {"ddpm_default", "ddpm_model1", "ddpm_model2", "ddpm_model2_t1000", "cold_blur", "cold_hybrid",
             "ddpm_unet_default"} <= names
-    model = pretrained.build_ddpm("model2")
+    model = recipes.build_ddpm("model2")
     assert model.T == 18300 and model.net.time.T == 18300
 
 
 def test_study_helpers(tmp_path):
-    from dgm_lib.diffusion import study
-
     log = tmp_path / "train.log"
     log.write_text(
         "COMMAND: nohup bash -c 'train all'\nddpm_default: saved /x/ddpm_default.pt (1 bytes)\n"
@@ -337,20 +338,26 @@ def test_study_helpers(tmp_path):
     assert study.training_times(tmp_path / "missing.log") == (None, {})
     pixels = study.as_uint8(torch.tensor([-1.0, -0.5, 1.0, 3.0]).reshape(1, 1, 2, 2))
     assert pixels.dtype.name == "uint8" and pixels.tolist() == [[[0, 64], [255, 255]]]
-    assert set(study.CAPTURE) == set(pretrained.CONFIGS)
+    assert set(study.CAPTURE) == set(recipes.CONFIGS)
+    assert "diffusion" in zoo.study_names()
+    record = json.loads(study.JSON_PATH.read_text())
+    assert record["command"].startswith("python -m dgm_lib.zoo study diffusion")
+    assert set(record["configs"]) == set(recipes.CONFIGS) and record["n"] == study.N_SAMPLES
+    with np.load(study.NPZ_PATH) as arrays:
+        assert arrays["ddpm_default__ancestral"].shape == (record["n"], 28, 28)
 
 
-@pytest.mark.parametrize("name", sorted(pretrained.CONFIGS))
+@pytest.mark.parametrize("name", sorted(recipes.CONFIGS))
 def test_shipped_weights_beat_the_untrained_network(name, one_thread):
     """Each zoo checkpoint: under the 2 MB budget, and its Algorithm 1/3 loss on 256 test digits (same t and noise for
     both) is less than a third of the untrained network's."""
     path = zoo.checkpoint_path(name)
-    assert path.stat().st_size < 2_000_000
+    assert path.stat().st_size < zoo.entry(name).max_bytes == 2_000_000
     trained = zoo.load(name, train_if_missing=False, device="cpu")
-    build = pretrained.CONFIGS[name][0]
+    build = recipes.CONFIGS[name][0]
     torch.manual_seed(0)
     untrained = build().eval()
-    x = mnist_images("test")[:256]
+    x = mnist_images("test", "signed")[:256]
     with torch.no_grad():
         losses = []
         for model in (trained, untrained):

@@ -188,7 +188,7 @@ def test_exercise_checks_catch_typical_mistakes(capsys):
 
 
 def test_beta_schedule_explorer_presets_and_redraws():
-    from dgm_lib.widgets import beta_schedule_explorer
+    from dgm_lib.diffusion.explorers import beta_schedule_explorer
 
     box = beta_schedule_explorer()
     preset, kind, beta1, beta2, steps, t = box.children[0].children
@@ -209,7 +209,7 @@ def test_beta_schedule_explorer_presets_and_redraws():
 
 
 def test_blur_schedule_explorer_draws_default_and_redraws():
-    from dgm_lib.widgets import blur_schedule_explorer
+    from dgm_lib.diffusion.explorers import blur_schedule_explorer
 
     box = blur_schedule_explorer()
     controls = box.children[0].children

@@ -242,10 +242,10 @@ def test_exercise_checks_pass_the_reference_solutions_and_catch_typical_mistakes
 )
 def test_latent_prior_explorer_reparametrisations_are_normalized(family, k, temperature, depth):
     from dgm_lib.viz import latent_lim
-    from dgm_lib.widgets import _latent_prior
+    from dgm_lib.vae.explorers import latent_prior
 
     torch.set_default_dtype(torch.float32)  # the zoo models are float32
-    log_prob, sample, _ = _latent_prior(family, k, temperature, depth, "cpu")
+    log_prob, sample, _ = latent_prior(family, k, temperature, depth, "cpu")
     with torch.no_grad():
         draws = sample(20_000, torch.Generator().manual_seed(14))
         lim = 2 * latent_lim(draws)
@@ -257,7 +257,7 @@ def test_latent_prior_explorer_reparametrisations_are_normalized(family, k, temp
 def test_latent_prior_explorer_builds_with_its_controls():
     import ipywidgets as widgets
 
-    from dgm_lib.widgets import latent_prior_explorer
+    from dgm_lib.vae.explorers import latent_prior_explorer
 
     torch.set_default_dtype(torch.float32)
     box = latent_prior_explorer(device="cpu")

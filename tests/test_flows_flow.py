@@ -21,7 +21,7 @@ from dgm_lib.flows import (
     make_maf,
     make_realnvp,
 )
-from dgm_lib.training import fit
+from dgm_lib.training import FitOptions, fit
 
 
 def _perturbed(build: Callable[..., Flow], *args: Any, scale: float = 0.3, **kwargs: Any) -> Flow:
@@ -129,7 +129,7 @@ def test_fit_trains_a_flow_on_two_moons(build):
     flow = build(2, depth=4, hidden=(32, 32))
     with torch.no_grad():
         before = flow.forward_kl(test).item()
-    history = fit(flow, torch.optim.Adam(flow.parameters(), lr=1e-2), list(data.split(128)), steps=300, progress=False)
+    history = fit(flow, torch.optim.Adam(flow.parameters(), lr=1e-2), list(data.split(128)), FitOptions(steps=300, progress=False))
     with torch.no_grad():
         after = flow.forward_kl(test).item()
     entropy = -target.log_prob(test.double()).mean().item()  # the best achievable NLL

@@ -9,19 +9,18 @@ import torch
 from torch import nn
 
 from dgm_lib.intrinsic_dim import (
-    MAX_MATRIX_ENTRIES,
     PROJECTIONS,
     DenseProjection,
     FastfoodProjection,
     IntrinsicDimResult,
     SparseProjection,
     SubspaceModule,
-    ToyProblem,
     make_projection,
     measure_intrinsic_dimension,
-    toy_objective,
     walsh_hadamard,
 )
+from dgm_lib.intrinsic_dim.chapter import ToyProblem, toy_objective
+from dgm_lib.intrinsic_dim.projections import MAX_MATRIX_ENTRIES
 
 pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
@@ -376,7 +375,7 @@ def test_measure_intrinsic_dimension_errors():
 
 
 def test_model_sizes_match_the_paper():
-    from dgm_lib.intrinsic_dim_models import fc_net, lenet, num_parameters
+    from dgm_lib.intrinsic_dim.classifiers import fc_net, lenet, num_parameters
 
     assert num_parameters(fc_net()) == 199_210  # 784-200-200-10
     assert num_parameters(lenet()) == 44_426
@@ -388,7 +387,7 @@ def test_model_sizes_match_the_paper():
 
 def test_subspace_training_on_digits_learns_and_leaves_the_module_unchanged():
     from dgm_lib.data import load_mnist
-    from dgm_lib.intrinsic_dim_models import accuracy, fc_net, train_classifier
+    from dgm_lib.intrinsic_dim.classifiers import accuracy, fc_net, train_classifier
 
     images, labels = load_mnist("train")
     images, labels = images[:500].double(), labels[:500]
@@ -407,45 +406,54 @@ def test_subspace_training_on_digits_learns_and_leaves_the_module_unchanged():
 
 
 def test_sweep_command_writes_a_loadable_record(tmp_path, monkeypatch, capsys):
-    from dgm_lib import intrinsic_dim_models as idm
+    from dataclasses import replace
 
-    monkeypatch.setattr(idm, "DATA_DIR", tmp_path)
-    monkeypatch.setattr(idm, "EPOCHS", 1)
-    monkeypatch.setitem(idm.SWEEPS, "tiny", {
-        "models": {"w8": ("fc", {"width": 8, "depth": 1})}, "dims": [5, 40], "projection": "sparse"})
-    assert idm.main(["sweep", "tiny"]) == 0
+    from dgm_lib import zoo
+    from dgm_lib.intrinsic_dim import chapter, recipes
+
+    monkeypatch.setattr(recipes, "RECIPE", replace(recipes.RECIPE, epochs=1))
+    monkeypatch.setitem(recipes.SWEEPS, "tiny", recipes.Sweep({"w8": ("fc", {"width": 8, "depth": 1})}, (5, 40), "sparse"))
+    zoo.register_study(zoo.Study("intrinsic_dim_tiny", run=lambda: recipes.study("tiny")))
+    try:
+        assert zoo.main(["study", "intrinsic_dim_tiny", "--dir", str(tmp_path)]) == 0
+    finally:
+        zoo._STUDIES.pop("intrinsic_dim_tiny")
     out = capsys.readouterr().out
     assert "tiny w8 d = 40: test accuracy" in out and "d_int90" in out
-    record = idm.sweep_record("tiny")
-    assert record["command"] == "python -m dgm_lib.intrinsic_dim_models sweep tiny"
+    record = chapter.sweep_record("tiny", tmp_path)
+    assert record["command"] == "python -m dgm_lib.zoo study intrinsic_dim_tiny"
     assert record["D"] == {"w8": 784 * 8 + 8 + 8 * 10 + 10} and record["dims"] == [5, 40] and record["epochs"] == 1
     assert record["threads"] == 1 and record["torch_version"] == torch.__version__
-    result = idm.load_sweep("tiny")
+    result = chapter.load_sweep("tiny", tmp_path)
     assert isinstance(result, IntrinsicDimResult) and result.dims == [5, 40] and 0 < result.baseline <= 1
-    with pytest.raises(ValueError, match="sweep must be one of"):
-        idm.sweep_record("nope")
+    with pytest.raises(FileNotFoundError, match="python -m dgm_lib.zoo study intrinsic_dim_nope"):
+        chapter.sweep_record("nope")
 
 
 def test_shipped_sweeps_match_the_recipe_and_resolve_d_int90():
     from functools import partial
 
-    from dgm_lib import intrinsic_dim_models as idm
+    from dgm_lib import zoo
+    from dgm_lib.intrinsic_dim import chapter, classifiers, recipes
 
-    for name, spec in idm.SWEEPS.items():
-        record = idm.sweep_record(name)
-        assert record["command"] == f"python -m dgm_lib.intrinsic_dim_models sweep {name}"
-        assert (record["dims"], record["projection"]) == (spec["dims"], spec["projection"])
+    for name, spec in recipes.SWEEPS.items():
+        record = chapter.sweep_record(name)
+        assert f"intrinsic_dim_{name}" in zoo.study_names()
+        assert record["command"] == f"python -m dgm_lib.zoo study intrinsic_dim_{name}"
+        assert (record["dims"], record["projection"]) == (list(spec.dims), spec.projection)
         recipe = (record["epochs"], record["batch_size"], record["lr_direct"], record["lr_subspace"], record["seed"])
-        assert recipe == (idm.EPOCHS, idm.BATCH_SIZE, idm.LR, idm.SUBSPACE_LR, idm.SEED), name
+        r = recipes.RECIPE
+        assert recipe == (r.epochs, r.batch_size, r.lr, r.subspace_lr, r.seed), name
         assert record["threads"] == 1 and record["wall_time_s"] < 900, name  # one thread, about 10 minutes at most
-        loaded = idm.load_sweep(name)
-        results = loaded if isinstance(loaded, dict) else {next(iter(spec["models"])): loaded}
-        assert set(results) == set(spec["models"]) == set(record["D"])
+        loaded = chapter.load_sweep(name)
+        results = loaded if isinstance(loaded, dict) else {next(iter(spec.models)): loaded}
+        assert set(results) == set(spec.models) == set(record["D"])
         for key, result in results.items():
-            model, kwargs = spec["models"][key]
-            assert record["D"][key] == idm.num_parameters(partial(idm.MODELS[model], **kwargs)())
+            model, kwargs = spec.models[key]
+            assert record["D"][key] == classifiers.num_parameters(partial(classifiers.MODELS[model], **kwargs)())
             assert result.baseline_kind == "direct" and 0.9 < result.baseline <= 1, (name, key, result.baseline)
             assert all(0 <= s <= 1 for s in result.scores)
             # the grid brackets the threshold: d_int90 exists and is not the grid's smallest d
             assert result.d_int90 is not None and result.d_int90 > result.dims[0], (name, key, result)
-    assert idm.sweep_record("fc")["D"] == {"fc": 199_210} and idm.sweep_record("lenet")["D"] == {"lenet": 44_426}
+    assert chapter.sweep_record("fc")["D"] == {"fc": 199_210}
+    assert chapter.sweep_record("lenet")["D"] == {"lenet": 44_426}

@@ -6,7 +6,8 @@ import torch
 
 from dgm_lib.exercises import check
 from dgm_lib.exercises import intrinsic_dim as exercises  # noqa: F401  registers the chapter's checks
-from dgm_lib.intrinsic_dim import ToyProblem, make_projection, toy_objective
+from dgm_lib.intrinsic_dim import make_projection
+from dgm_lib.intrinsic_dim.chapter import ToyProblem, toy_objective
 
 DT = torch.float64
 
@@ -139,7 +140,7 @@ def test_exercise_checks_reject_typical_mistakes(name, fn, capsys):
 
 
 def test_toy_subspace_optimum_matches_least_squares_and_gradient_optimality():
-    from dgm_lib.intrinsic_dim import toy_subspace_optimum
+    from dgm_lib.intrinsic_dim.chapter import toy_subspace_optimum
 
     t0 = theta_0(2)
     for d in (3, 9, 10, 14):
@@ -158,7 +159,7 @@ def test_toy_subspace_optimum_matches_least_squares_and_gradient_optimality():
 def test_intrinsic_dimension_explorer_draws_default_and_redraws():
     import matplotlib.pyplot as plt
 
-    from dgm_lib.widgets import intrinsic_dimension_explorer
+    from dgm_lib.intrinsic_dim.explorers import intrinsic_dimension_explorer
 
     box = intrinsic_dimension_explorer()
     controls = box.children[0].children

@@ -8,10 +8,13 @@ import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from dgm_lib import zoo
-from dgm_lib.data.toy2d import LIM, get_target
+from dataclasses import replace
+
+from dgm_lib.data.toy2d import ENERGIES, LIM, ConfinedEnergy, get_target, get_target_for_fit, grid_integral
 from dgm_lib.exercises import check, kl_duality  # noqa: F401  (registers the chapter's checks)
 from dgm_lib.flows import Flow, StandardNormal, Transform, make_realnvp
-from dgm_lib.flows import energy_models as em
+from dgm_lib.flows import kl_duality as em
+from dgm_lib.flows import recipes
 
 DTYPE = torch.float64
 
@@ -82,8 +85,8 @@ def test_forward_kl_is_nll_minus_entropy(gaussian_case):
 def test_forward_kl_by_quadrature_equals_nll_minus_entropy(realnvp):
     target = get_target("eight_gaussians")
     integrand = lambda x: target.log_prob(x).exp() * (target.log_prob(x) - realnvp.log_prob(x))  # noqa: E731
-    kl = em.grid_integral(integrand, 5.0, dtype=DTYPE)
-    entropy = -em.grid_integral(lambda x: target.log_prob(x).exp() * target.log_prob(x), 5.0, dtype=DTYPE)
+    kl = grid_integral(integrand, 5.0, dtype=DTYPE)
+    entropy = -grid_integral(lambda x: target.log_prob(x).exp() * target.log_prob(x), 5.0, dtype=DTYPE)
     x = target.sample(100_000, torch.Generator().manual_seed(1), dtype=DTYPE)
     assert kl > 0.1
     assert within(em.mc_estimate(-realnvp.log_prob(x)), kl + entropy)
@@ -169,8 +172,8 @@ def test_mc_estimate_and_its_errors():
 
 def test_grid_integral_of_a_gaussian():
     normal = MultivariateNormal(torch.zeros(2, dtype=DTYPE), 0.25 * torch.eye(2, dtype=DTYPE))
-    assert math.isclose(em.grid_integral(lambda x: normal.log_prob(x).exp(), dtype=DTYPE), 1.0, abs_tol=1e-9)
-    assert math.isclose(em.grid_integral(lambda x: torch.ones(len(x), dtype=x.dtype), lim=2.0), 16.0, rel_tol=1e-12)
+    assert math.isclose(grid_integral(lambda x: normal.log_prob(x).exp(), dtype=DTYPE), 1.0, abs_tol=1e-9)
+    assert math.isclose(grid_integral(lambda x: torch.ones(len(x), dtype=x.dtype), lim=2.0), 16.0, rel_tol=1e-12)
 
 
 def test_mode_fractions():
@@ -180,8 +183,8 @@ def test_mode_fractions():
 
 
 def test_confined_energy_equals_the_energy_inside_the_box_and_is_integrable():
-    for name in em.ENERGIES:
-        confined, energy = em.get_target_for_fit(name), get_target(name)
+    for name in ENERGIES:
+        confined, energy = get_target_for_fit(name), get_target(name)
         inside = (torch.rand(100, 2, dtype=DTYPE) * 2 - 1) * LIM
         assert torch.equal(confined.log_prob(inside), energy.log_prob(inside))
         far = torch.tensor([[LIM + 1.0, 0.0]], dtype=DTYPE)
@@ -189,55 +192,56 @@ def test_confined_energy_equals_the_energy_inside_the_box_and_is_integrable():
         assert confined.log_normalizer >= energy.log_normalizer - 1e-4  # the box's mass plus the wall's
     # U1 and the banana decay on their own: the wall adds nothing
     for name in ("u1", "banana"):
-        assert math.isclose(em.get_target_for_fit(name).log_normalizer, get_target(name).log_normalizer, abs_tol=1e-3)
+        assert math.isclose(get_target_for_fit(name).log_normalizer, get_target(name).log_normalizer, abs_tol=1e-3)
     with pytest.raises(ValueError, match="energies"):
-        em.ConfinedEnergy("two_moons")
+        ConfinedEnergy("two_moons")
 
 
 def test_every_fit_is_registered_and_named():
     names = set(zoo.names())
-    for target, directions in em.available_fits().items():
+    for target, directions in recipes.available_fits().items():
         for direction in directions:
-            assert em.zoo_name(direction, target) in names
-    assert "forward" not in em.available_fits()["u1"]  # no sampler for an energy: no forward KL fit
-    with pytest.raises(ValueError, match="direction"):
-        em.zoo_name("sideways", "u1")
+            assert zoo.zoo_name("kl", direction, target) in names
+    assert "forward" not in recipes.available_fits()["u1"]  # no sampler for an energy: no forward KL fit
+    with pytest.raises(ValueError, match="no sideways KL fit"):
+        em.load_fit("sideways", "u1")
     with pytest.raises(ValueError, match="no forward KL fit"):
         em.load_fit("forward", "u1")
 
 
 def test_annealing_schedule():
-    assert em.annealing(5, 0, 0.1) == [1.0] * 5
-    betas = em.annealing(6, 4, 0.2)
+    assert recipes.annealing(5, 0, 0.1) == [1.0] * 5
+    betas = recipes.annealing(6, 4, 0.2)
     assert betas[0] == 0.2 and betas[4:] == [1.0, 1.0] and betas == sorted(betas)
 
 
 @pytest.mark.parametrize("direction, target", [("forward", "eight_gaussians"), ("reverse", "u2")])
 def test_recipes_train_and_decrease_the_loss(direction, target, monkeypatch):
-    monkeypatch.setitem(em.TRAINING, "steps", 60)
+    monkeypatch.setattr(recipes, "KL", replace(recipes.KL, steps=60))
     torch.manual_seed(0)
-    flow = em.build_flow(target)
-    history = (em.train_forward if direction == "forward" else em.train_reverse)(flow, target)
+    flow = recipes.build_flow(target)
+    history = (recipes.train_forward if direction == "forward" else recipes.train_reverse)(flow, target)
     losses = history["reverse_kl" if direction == "reverse" else "loss"]
     assert len(losses) == 60 and all(math.isfinite(v) for v in losses)
     assert sum(losses[-10:]) < sum(losses[:10])
 
 
 def test_the_shipped_fits_load_and_are_good():
-    for target, directions in em.available_fits().items():
+    for target, directions in recipes.available_fits().items():
         for direction in directions:
-            if not zoo.checkpoint_path(em.zoo_name(direction, target)).exists():
-                pytest.skip(f"checkpoint of {em.zoo_name(direction, target)} missing")
+            name = zoo.zoo_name("kl", direction, target)
+            if not zoo.checkpoint_path(name).exists():
+                pytest.skip(f"checkpoint of {name} missing")
     generator = torch.Generator().manual_seed(0)
-    for name in em.ENERGIES:
-        flow, target = em.load_fit("reverse", name), em.get_target_for_fit(name)
+    for name in ENERGIES:
+        flow, target = em.load_fit("reverse", name), get_target_for_fit(name)
         with torch.no_grad():
             kl, se = em.mc_estimate(em.reverse_kl_terms(flow, target.log_prob, 5000, generator))
         assert -4 * se < kl + target.log_normalizer < 0.3, name
     pi = get_target("eight_gaussians")
     x = pi.sample(5000, generator)
     kls = {}
-    for direction in em.DIRECTIONS:
+    for direction in recipes.DIRECTIONS:
         flow = em.load_fit(direction, "eight_gaussians")
         with torch.no_grad():
             forward, _ = em.mc_estimate(em.forward_kl_terms(flow, pi.log_prob, x))
@@ -274,7 +278,7 @@ def test_exercise_checks_accept_the_solution_and_reject_a_wrong_sign(capsys):
 def test_kl_direction_explorer_draws_every_choice():
     import matplotlib.pyplot as plt
 
-    from dgm_lib.widgets import kl_direction_explorer
+    from dgm_lib.flows.explorers import kl_direction_explorer
 
     plt.close("all")
     box = kl_direction_explorer(device="cpu")

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from dgm_lib import metrics, zoo
 from dgm_lib.data import load_mnist
+from dgm_lib.nets import FEATURES
 
 
 def random_covariance(d: int, rank: int, seed: int) -> torch.Tensor:
@@ -163,7 +164,7 @@ def test_shipped_classifier_accuracy_and_features(classifier, test_digits):
         accuracy = (classifier(test_digits).argmax(1) == labels).double().mean().item()
     assert accuracy >= 0.95  # 0.962 on the 1,000 test digits when shipped
     features = metrics.mnist_features(test_digits, classifier)
-    assert features.shape == (1000, metrics.FEATURES) and features.dtype == torch.float32
+    assert features.shape == (1000, FEATURES) and features.dtype == torch.float32
     assert bool((features.std(0) > 1e-3).all())  # no dead unit: full-rank feature covariance
     assert zoo.checkpoint_path("mnist_classifier").stat().st_size < 600_000
 

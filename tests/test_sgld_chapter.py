@@ -1,7 +1,7 @@
 """The claims of the chapter "SGLD", in float64: the Gaussian linear model's predictive distribution, the Langevin
 diffusion's stationary law (through the exact SGLD transition kernel on a grid), the stationary variance of SGLD on a
 Gaussian, model averaging vs its members, the moments of dropout noise, the samplers at temperature 0, the rescaled
-Gaussian toy; plus dgm_lib.sgmcmc_models, the exercise checks and the widget."""
+Gaussian toy; plus dgm_lib.sgmcmc.chapter, the exercise checks and the widget."""
 
 import math
 
@@ -13,7 +13,8 @@ from torch import nn
 from dgm_lib.exercises import check
 from dgm_lib.exercises import sgld as exercises
 from dgm_lib.sgmcmc import SGHMC, SGLD
-from dgm_lib.sgmcmc_models import (
+from dgm_lib.sgmcmc.chapter import (
+    ChainRun,
     Mixture1D,
     covariance_error,
     distance_to_boundary,
@@ -83,8 +84,8 @@ def test_sgld_stationary_variance_on_a_gaussian(sigma2, eps):
     for _ in range(10_000):
         v = (1 - eps / sigma2) ** 2 * v + 2 * eps
     assert v == pytest.approx(predicted, rel=1e-12)
-    samples = run_chains("SGLD", lambda t: 0.5 * t[:, 0] ** 2 / sigma2, torch.zeros(20_000, 1, dtype=DT), 400, eps,
-                         burn_in=300, generator=torch.Generator().manual_seed(0))
+    samples = run_chains("SGLD", lambda t: 0.5 * t[:, 0] ** 2 / sigma2, torch.zeros(20_000, 1, dtype=DT),
+                         ChainRun(400, eps, burn_in=300), generator=torch.Generator().manual_seed(0))
     assert samples.square().mean().item() == pytest.approx(predicted, rel=0.02)
 
 
@@ -180,8 +181,9 @@ def test_sgld_histogram_matches_the_mixture_and_sgd_collapses():
     """The chapter's sampling-dynamics claim at a smaller budget."""
     theta0 = torch.full((50, 1), -3.0, dtype=DT)
     edges = torch.linspace(-4, 4, 81, dtype=DT)
-    runs = {name: run_chains(name, MIXTURE.potential, theta0, 3000, 0.03, burn_in=750, grad_noise=2.0,
-                             generator=torch.Generator().manual_seed(1)) for name in ("SGLD", "SGD")}
+    run = ChainRun(3000, 0.03, burn_in=750, grad_noise=2.0)
+    runs = {name: run_chains(name, MIXTURE.potential, theta0, run, generator=torch.Generator().manual_seed(1))
+            for name in ("SGLD", "SGD")}
     assert MIXTURE.total_variation(runs["SGLD"], edges) < 0.1
     assert MIXTURE.total_variation(runs["SGD"], edges) > 0.7 and (runs["SGD"] < 0).all()
 
@@ -190,16 +192,16 @@ def test_run_chains_rejects_bad_arguments():
     theta0 = torch.zeros(4, 2, dtype=DT)
     potential = lambda t: t.square().sum(1)  # noqa: E731
     with pytest.raises(ValueError, match="sampler"):
-        run_chains("Adam", potential, theta0, 10, 0.1)
+        run_chains("Adam", potential, theta0, ChainRun(10, 0.1))
     with pytest.raises(ValueError, match="theta0"):
-        run_chains("SGLD", potential, torch.zeros(4, dtype=DT), 10, 0.1)
+        run_chains("SGLD", potential, torch.zeros(4, dtype=DT), ChainRun(10, 0.1))
     with pytest.raises(ValueError, match="burn_in"):
-        run_chains("SGLD", potential, theta0, 10, 0.1, burn_in=10)
+        ChainRun(10, 0.1, burn_in=10)
     with pytest.raises(ValueError, match="grad_noise"):
-        run_chains("SGLD", potential, theta0, 10, 0.1, grad_noise=-1.0)
+        ChainRun(10, 0.1, grad_noise=-1.0)
     with pytest.raises(ValueError, match="lr"):
-        run_chains("SGLD", potential, theta0, 10, -0.1)
-    assert run_chains("SGHMC", potential, theta0, 10, 0.1, burn_in=4, friction=0.5).shape == (6, 4, 2)
+        run_chains("SGLD", potential, theta0, ChainRun(10, -0.1))
+    assert run_chains("SGHMC", potential, theta0, ChainRun(10, 0.1, burn_in=4), friction=0.5).shape == (6, 4, 2)
 
 
 def test_moons_labels_and_distance_to_boundary():
@@ -231,7 +233,7 @@ def test_exercise_references_pass_and_wrong_answers_fail(capsys):
 
 
 def test_sgld_explorer_draws_default_and_redraws():
-    from dgm_lib.widgets import sgld_explorer
+    from dgm_lib.sgmcmc.explorers import sgld_explorer
 
     box = sgld_explorer()
     controls = box.children[0].children

@@ -115,5 +115,5 @@ def test_sample_dtype_determinism_and_errors(name, float64):
         target.sample(0)
     with pytest.raises(ValueError, match="got -2"):
         target.sample(-2)
-    with pytest.raises(TypeError, match="n must be an int"):
+    with pytest.raises(TypeError, match="n must be a positive int, got float"):
         target.sample(2.5)

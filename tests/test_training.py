@@ -7,9 +7,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dgm_lib.core import CheckpointError, load_checkpoint, seed_everything
+from dgm_lib.core import seed_everything
+from dgm_lib.io import CheckpointError, load_checkpoint
 from dgm_lib.data.toy2d import get_target
-from dgm_lib.training import History, NonFiniteLossError, ShuffledBatches, _to_device, fit
+from dgm_lib.training import FitOptions, History, NonFiniteLossError, ShuffledBatches, _to_device, fit
 
 
 class Net(nn.Module):
@@ -59,9 +60,9 @@ def _setup(seed, data_seed, make_data):
     return dict(model=model, optimizer=optimizer, scheduler=scheduler, generator=generator, data=make_data(generator))
 
 
-def _run(setup, steps, **kwargs):
-    return fit(setup["model"], setup["optimizer"], setup["data"], steps=steps, scheduler=setup["scheduler"],
-               generator=setup["generator"], progress=False, **kwargs)
+def _run(setup, steps, **options):
+    return fit(setup["model"], setup["optimizer"], setup["data"], FitOptions(steps=steps, progress=False, **options),
+               scheduler=setup["scheduler"], generator=setup["generator"])
 
 
 def _params(model):
@@ -184,7 +185,7 @@ def test_non_finite_gradient_is_caught():
         return {"loss": torch.sqrt(model(batch).sum() * 0)}
 
     with pytest.raises(NonFiniteLossError, match="gradient norm = nan at step 1") as info:
-        fit(model, optimizer, [torch.ones(4, 2)], steps=3, loss_fn=sqrt_of_zero, progress=False)
+        fit(model, optimizer, [torch.ones(4, 2)], FitOptions(steps=3, loss_fn=sqrt_of_zero, progress=False))
     assert info.value.term == "gradient norm"
     assert all(torch.equal(a, b) for a, b in zip(_params(model), before))
     assert all(p.grad is None for p in model.parameters())
@@ -193,7 +194,7 @@ def test_non_finite_gradient_is_caught():
 def test_history_and_progress_bar(capsys):
     setup = _setup(0, 1, Sampled)
     setup["model"].eval()
-    history = fit(setup["model"], setup["optimizer"], setup["data"], steps=9, grad_clip=1.0)
+    history = fit(setup["model"], setup["optimizer"], setup["data"], FitOptions(steps=9, grad_clip=1.0))
     assert not setup["model"].training  # the caller's mode is restored
     arrays = history.as_arrays()
     assert set(arrays) == {"loss", "mse", "reg"} and all(a.shape == (9,) for a in arrays.values())
@@ -225,11 +226,10 @@ def test_batches_move_to_device_and_are_unpacked():
 
     model = TwoArgs()
     data = DataLoader(TensorDataset(torch.randn(8, 2), torch.randn(8)), batch_size=4)
-    history = fit(model, torch.optim.SGD(model.parameters(), lr=0.1), data, steps=3, progress=False)
+    history = fit(model, torch.optim.SGD(model.parameters(), lr=0.1), data, FitOptions(steps=3, progress=False))
     assert len(history) == 3
     model_kw = TwoArgs()
-    fit(model_kw, torch.optim.SGD(model_kw.parameters(), lr=0.1), [{"x": torch.ones(3, 2), "y": torch.zeros(3)}],
-        steps=2, progress=False)
+    fit(model_kw, torch.optim.SGD(model_kw.parameters(), lr=0.1), [{"x": torch.ones(3, 2), "y": torch.zeros(3)}], FitOptions(steps=2, progress=False))
 
 
 def test_argument_errors():
@@ -237,20 +237,20 @@ def test_argument_errors():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     data = [torch.randn(4, 2)]
     with pytest.raises(ValueError, match="steps must be a positive int, got 0"):
-        fit(model, optimizer, data, steps=0)
+        fit(model, optimizer, data, FitOptions(steps=0))
     with pytest.raises(ValueError, match="checkpoint_every"):
-        fit(model, optimizer, data, steps=1, checkpoint_every=0)
+        fit(model, optimizer, data, FitOptions(steps=1, checkpoint_every=0))
     with pytest.raises(ValueError, match="grad_clip"):
-        fit(model, optimizer, data, steps=1, grad_clip=-1.0)
+        fit(model, optimizer, data, FitOptions(steps=1, grad_clip=-1.0))
     with pytest.raises(TypeError, match="not a tensor"):
-        fit(model, optimizer, torch.randn(10, 2), steps=1)
+        fit(model, optimizer, torch.randn(10, 2), FitOptions(steps=1))
     with pytest.raises(TypeError, match="'loss' key, got Tensor"):
-        fit(model, optimizer, data, steps=1, loss_fn=lambda m, b: m(b)["loss"], progress=False)
+        fit(model, optimizer, data, FitOptions(steps=1, loss_fn=lambda m, b: m(b)["loss"], progress=False))
     with pytest.raises(ValueError, match="no batches"):
-        fit(model, optimizer, [], steps=1, progress=False)
+        fit(model, optimizer, [], FitOptions(steps=1, progress=False))
     one_shot = (torch.randn(4, 2) for _ in range(2))
     with pytest.raises(ValueError, match="one-shot generator"):
-        fit(model, optimizer, one_shot, steps=3, progress=False)
+        fit(model, optimizer, one_shot, FitOptions(steps=3, progress=False))
 
 
 def test_shuffled_batches_cover_the_data_once_per_epoch_in_a_fresh_order():

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from dgm_lib.flows import make_maf, make_realnvp
-from dgm_lib.training import fit
+from dgm_lib.training import FitOptions, fit
 from dgm_lib.vae import (
     VAE,
     ConvDecoder,
@@ -105,7 +105,7 @@ def test_iwae_is_above_the_elbo_and_increases_with_k(float64, prior):
     64 points and 5 seeds the steps are far larger than the Monte Carlo noise."""
     torch.manual_seed(0)
     model, x = small_vae(prior), digits(64)
-    fit(model, torch.optim.Adam(model.parameters(), lr=1e-2), [x], steps=30, progress=False)
+    fit(model, torch.optim.Adam(model.parameters(), lr=1e-2), [x], FitOptions(steps=30, progress=False))
     with torch.no_grad():
         elbo = torch.stack([model.elbo(x, 20, torch.Generator().manual_seed(s)) for s in range(5)]).mean()
         bounds = [
@@ -148,7 +148,7 @@ def test_beta_weights_the_kl_in_the_loss():
 def test_fit_on_a_tiny_subset_decreases_the_loss(prior, posterior):
     torch.manual_seed(0)
     model, x = small_vae(prior, posterior), digits(64)
-    history = fit(model, torch.optim.Adam(model.parameters(), lr=3e-3), list(x.split(32)), steps=150, progress=False)
+    history = fit(model, torch.optim.Adam(model.parameters(), lr=3e-3), list(x.split(32)), FitOptions(steps=150, progress=False))
     assert history.last("loss", 10) < history["loss"][0] - 10
     assert all(math.isfinite(v) for v in history["loss"])
 

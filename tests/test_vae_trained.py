@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from dgm_lib import zoo
-from dgm_lib.training import ShuffledBatches, fit
+from dgm_lib.training import FitOptions, ShuffledBatches, fit
 from dgm_lib.vae import VAE, MLPDecoder, MLPEncoder, StandardNormalPrior, VampPrior, elbo_surgery, gaussian_kl
-from dgm_lib.vae import pretrained
+from dgm_lib.data.mnist import mnist_images
+from dgm_lib.vae import recipes
+from dgm_lib.vae.chapter import evaluate
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def mnist_test() -> torch.Tensor:
-    return pretrained.binarized_mnist("test")
+    return mnist_images("test", "binarized")
 
 
 def test_surgery_on_a_small_trained_vae_matches_the_closed_form_kl(float64, mnist_test):
@@ -27,7 +29,7 @@ def test_surgery_on_a_small_trained_vae_matches_the_closed_form_kl(float64, mnis
     torch.manual_seed(0)
     x = mnist_test[:300].double()
     model = VAE(MLPEncoder(784, (64,), 2), MLPDecoder(2, (64,)), StandardNormalPrior(2))
-    fit(model, torch.optim.Adam(model.parameters(), lr=3e-3), list(x.split(50)), steps=300, progress=False)
+    fit(model, torch.optim.Adam(model.parameters(), lr=3e-3), list(x.split(50)), FitOptions(steps=300, progress=False))
     with torch.no_grad():
         closed = gaussian_kl(*model.encode(x)).mean().item()
     runs = [elbo_surgery(model, x, 20, torch.Generator().manual_seed(s)) for s in range(8)]
@@ -40,15 +42,15 @@ def test_surgery_on_a_small_trained_vae_matches_the_closed_form_kl(float64, mnis
 
 
 def test_binarized_mnist_is_fixed_and_binary(mnist_test):
-    again = pretrained.binarized_mnist("test")
+    again = mnist_images("test", "binarized")
     assert mnist_test.shape == (1000, 1, 28, 28) and torch.equal(mnist_test, again)
     assert set(mnist_test.unique().tolist()) == {0.0, 1.0}
-    assert not torch.equal(mnist_test, pretrained.binarized_mnist("test", seed=1))
+    assert not torch.equal(mnist_test, mnist_images("test", "binarized", seed=1))
 
 
 def test_binarized_batches_shuffle_and_redraw_every_epoch():
     images = torch.rand(250, 1, 28, 28)
-    data = ShuffledBatches(images, 100, torch.Generator().manual_seed(0), pretrained._binarize)
+    data = ShuffledBatches(images, 100, torch.Generator().manual_seed(0), recipes.binarize)
     first, second = list(data), list(data)
     assert len(data) == len(first) == 3 and [len(b) for b in first] == [100, 100, 50]
     assert set(torch.cat(first).unique().tolist()) == {0.0, 1.0}
@@ -57,14 +59,14 @@ def test_binarized_batches_shuffle_and_redraw_every_epoch():
     assert means.item() == pytest.approx(images.mean().item(), abs=2e-3)  # E[Bernoulli(p)] = p
 
 
-@pytest.mark.parametrize("name", list(pretrained.PRIORS))
+@pytest.mark.parametrize("name", list(recipes.PRIORS))
 def test_zoo_vae_loads_and_its_surgery_terms_are_consistent(name, mnist_test):
     """The shipped weights load into the registered model (within the size budget) and give a sensible test ELBO."""
-    assert zoo.checkpoint_path(name).stat().st_size <= pretrained.MAX_BYTES
+    assert zoo.checkpoint_path(name).stat().st_size <= zoo.entry(name).max_bytes
     model = zoo.load(name, train_if_missing=False, device="cpu")
     assert isinstance(model, VAE) and model.z_dim == 2
     x = mnist_test[:200]
-    s = pretrained.evaluate(model, x, k=20, n_samples=2, generator=torch.Generator().manual_seed(0))
+    s = evaluate(model, x, k=20, n_samples=2, generator=torch.Generator().manual_seed(0))
     assert -175 < s["elbo"] < -120 and s["iwae"] > s["elbo"]
     assert s["avg_kl"] == pytest.approx(s["mi"] + s["marginal_kl"], abs=1e-6)
     assert 0 < s["mi"] <= s["log_n"] and s["marginal_kl"] > -0.5

@@ -1,17 +1,19 @@
 """dgm_lib.zoo: register, load-or-train, size budget, stale-config detection, CLI."""
 
+import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from dgm_lib import zoo
-from dgm_lib.core import CheckpointError
+from dgm_lib.io import CheckpointError
 from dgm_lib.data.toy2d import get_target
-from dgm_lib.training import fit
+from dgm_lib.training import FitOptions, fit
 
 CONFIG = {"in": 2, "out": 2, "steps": 100, "lr": 0.1}
 
@@ -26,8 +28,7 @@ class Recipe:
         self.calls += 1
         generator = torch.Generator().manual_seed(0)
         data = [get_target("eight_gaussians").sample(64, generator=generator) for _ in range(4)]
-        return fit(model, torch.optim.Adam(model.parameters(), lr=CONFIG["lr"]), data, steps=CONFIG["steps"],
-                   loss_fn=lambda m, x: {"loss": (m(x) - x.flip(-1)).square().mean()}, progress=False)
+        return fit(model, torch.optim.Adam(model.parameters(), lr=CONFIG["lr"]), data, FitOptions(steps=CONFIG["steps"], loss_fn=lambda m, x: {"loss": (m(x) - x.flip(-1)).square().mean()}, progress=False))
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def entry(request, tmp_path, monkeypatch):
     monkeypatch.setenv("DGM_CHECKPOINT_DIR", str(tmp_path))
     recipe = Recipe()
     name = "test_linear_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")
-    registered = zoo.register(name, build=lambda: nn.Linear(2, 2), train=recipe, config=CONFIG, max_bytes=20_000)
+    registered = zoo.register(zoo.Entry(name, build=lambda: nn.Linear(2, 2), train=recipe, config=CONFIG, max_bytes=20_000))
     yield registered, recipe
     zoo._REGISTRY.pop(name, None)
 
@@ -89,13 +90,16 @@ def test_stale_or_missing_weights(entry, tmp_path):
 
 def test_register_rules(entry):
     registered, recipe = entry
-    zoo.register(registered.name, build=registered.build, train=recipe, config=dict(CONFIG), max_bytes=20_000)
+    zoo.register(zoo.Entry(registered.name, build=registered.build, train=recipe, config=dict(CONFIG), max_bytes=20_000))
     with pytest.raises(ValueError, match="already registered"):
-        zoo.register(registered.name, build=registered.build, train=recipe, config={"lr": 1}, max_bytes=20_000)
+        zoo.register(zoo.Entry(registered.name, build=registered.build, train=recipe, config={"lr": 1}, max_bytes=20_000))
     with pytest.raises(ValueError, match="max_bytes"):
-        zoo.register("other", build=registered.build, train=recipe, config=CONFIG, max_bytes=0)
+        zoo.Entry("other", build=registered.build, train=recipe, config=CONFIG, max_bytes=0)
     with pytest.raises(ValueError, match="name"):
-        zoo.register("bad/name", build=registered.build, train=recipe, config=CONFIG, max_bytes=10)
+        zoo.Entry("bad/name", build=registered.build, train=recipe, config=CONFIG, max_bytes=10)
+    with pytest.raises(TypeError, match="callables"):
+        zoo.Entry("other", build=registered.build, train="recipe", config=CONFIG)
+    assert zoo.Entry("other", build=registered.build, train=recipe, config=CONFIG).max_bytes == zoo.MAX_BYTES
     with pytest.raises(ValueError, match="unknown zoo config 'nope'; registered: .*test_linear"):
         zoo.load("nope")
 
@@ -104,7 +108,7 @@ def test_config_modules_are_imported_lazily(tmp_path, monkeypatch):
     (tmp_path / "my_zoo_configs.py").write_text(textwrap.dedent("""
         from torch import nn
         from dgm_lib import zoo
-        zoo.register("lazy_linear", build=lambda: nn.Linear(2, 2), train=lambda m: None, config={}, max_bytes=10_000)
+        zoo.register(zoo.Entry("lazy_linear", build=lambda: nn.Linear(2, 2), train=lambda m: None, config={}, max_bytes=10_000))
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(zoo, "CONFIG_MODULES", ("my_zoo_configs",))
@@ -137,7 +141,7 @@ def test_python_dash_m_sees_registered_configs(tmp_path):
         import runpy, sys
         from torch import nn
         from dgm_lib import zoo
-        zoo.register("cli_linear", build=lambda: nn.Linear(2, 2), train=lambda m: None, config={{}}, max_bytes=10_000)
+        zoo.register(zoo.Entry("cli_linear", build=lambda: nn.Linear(2, 2), train=lambda m: None, config={{}}, max_bytes=10_000))
         sys.argv = ["zoo", "train", "cli_linear", "--dir", {str(tmp_path)!r}]
         runpy.run_module("dgm_lib.zoo", run_name="__main__")
     """)
@@ -147,3 +151,62 @@ def test_python_dash_m_sees_registered_configs(tmp_path):
     listed = subprocess.run([sys.executable, "-m", "dgm_lib.zoo", "list"], capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.strip()
+
+
+def test_zoo_name_joins_its_parts():
+    assert zoo.zoo_name("maf", "two_moons", 8) == "maf_two_moons_8"
+    assert zoo.zoo_name("kl", "reverse", "u1") in zoo.names()
+    with pytest.raises(TypeError, match="parts"):
+        zoo.zoo_name()
+
+
+CHAPTER_MODULES = {"recipes", "chapter", "toys", "kl_duality", "explorers"}
+
+
+def test_only_recipes_modules_register_configs():
+    """CONFIG_MODULES lists exactly the recipes modules; importing a model module registers nothing.
+
+    (Chapter and explorer modules may use the zoo, and so import their topic's recipes.)
+    """
+    package = Path(zoo.__file__).parent
+    recipes = sorted(".".join(p.relative_to(package.parent).with_suffix("").parts)
+                     for p in package.rglob("recipes.py"))
+    assert sorted(zoo.CONFIG_MODULES) == recipes
+    others = sorted(".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+                    for p in package.rglob("*.py")
+                    if p.stem not in CHAPTER_MODULES and "exercises" not in p.parts)
+    script = textwrap.dedent(f"""
+        import importlib, sys
+        for module in {others!r}:
+            importlib.import_module(module)
+        from dgm_lib import zoo
+        registered = sorted(zoo._REGISTRY) + sorted(zoo._STUDIES)
+        loaded = [m for m in zoo.CONFIG_MODULES if m in sys.modules]
+        print(registered, loaded)
+        sys.exit(1 if registered or loaded else 0)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_study_cli_writes_files_with_their_command(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def run(n, label):
+        calls.append((n, label))
+        return {"toy.json": {"n": n, "label": label}, "toy.npz": {"x": torch.arange(n).numpy()}}
+
+    options = (zoo.StudyOption("n", int, 3, "size"), zoo.StudyOption("label", str, "a", "a label"))
+    zoo.register_study(zoo.Study("toy_study", run=run, options=options))
+    try:
+        assert zoo.main(["study", "toy_study", "--n", "5", "--dir", str(tmp_path)]) == 0
+        record = json.loads((tmp_path / "toy.json").read_text())
+        assert record == {"n": 5, "label": "a", "command": "python -m dgm_lib.zoo study toy_study --n 5"}
+        assert calls == [(5, "a")] and "toy_study: wrote" in capsys.readouterr().out
+        with pytest.raises(ValueError, match="no option"):
+            zoo.run_study("toy_study", tmp_path, size=2)
+        with pytest.raises(ValueError, match="unknown study"):
+            zoo.run_study("nope")
+        assert "toy_study" in zoo.study_names()
+    finally:
+        zoo._STUDIES.pop("toy_study")

@@ -21,7 +21,9 @@ from torch import Tensor
 
 SPLITS = ("train", "test")
 SOURCES = ("subset", "torchvision")
+SCALES = ("unit", "signed", "pixels", "binarized")
 TEST_FRACTION = 0.2
+BINARIZE_SEED = 2026  # the fixed binarization of mnist_images(split, "binarized")
 
 
 @lru_cache(maxsize=1)
@@ -112,3 +114,44 @@ def load_mnist(
             stacklevel=2,
         )
         return _subset(split)
+
+
+def mnist_images(split: str = "train", scale: str = "unit", seed: int = BINARIZE_SEED) -> Tensor:
+    """The digits of load_mnist(split) (4,000 train / 1,000 test), (N, 1, 28, 28), on a model's scale.
+
+    With pixel intensities p in [0, 1]: "unit" gives p; "signed" x = 2 p - 1 in [-1, 1] (diffusion,
+    `to_unit` maps back); "pixels" y = round(255 p) in {0, ..., 255} (dequantization); "binarized"
+    x ~ Bernoulli(p), drawn once with `seed` (the VAEs' fixed test binarization).
+
+    Args:
+        split: "train" or "test".
+        scale: one of SCALES.
+        seed: the seed of the Bernoulli draws of "binarized" (unused otherwise).
+
+    Returns:
+        A float32 tensor (N, 1, 28, 28).
+
+    Example:
+        >>> mnist_images("test", "pixels").unique()[[0, -1]].tolist()
+        [0.0, 255.0]
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    images, _ = load_mnist(split)
+    if scale == "signed":
+        return images * 2 - 1
+    if scale == "pixels":
+        return torch.round(images * 255)
+    if scale == "binarized":
+        return torch.bernoulli(images, generator=torch.Generator().manual_seed(seed))
+    return images
+
+
+def to_unit(images: Tensor) -> Tensor:
+    """Images in [-1, 1] back to [0, 1]: (x + 1) / 2, clamped (samples may overshoot).
+
+    Example:
+        >>> to_unit(torch.tensor([-1.0, 0.0, 1.5])).tolist()
+        [0.0, 0.5, 1.0]
+    """
+    return ((images + 1) / 2).clamp(0, 1)

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import math
 from functools import cached_property, lru_cache
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
+from dgm_lib.checks import check_positive_int
+
 LIM = 4.0  # every target lives (essentially) in [-LIM, LIM]^2
-
-
-def _check_n(n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__} {n!r}")
-    if n < 1:
-        raise ValueError(f"n must be a positive int, got {n}")
+ENERGIES: tuple[str, ...] = ("u1", "u2", "u3", "u4", "banana")  # the unnormalized targets
+WALL = 0.1  # width of the Gaussian wall that confines the energies to the box [-LIM, LIM]^2
 
 
 def _check_x(x: Tensor) -> None:
@@ -70,7 +67,7 @@ class GaussianMixture(Target):
         dtype: torch.dtype | None = None,
     ) -> Tensor:
         """n draws: a component k ~ w, then mu_k + std * eps, eps ~ N(0, I); returns (n, 2)."""
-        _check_n(n)
+        check_positive_int(n, "n")
         gen_device, dtype = _sample_args(generator, dtype)
         k = torch.multinomial(self.weights.to(gen_device), n, replacement=True, generator=generator)
         eps = torch.randn(n, 2, generator=generator, device=gen_device, dtype=torch.float64)
@@ -134,7 +131,7 @@ class Checkerboard(Target):
         dtype: torch.dtype | None = None,
     ) -> Tensor:
         """n draws: a black cell uniformly, then a uniform point in it; returns (n, 2)."""
-        _check_n(n)
+        check_positive_int(n, "n")
         gen_device, dtype = _sample_args(generator, dtype)
         k = torch.randint(0, 8, (n,), generator=generator, device=gen_device)
         u = torch.rand(n, 2, generator=generator, device=gen_device, dtype=torch.float64)
@@ -227,3 +224,82 @@ def get_target(name: str) -> Target:
     if name not in _FACTORIES:
         raise ValueError(f"unknown target {name!r}; allowed: {', '.join(TARGETS)}")
     return _FACTORIES[name]()
+
+
+def grid_integral(
+    fn: Callable[[Tensor], Tensor],
+    lim: float = LIM,
+    n_grid: int = 400,
+    dtype: torch.dtype | None = None,
+) -> float:
+    """Midpoint rule for the integral of fn(x) over [-lim, lim]^2 with n_grid^2 cells, in float64.
+
+    fn gets batches of grid points of shape (k, 2) in `dtype` (default: torch's default dtype).
+
+    Example:
+        >>> round(grid_integral(lambda x: get_target("two_moons").log_prob(x).exp()), 4)
+        1.0
+    """
+    h = 2 * lim / n_grid
+    t = -lim + h * (torch.arange(n_grid, dtype=torch.float64) + 0.5)
+    grid = torch.stack(torch.meshgrid(t, t, indexing="ij"), dim=-1).reshape(-1, 2)
+    grid = grid.to(dtype or torch.get_default_dtype())
+    values = torch.cat([fn(chunk).detach().double() for chunk in grid.split(40_000)])
+    if not torch.isfinite(values).all():
+        raise ValueError("fn returned non-finite values on the grid")
+    return float(values.sum() * h * h)
+
+
+class ConfinedEnergy:
+    """An energy confined to the box: log pi~(x) = -U(x) - |relu(|x| - LIM)|^2 / (2 WALL^2).
+
+    Inside [-LIM, LIM]^2 this is the energy's own -U(x); outside, a steep Gaussian wall makes
+    exp(-U) integrable on R^2 (U2-U4 are ridges along x_1 that never decay), so the reverse KL
+    KL(p(x|theta) || pi) exists for every energy. `log_normalizer` is log Z of the confined density
+    (grid quadrature), so log pi = log pi~ - log Z.
+    """
+
+    def __init__(self, name: str):
+        if name not in ENERGIES:
+            raise ValueError(f"name must be one of the energies {ENERGIES}, got {name!r}")
+        self.name, self.energy = name, get_target(name)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """-U(x) - |relu(|x| - LIM)|^2 / (2 WALL^2), unnormalized, shape x.shape[:-1]."""
+        outside = torch.relu(x.abs() - LIM)
+        return self.energy.log_prob(x) - 0.5 * (outside / WALL).square().sum(-1)
+
+    @cached_property
+    def log_normalizer(self) -> float:
+        """log Z = log of the integral of pi~ over R^2 (midpoint rule on the box plus 8 WALL)."""
+        integral = grid_integral(
+            lambda x: self.log_prob(x).exp(), LIM + 8 * WALL, n_grid=600, dtype=torch.float64
+        )
+        return math.log(integral)
+
+
+@lru_cache(maxsize=None)
+def get_target_for_fit(name: str) -> ConfinedEnergy | Target:
+    """The target a flow is fitted to: the confined energy for an energy, `get_target(name)` else."""
+    return ConfinedEnergy(name) if name in ENERGIES else get_target(name)
+
+
+class TargetBatches:
+    """An epoch of `n_batches` fresh batches x ~ pi(x) of size `batch_size`, drawn with `generator`.
+
+    A data loader for `dgm_lib.training.fit`: unlimited data, so no overfitting.
+
+    Example:
+        >>> batches = TargetBatches(get_target("rings"), 8, 3, torch.Generator().manual_seed(0))
+        >>> [tuple(x.shape) for x in batches]
+        [(8, 2), (8, 2), (8, 2)]
+    """
+
+    def __init__(
+        self, target: Target, batch_size: int, n_batches: int, generator: torch.Generator
+    ):
+        self.target, self.batch_size, self.n_batches = target, batch_size, n_batches
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return (self.target.sample(self.batch_size, self.generator) for _ in range(self.n_batches))

@@ -7,25 +7,14 @@ Images live in [-1, 1] (see dgm_lib.diffusion.mnist_images), shape (B, C, H, W) 
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm_lib.core import check_positive_int
+from dgm_lib.checks import check_number, check_positive_int, check_tensor
 from dgm_lib.diffusion.ddpm import check_capture, timesteps
-from dgm_lib.flows.base import check_tensor
-
-
-def _check_number(value: float, name: str, low: float = 0.0, allow_low: bool = False) -> float:
-    """`value` as a float if it is finite and > low (>= low with allow_low), else ValueError naming `name`."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or value < low or (value == low and not allow_low):
-        bound = f">= {low}" if allow_low else f"> {low}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
 
 
 def gaussian_kernels(sigma: Tensor, kernel_size: int) -> Tensor:
@@ -54,10 +43,9 @@ class BlurDegradation(nn.Module):
         image_size: int = 28,
     ):
         super().__init__()
-        self.sigma_base = _check_number(sigma_base, "sigma_base")
-        self.sigma_scale = _check_number(sigma_scale, "sigma_scale", allow_low=True)
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ValueError(f"T (number of degradation steps) must be an int >= 1, got {T!r}")
+        self.sigma_base = check_number(sigma_base, "sigma_base")
+        self.sigma_scale = check_number(sigma_scale, "sigma_scale", inclusive=True)
+        check_positive_int(T, "T (number of degradation steps)")
         check_positive_int(kernel_size, "kernel_size")
         check_positive_int(image_size, "image_size")
         if kernel_size % 2 == 0 or kernel_size // 2 >= image_size:
@@ -115,7 +103,7 @@ class HybridDegradation(nn.Module):
         image_size: int = 28,
     ):
         super().__init__()
-        self.noise_scale = _check_number(noise_scale, "noise_scale")
+        self.noise_scale = check_number(noise_scale, "noise_scale")
         self.blur = BlurDegradation(sigma_base, sigma_scale, T, kernel_size, image_size)
         self.T = T
 
@@ -167,7 +155,7 @@ class DegradedPrior(nn.Module):
     def sample(self, n: int, noise: float = 0.02, generator: torch.Generator | None = None) -> Tensor:
         """n starts x_T = mean + W z + s eps + noise eps' (z, eps, eps' standard normal, drawn with `generator`)."""
         check_positive_int(n, "n")
-        noise = _check_number(noise, "noise", allow_low=True)
+        noise = check_number(noise, "noise", inclusive=True)
         opts = {"generator": generator, "device": self.mean.device, "dtype": self.mean.dtype}
         z = torch.randn((n, len(self.components)), **opts)
         std = torch.sqrt(self.residual_std**2 + noise**2)

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm_lib.core import check_positive_int
-from dgm_lib.flows.base import check_tensor
+from dgm_lib.checks import check_positive_int, check_tensor
 from dgm_lib.diffusion.schedules import NoiseSchedule
 
 

@@ -11,8 +11,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from dgm_lib.core import check_positive_int
-from dgm_lib.nets import hidden_sizes, mlp
+from dgm_lib.checks import check_positive_int, check_sizes
+from dgm_lib.nets import mlp
 
 
 class TimeEmbedding(nn.Module):
@@ -58,7 +58,7 @@ class ReportCNN(nn.Module):
         image_size: int = 28,
     ):
         super().__init__()
-        hidden = hidden_sizes(hidden, "hidden")
+        hidden = check_sizes(hidden, "hidden")
         check_positive_int(kernel_size, "kernel_size")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (same padding), got {kernel_size}")
@@ -107,7 +107,7 @@ class UNet(nn.Module):
         self, channels: Sequence[int] = (32, 64), T: int = 1000, n_time_features: int = 16, in_channels: int = 1
     ):
         super().__init__()
-        channels = hidden_sizes(channels, "channels")
+        channels = check_sizes(channels, "channels")
         self.in_channels = check_positive_int(in_channels, "in_channels")
         time_dim = 4 * channels[0]
         self.time = TimeEmbedding(T, n_time_features, time_dim)

@@ -14,19 +14,14 @@ import math
 import torch
 from torch import Tensor, nn
 
+from dgm_lib.checks import check_number, check_positive_int, check_real
+
 PRESETS: dict[str, tuple[float, float, int]] = {
     "default": (1e-4, 0.02, 1000),
     "model1": (1e-5, 0.01, 1840),
     "model2": (1e-5, 1e-3, 18300),
     "model2_t1000": (1e-5, 1e-3, 1000),
 }
-
-
-def _check_T(T: int) -> int:
-    """`T` if it is an int >= 1, else ValueError naming T."""
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"T (number of diffusion steps) must be an int >= 1, got {T!r}")
-    return T
 
 
 class NoiseSchedule(nn.Module):
@@ -71,11 +66,9 @@ class NoiseSchedule(nn.Module):
 
 def linear_schedule(beta1: float = 1e-4, beta2: float = 0.02, T: int = 1000) -> NoiseSchedule:
     """The report's linear schedule (eq. 5): beta_t = (beta2 - beta1) t / T + beta1, t = 0..T (Ho et al. 2020)."""
-    _check_T(T)
+    check_positive_int(T, "T (number of diffusion steps)")
     for name, value in (("beta1", beta1), ("beta2", beta2)):
-        number = not isinstance(value, bool) and isinstance(value, (int, float))
-        if not number or not math.isfinite(value) or not 0 < value < 1:
-            raise ValueError(f"{name} must be a finite number in the open interval (0, 1), got {value!r}")
+        check_real(value, name, lambda v: 0 < v < 1, "a finite number in the open interval (0, 1)")
     t = torch.arange(T + 1, dtype=torch.float64)
     return NoiseSchedule((beta2 - beta1) * t / T + beta1)
 
@@ -86,9 +79,8 @@ def cosine_schedule(T: int = 1000, s: float = 0.008) -> NoiseSchedule:
     beta_t is clipped at 0.999 (t = T would give 1); the report's extra index t = 0 gets beta_0 = beta_1, so
     alpha_t = (1 - beta_1) abar_t.
     """
-    _check_T(T)
-    if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
-        raise ValueError(f"s (offset of the cosine schedule) must be a finite number > 0, got {s!r}")
+    check_positive_int(T, "T (number of diffusion steps)")
+    check_number(s, "s (offset of the cosine schedule)")
     t = torch.arange(T + 1, dtype=torch.float64)
     f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
     beta = (1 - f[1:] / f[:-1]).clamp(max=0.999)

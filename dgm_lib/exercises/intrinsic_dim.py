@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dgm_lib.intrinsic_dim import measure_intrinsic_dimension, toy_objective
+from dgm_lib.intrinsic_dim.chapter import toy_objective
+from dgm_lib.intrinsic_dim.dimension import measure_intrinsic_dimension
 
 from .registry import Case, register
 

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm_lib.flows.base import Transform, as_index, check_positive_int, check_vector, soft_clamp
-from dgm_lib.nets import hidden_sizes
+from dgm_lib.checks import check_positive_int, check_sizes, check_vector
+from dgm_lib.flows.base import Transform, as_index, soft_clamp
+
 
 
 class MaskedLinear(nn.Linear):
@@ -50,7 +51,7 @@ class MADE(nn.Module):
         super().__init__()
         self.m = check_positive_int(m, "m")
         self.out_per_dim = check_positive_int(out_per_dim, "out_per_dim")
-        hidden = hidden_sizes(hidden, "hidden")
+        hidden = check_sizes(hidden, "hidden")
         order = torch.arange(m) if order is None else as_index(order, "order", m)
         self.register_buffer("order", order)
         degrees = [order + 1] + [torch.arange(h) % max(m - 1, 1) + 1 for h in hidden]

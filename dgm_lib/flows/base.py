@@ -14,34 +14,9 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from dgm_lib.core import check_positive_int
+from dgm_lib.checks import check_positive_int, check_tensor
 
 LOG_2PI = math.log(2 * math.pi)
-
-
-def check_tensor(x: Tensor, name: str) -> None:
-    """TypeError unless `x` is a floating-point tensor with a batch dimension; ValueError if it holds NaN."""
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        kind = f"{type(x).__name__} of dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
-        raise TypeError(f"{name} must be a floating-point tensor of shape (batch, *event), got a {kind}")
-    if x.dim() < 2:
-        raise ValueError(f"{name} must have shape (batch, *event) with at least 2 dimensions, got {tuple(x.shape)}")
-    if torch.isnan(x).any():
-        raise ValueError(f"{name} contains NaN ({int(torch.isnan(x).sum())} of {x.numel()} entries); allowed: no NaN")
-
-
-def check_vector(x: Tensor, name: str, m: int) -> None:
-    """check_tensor, and the shape must be (batch, m)."""
-    check_tensor(x, name)
-    if x.dim() != 2 or x.shape[1] != m:
-        raise ValueError(f"{name} must have shape (batch, {m}), got {tuple(x.shape)}")
-
-
-def check_features(x: Tensor, name: str, features: int) -> None:
-    """check_tensor, and dim 1 (features of (B, m), channels of (B, C, H, W)) must have size `features`."""
-    check_tensor(x, name)
-    if x.shape[1] != features:
-        raise ValueError(f"{name} must have {features} features/channels in dim 1, got shape {tuple(x.shape)}")
 
 
 def soft_clamp(raw: Tensor, bound: float) -> Tensor:

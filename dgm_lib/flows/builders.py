@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from dgm_lib.flows.autoregressive import MAF
-from dgm_lib.flows.base import Compose, Flow, StandardNormal, check_positive_int
+from dgm_lib.checks import check_positive_int
+from dgm_lib.flows.base import Compose, Flow, StandardNormal
 from dgm_lib.flows.coupling import AffineCoupling, half_mask
 
 

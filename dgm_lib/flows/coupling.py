@@ -12,8 +12,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from dgm_lib.flows.base import Transform, check_positive_int, check_tensor, soft_clamp, sum_except_batch
-from dgm_lib.nets import hidden_sizes, mlp
+from dgm_lib.checks import check_positive_int, check_sizes, check_tensor
+from dgm_lib.flows.base import Transform, soft_clamp, sum_except_batch
+from dgm_lib.nets import mlp
 
 
 def half_mask(m: int) -> Tensor:
@@ -104,7 +105,7 @@ class AffineCoupling(Transform):
         if self.image:
             self.channels = channels
             self.net = net_or_hidden if isinstance(net_or_hidden, nn.Module) else conv_net(
-                channels, hidden_sizes(net_or_hidden, "net_or_hidden"), activation
+                channels, check_sizes(net_or_hidden, "net_or_hidden"), activation
             )
         else:
             m = mask.numel()
@@ -116,8 +117,20 @@ class AffineCoupling(Transform):
             self.register_buffer("trans_index", trans)
             self.register_buffer("merge_index", torch.argsort(torch.cat([cond, trans])))
             self.net = net_or_hidden if isinstance(net_or_hidden, nn.Module) else mlp(
-                (len(cond), *hidden_sizes(net_or_hidden, "net_or_hidden"), 2 * len(trans)), activation
+                (len(cond), *check_sizes(net_or_hidden, "net_or_hidden"), 2 * len(trans)), activation
             )
+
+    @torch.no_grad()
+    def start_at_identity(self) -> AffineCoupling:
+        """Zero the conditioner's last layer, so mu = 0 and log sigma = 0: the coupling is the identity.
+
+        Returns the coupling itself. The conditioner must be a Sequential ending in a layer with
+        weight and bias (the built-in MLP and CNN conditioners are).
+        """
+        last = self.net[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        return self
 
     def extra_repr(self) -> str:
         mask = self.mask.int().flatten().tolist()

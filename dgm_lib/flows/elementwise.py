@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm_lib.flows.base import Inverse, Transform, check_features, check_positive_int, sum_except_batch
+from dgm_lib.checks import check_features, check_positive_int
+from dgm_lib.flows.base import Inverse, Transform, sum_except_batch
 
 # Bisection halves the bracket [y - |c|, y + |c|]: 2^-64 reaches float64 resolution for any |c| < 2^10.
 _BISECTIONS = 64

@@ -11,7 +11,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from dgm_lib.flows.base import Transform, as_index, check_features, check_positive_int, check_vector
+from dgm_lib.checks import check_features, check_positive_int, check_vector
+from dgm_lib.flows.base import Transform, as_index
 
 
 class Permutation(Transform):

@@ -2,7 +2,7 @@
 
 x is data, z the latent; q(z|x, phi) the encoder, p(x|z, theta) the decoder, p(z) or p(z|lambda) the prior,
 q_agg(z) = 1/n sum_i q(z|x_i) the aggregated posterior. The zoo configs of the MNIST VAEs live in
-dgm_lib.vae.pretrained (imported by dgm_lib.zoo on first use, not here).
+dgm_lib.vae.recipes (imported by dgm_lib.zoo on first use, not here).
 """
 
 from dgm_lib.vae.model import VAE, ConvDecoder, ConvEncoder, IAFPosterior, MLPDecoder, MLPEncoder, PosteriorSample

@@ -19,20 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm_lib.flows.autoregressive import IAF
-from dgm_lib.flows.base import Compose, Inverse, Transform, check_positive_int, check_tensor, soft_clamp
-from dgm_lib.nets import hidden_sizes, mlp
+from dgm_lib.checks import check_positive_int, check_sizes, check_tensor
+from dgm_lib.flows.base import Compose, Inverse, Transform, soft_clamp
+from dgm_lib.nets import mlp
 from dgm_lib.vae.priors import LOG_VAR_BOUND, StandardNormalPrior, gaussian_kl, standard_normal
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 IWAE_CHUNK = 2**15  # decoder rows evaluated at once by VAE.iwae
-
-
-def _check_x_shape(x_shape: Sequence[int], name: str = "x_shape") -> tuple[int, ...]:
-    if isinstance(x_shape, int) or not all(isinstance(s, int) and not isinstance(s, bool) for s in x_shape):
-        raise TypeError(f"{name} must be a tuple of positive ints, got {x_shape!r}")
-    for k, s in enumerate(x_shape):
-        check_positive_int(s, f"{name}[{k}]")
-    return tuple(x_shape)
 
 
 def flatten_input(x: Tensor, x_dim: int, name: str = "x") -> Tensor:
@@ -76,7 +69,7 @@ class MLPEncoder(nn.Module):
         super().__init__()
         self.x_dim, self.z_dim = check_positive_int(x_dim, "x_dim"), check_positive_int(z_dim, "z_dim")
         self.x_shape = (x_dim,)
-        self.net = mlp((x_dim, *hidden_sizes(hidden, "hidden"), 2 * z_dim), activation)
+        self.net = mlp((x_dim, *check_sizes(hidden, "hidden"), 2 * z_dim), activation)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mu, log_var), each (B, z_dim), for x of shape (B, x_dim) or (B, *event)."""
@@ -97,9 +90,9 @@ class ConvEncoder(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__()
-        self.x_shape, self.z_dim = _check_x_shape(x_shape), check_positive_int(z_dim, "z_dim")
+        self.x_shape, self.z_dim = check_sizes(x_shape, "x_shape"), check_positive_int(z_dim, "z_dim")
         self.x_dim = math.prod(self.x_shape)
-        hidden = hidden_sizes(hidden, "hidden")
+        hidden = check_sizes(hidden, "hidden")
         h, w = _conv_grid(self.x_shape, len(hidden))
         layers: list[nn.Module] = []
         for a, b in zip((self.x_shape[0], *hidden[:-1]), hidden):
@@ -120,7 +113,7 @@ class _Decoder(nn.Module):
     def __init__(self, z_dim: int, x_shape: Sequence[int], likelihood: str):
         super().__init__()
         self.z_dim = check_positive_int(z_dim, "z_dim")
-        self.x_shape = _check_x_shape(x_shape)
+        self.x_shape = check_sizes(x_shape, "x_shape")
         self.x_dim = math.prod(self.x_shape)
         self.likelihood = _check_likelihood(likelihood)
         self.n_out = 1 if likelihood == "bernoulli" else 2
@@ -170,7 +163,7 @@ class MLPDecoder(_Decoder):
         activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__(z_dim, x_shape, likelihood)
-        self.net = mlp((self.z_dim, *hidden_sizes(hidden, "hidden"), self.n_out * self.x_dim), activation)
+        self.net = mlp((self.z_dim, *check_sizes(hidden, "hidden"), self.n_out * self.x_dim), activation)
 
     def _net(self, z: Tensor) -> Tensor:
         return self.net(z)
@@ -190,7 +183,7 @@ class ConvDecoder(_Decoder):
         activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__(z_dim, x_shape, likelihood)
-        hidden = hidden_sizes(hidden, "hidden")
+        hidden = check_sizes(hidden, "hidden")
         h, w = _conv_grid(self.x_shape, len(hidden))
         layers: list[nn.Module] = [nn.Linear(self.z_dim, hidden[0] * h * w), activation()]
         layers.append(nn.Unflatten(1, (hidden[0], h, w)))
@@ -296,10 +289,27 @@ class VAE(nn.Module):
         x_rep = x.unsqueeze(0).expand(s, *x.shape).reshape(s * b, *x.shape[1:])
         return self.decoder.log_prob(x_rep, self.decoder(z.reshape(s * b, -1))).reshape(s, b)
 
-    def _sample_q(
-        self, mu: Tensor, log_var: Tensor, n_samples: int, generator: torch.Generator | None
+    def sample_q(
+        self,
+        mu: Tensor,
+        log_var: Tensor,
+        n_samples: int = 1,
+        generator: torch.Generator | None = None,
     ) -> PosteriorSample:
-        """n_samples reparameterized draws z0 = mu + sigma eps and z = g(z0); log q(z|x) from eps (no cancellation)."""
+        """n_samples draws from q(z|x) given its encoding: z0 = mu + sigma eps, z = g(z0).
+
+        log q(z|x) = log N(z0; mu, sigma^2) - log|det J_g(z0)|, with the Gaussian term computed
+        from eps (no cancellation); without a posterior flow z = z0.
+
+        Args:
+            mu: encoder means (B, z_dim).
+            log_var: encoder log-variances (B, z_dim).
+            n_samples: draws per data point.
+            generator: the source of eps ~ N(0, I).
+
+        Returns:
+            A PosteriorSample with tensors of shape (n_samples, B, ...).
+        """
         eps = standard_normal((n_samples, *mu.shape), mu, generator)
         z0 = mu + torch.exp(0.5 * log_var) * eps
         log_q = -0.5 * (eps.square() + log_var + math.log(2 * math.pi)).sum(-1)
@@ -315,7 +325,7 @@ class VAE(nn.Module):
         """n_samples draws z ~ q(z|x) per point (through the posterior flow, if any) and log q(z|x), (S, B, ...)."""
         check_positive_int(n_samples, "n_samples")
         mu, log_var = self.encode(x)
-        return self._sample_q(mu, log_var, n_samples, generator)
+        return self.sample_q(mu, log_var, n_samples, generator)
 
     def _log_prior(self, z: Tensor) -> Tensor:
         """log p(z) for z of shape (S, B, z_dim) -> (S, B)."""
@@ -349,7 +359,7 @@ class VAE(nn.Module):
         per_chunk = max(1, IWAE_CHUNK // x.shape[0])
         log_w = []
         for start in range(0, k, per_chunk):
-            post = self._sample_q(mu, log_var, min(per_chunk, k - start), generator)
+            post = self.sample_q(mu, log_var, min(per_chunk, k - start), generator)
             log_w.append(self.log_likelihood(x, post.z) + self._log_prior(post.z) - post.log_q)
         return torch.logsumexp(torch.cat(log_w, 0), 0) - math.log(k)
 

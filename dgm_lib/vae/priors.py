@@ -14,7 +14,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from dgm_lib.flows.base import LOG_2PI, Flow, Transform, check_positive_int, check_tensor, check_vector, soft_clamp
+from dgm_lib.checks import check_positive_int, check_tensor, check_vector
+from dgm_lib.flows.base import LOG_2PI, Compose, Flow, Transform, soft_clamp
 
 LOG_VAR_BOUND = 14.0  # log-variances live in (-14, 14): sigma in (9e-4, 1.1e3)
 PAIRWISE_CHUNK = 2**22  # entries of the (rows, K, d) tensor built at once by log_normal_pairwise
@@ -214,6 +215,22 @@ class FlowPrior(nn.Module):
 
     def extra_repr(self) -> str:
         return f"z_dim={self.z_dim}"
+
+    @property
+    def depth(self) -> int:
+        """The number of layers of the transform (1 unless it is a Compose)."""
+        return len(self.transform) if isinstance(self.transform, Compose) else 1
+
+    def truncated(self, depth: int) -> FlowPrior:
+        """The flow prior on the first `depth` layers of this one's transform (sharing their weights).
+
+        log p(z) = log N(f_depth o ... o f_1(z); 0, I) + sum of their log-dets.
+        """
+        if not 1 <= check_positive_int(depth, "depth") <= self.depth:
+            raise ValueError(f"depth must be in 1..{self.depth}, got {depth}")
+        if not isinstance(self.transform, Compose):
+            return self
+        return FlowPrior(Compose(*[self.transform[j] for j in range(depth)]), self.z_dim)
 
     def log_prob(self, z: Tensor) -> Tensor:
         """log N(f(z); 0, I) + log|det J_f(z)|, shape (B,)."""

@@ -13,8 +13,8 @@ import math
 import torch
 from torch import Tensor
 
-from dgm_lib.core import mean_and_se
-from dgm_lib.flows.base import check_positive_int, check_tensor, check_vector
+from dgm_lib.checks import check_positive_int, check_tensor, check_vector
+from dgm_lib.metrics import mean_and_se
 from dgm_lib.vae.model import VAE
 from dgm_lib.vae.priors import PAIRWISE_CHUNK, check_gaussian, log_normal_diag
 
@@ -62,7 +62,7 @@ def elbo_surgery(
     mu, log_var = (torch.cat(parts, 0) for parts in zip(*(model.encode(b) for b in batches)))
     sums = {"recon": 0.0, "log_q": 0.0, "log_agg": 0.0, "log_p": 0.0}
     for _ in range(n_samples):
-        post = model._sample_q(mu, log_var, 1, generator)
+        post = model.sample_q(mu, log_var, 1, generator)
         z0, z = post.z0[0], post.z[0]
         zs = z.split(batch_size)
         sums["recon"] = sums["recon"] + torch.cat([model.log_likelihood(b, c) for b, c in zip(batches, zs)])

@@ -26,45 +26,24 @@ raises NonFiniteGradientError before any parameter changes.
 from __future__ import annotations
 
 import math
-from numbers import Real
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
-from torch import Tensor, nn
-from torch.optim.lr_scheduler import LRScheduler
+from torch import Tensor
 
-__all__ = [
-    "NonFiniteGradientError",
-    "SGLD",
-    "pSGLD",
-    "SGHMC",
-    "polynomial_decay",
-    "StepSizeSchedule",
-    "SampleCollector",
-    "bayesian_average",
-]
+from dgm_lib.checks import check_int, check_real
+
+__all__ = ["NonFiniteGradientError", "SGLD", "pSGLD", "SGHMC"]
 
 
 class NonFiniteGradientError(FloatingPointError):
     """A gradient holds NaN or inf; the sampler raised before changing any parameter."""
 
 
-def _number(name: str, value: Any, ok: Callable[[float], bool], allowed: str, owner: str) -> None:
-    """Raise TypeError/ValueError naming `name` unless `value` is a finite real number with ok(value)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{owner}: {name} must be a real number ({allowed}), got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or not ok(float(value)):
-        raise ValueError(f"{owner}: {name} must be {allowed}, got {value!r}")
-
-
 def _check_num_data(value: Any, owner: str) -> None:
-    """num_data is None or an int N >= 1."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: num_data must be None or an int >= 1, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{owner}: num_data must be None or an int >= 1 (the data set size N), got {value}")
+    """num_data is None or an int N >= 1 (the data set size)."""
+    if value is not None:
+        check_int(value, f"{owner}: num_data (None or the data set size N)", 1)
 
 
 class _SGMCMC(torch.optim.Optimizer):
@@ -115,7 +94,7 @@ class _SGMCMC(torch.optim.Optimizer):
         """Raise ValueError/TypeError naming the first hyperparameter outside its allowed range."""
         owner = type(self).__name__
         for name, (ok, allowed) in self._checks.items():
-            _number(name, group[name], ok, allowed, owner)
+            check_real(group[name], name, ok, allowed, owner)
         _check_num_data(group["num_data"], owner)
 
     def _gradients(self) -> list[list[tuple[Tensor, Tensor]]]:
@@ -123,7 +102,7 @@ class _SGMCMC(torch.optim.Optimizer):
         owner = type(self).__name__
         pairs: list[list[tuple[Tensor, Tensor]]] = []
         for k, group in enumerate(self.param_groups):
-            _number(f"lr of parameter group {k}", group["lr"], lambda v: v > 0, "> 0 (a scheduler may have set it)",
+            check_real(group["lr"], f"lr of parameter group {k}", lambda v: v > 0, "> 0 (a scheduler may have set it)",
                     owner)
             pairs.append([])
             for i, p in enumerate(group["params"]):
@@ -261,131 +240,3 @@ class SGHMC(_SGMCMC):
             if temperature > 0:
                 v.add_(self._noise(p), alpha=math.sqrt(2.0 * alpha * eta * temperature))
             p.add_(v)
-
-
-def polynomial_decay(a: float, b: float, gamma: float) -> Callable[[int], float]:
-    """The step-size schedule eps_t = a (b + t)^(-gamma), t = 0, 1, ... (Welling & Teh 2011).
-
-    gamma in (0.5, 1] gives sum_t eps_t = inf and sum_t eps_t^2 < inf (the conditions for SGLD to converge without a
-    Metropolis-Hastings test); gamma = 0 is the constant step a. Use it with `StepSizeSchedule(optimizer, schedule)`.
-    """
-    _number("a", a, lambda v: v > 0, "> 0", "polynomial_decay")
-    _number("b", b, lambda v: v > 0, "> 0", "polynomial_decay")
-    _number("gamma", gamma, lambda v: v >= 0, ">= 0", "polynomial_decay")
-
-    def eps(t: int) -> float:
-        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
-            raise ValueError(f"polynomial_decay: the step index t must be an int >= 0, got {t!r}")
-        return a * (b + t) ** (-gamma)
-
-    return eps
-
-
-class StepSizeSchedule(LRScheduler):
-    """Sets every group's step size to eps_t = schedule(t), t = number of `.step()` calls (t = 0 at construction)."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Callable[[int], float],
-                 last_epoch: int = -1) -> None:
-        if not callable(schedule):
-            raise TypeError(f"StepSizeSchedule: schedule must be callable t -> eps_t, got {type(schedule).__name__}")
-        self.schedule = schedule
-        super().__init__(optimizer, last_epoch)
-
-    def get_lr(self) -> list[float]:
-        """[eps_t] for each parameter group."""
-        return [float(self.schedule(self.last_epoch))] * len(self.optimizer.param_groups)
-
-
-Sample = Union[Tensor, list[Tensor], dict[str, Tensor]]  # what SampleCollector stores per step
-
-
-def _copy(model_or_params: nn.Module | Tensor | Iterable[Tensor]) -> Sample:
-    """A detached copy: a module's state dict, a tensor, or a list of tensors."""
-    if isinstance(model_or_params, nn.Module):
-        return {k: t.detach().clone() for k, t in model_or_params.state_dict().items()}
-    if isinstance(model_or_params, Tensor):
-        return model_or_params.detach().clone()
-    params = list(model_or_params) if isinstance(model_or_params, Iterable) else None
-    if not params or not all(isinstance(t, Tensor) for t in params):
-        raise TypeError("model_or_params must be an nn.Module, a tensor or a non-empty iterable of tensors, "
-                        f"got {type(model_or_params).__name__}")
-    return [t.detach().clone() for t in params]
-
-
-def _stack(samples: Sequence[Sample]) -> Tensor | list[Tensor] | dict[str, Tensor]:
-    """Stack samples along a new first dimension, keeping their structure (tensor, list or dict)."""
-    first = samples[0]
-    if isinstance(first, dict):
-        return {k: torch.stack([s[k] for s in samples]) for k in first}
-    if isinstance(first, list):
-        return [torch.stack(ts) for ts in zip(*samples)]
-    return torch.stack(list(samples))
-
-
-class SampleCollector:
-    """Burn-in and thinning: keeps theta_t for t = burn_in + thin, burn_in + 2 thin, ... (t = steps taken so far)."""
-
-    def __init__(self, burn_in: int, thin: int = 1) -> None:
-        for name, value, low in (("burn_in", burn_in, 0), ("thin", thin, 1)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"SampleCollector: {name} must be an int >= {low}, got {type(value).__name__}")
-            if value < low:
-                raise ValueError(f"SampleCollector: {name} must be an int >= {low}, got {value}")
-        self.burn_in, self.thin = burn_in, thin
-        self.samples: list[Sample] = []
-
-    def maybe_collect(self, step: int, model_or_params: nn.Module | Tensor | Iterable[Tensor]) -> bool:
-        """Store a copy (state dict / tensor / list of tensors) iff step > burn_in and (step - burn_in) % thin == 0."""
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"SampleCollector: step must be an int >= 0, got {step!r}")
-        keep = step > self.burn_in and (step - self.burn_in) % self.thin == 0
-        if keep:
-            self.samples.append(_copy(model_or_params))
-        return keep
-
-    def stacked(self) -> Tensor | list[Tensor] | dict[str, Tensor]:
-        """The samples stacked along a new first dimension (a tensor, a list of tensors or a dict, like the samples)."""
-        if not self.samples:
-            raise ValueError("SampleCollector: no samples collected yet (is burn_in larger than the number of steps?)")
-        return _stack(self.samples)
-
-    def predict(self, model: nn.Module | Callable[[Tensor, Tensor], Tensor], fn: Callable[[Tensor], Tensor] | None,
-                x: Tensor) -> tuple[Tensor, Tensor]:
-        """Bayesian model average over the collected samples: `bayesian_average(model, self.samples, x, fn)`."""
-        return bayesian_average(model, self.samples, x, fn)
-
-
-def _softmax(logits: Tensor) -> Tensor:
-    return logits.softmax(-1)
-
-
-def _evaluate(model: nn.Module | Callable[[Tensor, Tensor], Tensor], sample: Sample, x: Tensor) -> Tensor:
-    """model(x; theta) for one sample: functional_call for a module, model(theta, x) for a plain function."""
-    if not isinstance(model, nn.Module):
-        return model(sample, x)
-    if isinstance(sample, list):
-        names = [name for name, _ in model.named_parameters()]
-        if len(names) != len(sample):
-            raise ValueError(f"a sample holds {len(sample)} tensors but the model has {len(names)} parameters")
-        sample = dict(zip(names, sample))
-    if not isinstance(sample, dict):
-        raise TypeError("with an nn.Module, samples must be state dicts or lists of its parameters; for tensor "
-                        "samples pass a function model(theta, x)")
-    return torch.func.functional_call(model, sample, (x,))
-
-
-@torch.no_grad()
-def bayesian_average(model: nn.Module | Callable[[Tensor, Tensor], Tensor], samples: Sequence[Sample], x: Tensor,
-                     fn: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
-    """Bayesian model averaging p(y | x, D) ≈ (1/T) sum_t p(y | x, theta_t): the mean and std over the T samples.
-
-    p(y | x, theta_t) = fn(model(x; theta_t)), fn = softmax over the last dimension by default (pass e.g.
-    `lambda out: out` for regression). A module is evaluated with each state dict (or list of its parameters) via
-    torch.func.functional_call, in its current train/eval mode; a plain function is called as model(theta_t, x).
-    The std is the population std over samples (0 for one sample): the predictive uncertainty.
-    """
-    if len(samples) == 0:
-        raise ValueError("bayesian_average: no samples (collect some after burn-in first)")
-    fn = _softmax if fn is None else fn
-    preds = torch.stack([fn(_evaluate(model, s, x)) for s in samples])
-    return preds.mean(0), preds.std(0, correction=0)

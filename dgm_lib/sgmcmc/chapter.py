@@ -1,5 +1,5 @@
-"""Toy targets and chain runs of the chapter "SGLD": parallel SG-MCMC chains on a potential U(theta), a 1D Gaussian
-mixture with exact bin masses, the rescaled Gaussian N(0, diag(a, 1)) of Li et al. (AAAI 2016), two-moons labels.
+"""Chapter 05 "SGLD": parallel SG-MCMC chains on a potential U(theta), a 1D Gaussian mixture with exact
+bin masses, the rescaled Gaussian N(0, diag(a, 1)) of Li et al. (AAAI 2016), two-moons labels.
 
 Nothing here is a zoo config: every run is small enough to happen live in the chapter, its widget and the tests.
 """
@@ -7,13 +7,14 @@ Nothing here is a zoo config: every run is small enough to happen live in the ch
 from __future__ import annotations
 
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
 from dgm_lib.data.toy2d import GaussianMixture, two_moons
-from dgm_lib.sgmcmc import SGHMC, SGLD, pSGLD
+from dgm_lib.sgmcmc.samplers import SGHMC, SGLD, pSGLD
 
 # The samplers of the chapter by name; "SGD" is SGLD at temperature 0 (no injected noise).
 SAMPLERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
@@ -24,45 +25,67 @@ SAMPLERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
 }
 
 
+@dataclass(frozen=True)
+class ChainRun:
+    """How run_chains runs: `steps` steps of size `lr`, the first `burn_in` dropped, and minibatch-like
+    gradient noise f~_t = grad U(theta_t) + grad_noise * nu_t, nu_t ~ N(0, I)."""
+
+    steps: int
+    lr: float
+    burn_in: int = 0
+    grad_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.burn_in < self.steps:
+            raise ValueError(f"need 0 <= burn_in < steps, got burn_in={self.burn_in}, steps={self.steps}")
+        if self.grad_noise < 0:
+            raise ValueError(f"grad_noise must be >= 0, got {self.grad_noise}")
+
+
 def run_chains(
     sampler: str,
     potential: Callable[[Tensor], Tensor],
     theta0: Tensor,
-    steps: int,
-    lr: float,
-    *,
-    burn_in: int = 0,
-    grad_noise: float = 0.0,
+    run: ChainRun,
     generator: torch.Generator | None = None,
-    **options,
+    **options: Any,
 ) -> Tensor:
-    """Independent chains theta_t (one per row of theta0 (chains, d)) of `sampler` on U(theta) = potential(theta).
+    """Independent chains theta_t (one per row of theta0) of `sampler` on U(theta) = potential(theta).
 
-    potential maps (chains, d) to (chains,); the sampler sees f~_t = grad U(theta_t) + grad_noise * nu_t with
-    nu_t ~ N(0, I), a stand-in for minibatch noise. Returns the iterates theta_t, t = burn_in + 1, ..., steps, as
-    (steps - burn_in, chains, d); `options` go to the sampler (e.g. alpha for pSGLD, friction for SGHMC).
+    Args:
+        sampler: a name of SAMPLERS ("SGD", "SGLD", "pSGLD", "SGHMC").
+        potential: maps (chains, d) to (chains,).
+        theta0: the starting points (chains, d).
+        run: steps, step size, burn-in and gradient noise (ChainRun).
+        generator: the source of the sampler's and the gradient noise.
+        options: sampler options (e.g. alpha for pSGLD, friction for SGHMC).
+
+    Returns:
+        The iterates theta_t, t = burn_in + 1, ..., steps, shape (steps - burn_in, chains, d).
+
+    Example:
+        >>> run = ChainRun(steps=100, lr=0.1, burn_in=50)
+        >>> run_chains("SGLD", lambda t: 0.5 * t[:, 0] ** 2, torch.zeros(8, 1), run).shape
+        torch.Size([50, 8, 1])
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {sampler!r}")
     if not isinstance(theta0, Tensor) or theta0.dim() != 2:
-        raise ValueError(f"theta0 must be a tensor of shape (chains, d), got {getattr(theta0, 'shape', theta0)}")
-    if not 0 <= burn_in < steps:
-        raise ValueError(f"need 0 <= burn_in < steps, got burn_in={burn_in}, steps={steps}")
-    if grad_noise < 0:
-        raise ValueError(f"grad_noise must be >= 0, got {grad_noise}")
+        got = getattr(theta0, "shape", theta0)
+        raise ValueError(f"theta0 must be a tensor of shape (chains, d), got {got}")
     cls, defaults = SAMPLERS[sampler]
     theta = theta0.detach().clone().requires_grad_(True)
-    optimizer = cls([theta], lr=lr, generator=generator, **{**defaults, **options})
+    optimizer = cls([theta], lr=run.lr, generator=generator, **{**defaults, **options})
     kept = []
-    for t in range(1, steps + 1):
+    for t in range(1, run.steps + 1):
         optimizer.zero_grad()
         loss = potential(theta).sum()  # chains are independent: row c of the gradient is grad U(theta_c)
-        if grad_noise > 0:
+        if run.grad_noise > 0:
             nu = torch.randn(theta.shape, generator=generator, dtype=theta.dtype, device=theta.device)
-            loss = loss + grad_noise * (nu * theta).sum()
+            loss = loss + run.grad_noise * (nu * theta).sum()
         loss.backward()
         optimizer.step()
-        if t > burn_in:
+        if t > run.burn_in:
             kept.append(theta.detach().clone())
     return torch.stack(kept)
 
@@ -131,8 +154,8 @@ def rescaled_gaussian_chains(
     theta0 = torch.ones(chains, 2, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)
     try:
-        return run_chains(sampler, rescaled_gaussian_potential(a), theta0, steps, lr, burn_in=steps // 2,
-                          generator=generator, **options)
+        run = ChainRun(steps, lr, burn_in=steps // 2)
+        return run_chains(sampler, rescaled_gaussian_potential(a), theta0, run, generator, **options)
     except FloatingPointError:  # the sampler refuses a non-finite gradient: the chains have diverged
         return None
 

@@ -1,38 +1,43 @@
-"""The chapter's study: sample every diffusion zoo model, score it with FID against the test digits, ship the numbers.
+"""Chapter 07 "DDPM vs blur": the study that samples every diffusion zoo model and scores it with FID.
 
-`python -m dgm_lib.diffusion.study` (after the zoo trainings; one CPU thread) draws N_SAMPLES images per model and
-sampling mode with a fixed seed: Algorithm 2 for the DDPMs (T = 18300 ancestral steps for ddpm_model2), Algorithm 4
-for the cold models, conditionally from the fully degraded test digits D(x_test, T) and unconditionally from a black
-image and from the degraded prior (Bansal et al.), plus the naive sampler from the same conditional starts (blur only:
-with the hybrid's re-estimated noise the naive sampler and Algorithm 4 coincide). Each
-sample set gets FID (dgm_lib.metrics.fid, classifier features) against the 1,000 test digits, next to the
-real-vs-real floor at the same n. It writes dgm_lib/data/diffusion_study.json (final training losses, loss curves,
-FIDs, sampling seconds, training commands and wall times from the training log, n) and
-dgm_lib/data/diffusion_samples.npz (uint8 samples and a few trajectories at the report's timesteps).
+`python -m dgm_lib.zoo study diffusion` (after the zoo trainings; one CPU thread) draws N_SAMPLES
+images per model and sampling mode with a fixed seed: Algorithm 2 for the DDPMs (T = 18300 ancestral
+steps for ddpm_model2), Algorithm 4 for the cold models, conditionally from the fully degraded test
+digits D(x_test, T) and unconditionally from a black image and from the degraded prior (Bansal et
+al.), plus the naive sampler from the same conditional starts (blur only: with the hybrid's
+re-estimated noise the naive sampler and Algorithm 4 coincide). Each sample set gets FID
+(dgm_lib.metrics.fid, classifier features) against the 1,000 test digits, next to the real-vs-real
+floor at the same n. The study writes results/diffusion_study.json (final training losses, loss
+curves, FIDs, sampling seconds, training commands and wall times from the training log, n) and
+results/diffusion_samples.npz (uint8 samples and a few trajectories at the report's timesteps).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from dgm_lib import zoo
-from dgm_lib.core import check_positive_int, load_checkpoint
-from dgm_lib.diffusion import mnist_images, to_unit
+from dgm_lib.checks import check_positive_int
+from dgm_lib.data.mnist import mnist_images, to_unit
 from dgm_lib.diffusion.cold import BlurDegradation, ColdDiffusion
 from dgm_lib.diffusion.ddpm import DDPM
+from dgm_lib.io import load_checkpoint
+from dgm_lib.metrics import fid, fid_floor
 
-N_SAMPLES, N_TRAJECTORIES, SEED, LOSS_BLOCK, LOSS_LAST = 40, 4, 0, 50, 100  # n: the whole study in ~15 min, one thread
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-JSON_PATH, NPZ_PATH = DATA_DIR / "diffusion_study.json", DATA_DIR / "diffusion_samples.npz"
+N_SAMPLES = 40  # samples per model and mode: the whole study in ~15 min on one thread
+N_TRAJECTORIES = 4  # samples whose trajectories are kept
+SEED = 0
+LOSS_BLOCK = 50  # steps per point of the loss curve
+LOSS_LAST = 100  # steps averaged into the final loss
+JSON_PATH = zoo.results_dir() / "diffusion_study.json"
+NPZ_PATH = zoo.results_dir() / "diffusion_samples.npz"
 DEFAULT_STEPS = (1000, 750, 500, 250, 100, 50, 10, 5, 1)  # the report's appendix tables (sample timesteps)
 CAPTURE: dict[str, tuple[int, ...]] = {
     "ddpm_default": DEFAULT_STEPS,
@@ -82,7 +87,7 @@ def training_times(log: Path | None) -> tuple[str | None, dict[str, float]]:
     return command, times
 
 
-def _timed(fn, *args, **kwargs):
+def _timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
@@ -93,10 +98,10 @@ def cold_starts(model: ColdDiffusion, mode: str, n: int, generator: torch.Genera
     d, T = model.degradation, model.T
     degrade = (lambda x: d(x, T)) if isinstance(d, BlurDegradation) else (lambda x: d(x, T, generator=generator))
     if mode in ("conditional", "naive"):
-        return degrade(mnist_images("test")[:n])
+        return degrade(mnist_images("test", "signed")[:n])
     if mode == "black":
         return degrade(torch.full((n, 1, 28, 28), -1.0))
-    return model.degraded_prior(mnist_images("train"), generator=generator).sample(n, generator=generator)
+    return model.degraded_prior(mnist_images("train", "signed"), generator=generator).sample(n, generator=generator)
 
 
 def sample_model(name: str, n: int) -> dict[str, tuple[Tensor, dict[int, Tensor], float]]:
@@ -120,13 +125,22 @@ def sample_model(name: str, n: int) -> dict[str, tuple[Tensor, dict[int, Tensor]
     return out
 
 
-def run(names: Sequence[str], n: int, log: Path | None = None) -> tuple[dict, dict[str, np.ndarray]]:
-    """Sample and score every config in `names`; returns the JSON record and the NPZ arrays."""
-    from dgm_lib.metrics import fid, fid_floor
+def run_study(
+    names: Sequence[str], n: int = N_SAMPLES, log: Path | None = None
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Sample and score every config in `names` with n samples per sampling mode.
 
+    Args:
+        names: zoo configs of dgm_lib.diffusion.recipes (keys of CAPTURE).
+        n: samples per model and mode.
+        log: the log of the zoo trainings, for their command and wall times (see training_times).
+
+    Returns:
+        The JSON record and the NPZ arrays of the study.
+    """
     check_positive_int(n, "n")
     start = time.perf_counter()
-    test01 = to_unit(mnist_images("test"))
+    test01 = to_unit(mnist_images("test", "signed"))
     command, times = training_times(log)
     record = {
         "n": n, "seed": SEED, "loss_last_steps": LOSS_LAST, "loss_block": LOSS_BLOCK, "n_trajectories": N_TRAJECTORIES,
@@ -148,28 +162,3 @@ def run(names: Sequence[str], n: int, log: Path | None = None) -> tuple[dict, di
         record["configs"][name] = entry
     record["study_wall_seconds"] = round(time.perf_counter() - start, 1)
     return record, arrays
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: python -m dgm_lib.diffusion.study [--n N] [--configs ...] [--train-log PATH]."""
-    parser = argparse.ArgumentParser(prog="python -m dgm_lib.diffusion.study", description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=N_SAMPLES, help="samples per model and mode")
-    parser.add_argument("--configs", nargs="+", default=list(CAPTURE), metavar="NAME")
-    parser.add_argument("--train-log", type=Path, default=None, help="log of the zoo trainings (time -v output)")
-    parser.add_argument("--json", type=Path, default=JSON_PATH)
-    parser.add_argument("--npz", type=Path, default=NPZ_PATH)
-    args = parser.parse_args(argv)
-    unknown = sorted(set(args.configs) - set(CAPTURE))
-    if unknown:
-        parser.error(f"unknown config(s) {', '.join(unknown)}; allowed: {', '.join(CAPTURE)}")
-    torch.set_num_threads(1)
-    record, arrays = run(args.configs, args.n, args.train_log)
-    record["command"] = "python -m dgm_lib.diffusion.study" + (f" --n {args.n}" if args.n != N_SAMPLES else "")
-    args.json.write_text(json.dumps(record, indent=1) + "\n")
-    np.savez_compressed(args.npz, **arrays)
-    print(f"wrote {args.json} and {args.npz} in {record['study_wall_seconds']} s", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
