@@ -17,13 +17,13 @@ NOTEBOOKS ?= $(wildcard book/*.ipynb)
 
 NBVAL := --nbval-lax --nbval-sanitize-with book/sanitize.cfg
 
-.PHONY: book test test-portable execute exercises vendor chromium clean
+.PHONY: book test test-portable lint execute exercises vendor chromium clean
 
 book: $(VENV_STAMP) $(VENDOR_STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Book built: $(CURDIR)/_build/html/index.html"
 
-test: $(VENV_STAMP) $(VENDOR_STAMP) chromium
+test: $(VENV_STAMP) $(VENDOR_STAMP) chromium lint
 	$(BIN)/python -m pytest tests $(if $(NOTEBOOKS),$(NBVAL) $(NOTEBOOKS))
 	$(MAKE) --no-print-directory test-portable
 
@@ -37,6 +37,11 @@ test-portable: $(VENV_STAMP)
 	echo "test-portable: nbval with ATEN_CPU_CAPABILITY=$$isa MKL_CBWR=$$mkl ONEDNN_MAX_CPU_ISA=$$ONEDNN_MAX_CPU_ISA \
 	(torch uses $$($(BIN)/python -c 'import torch; print(torch.backends.cpu.get_cpu_capability())'))"; \
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(NBVAL) $(NOTEBOOKS)
+
+# ruff (configured in pyproject.toml): pyflakes, import order, pycodestyle, 100 columns, formatting.
+lint: $(VENV_STAMP)
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 
 # Kernels talk over Unix sockets in a private folder: with TCP, kernels started at the same moment by parallel
 # runs can pick the same free port and one client then waits forever for replies that went to the other kernel.

@@ -1,14 +1,17 @@
-"""Benchmark dgm_lib's MAF and RealNVP against zuko's and nflows' with the same architecture, data and training.
+"""Benchmark dgm_lib's MAF and RealNVP against zuko's and nflows' with the same architecture, data
+and training.
 
-Every library's flow is trained by forward KL (maximum likelihood) on a fixed training sample of a 2D toy
-target, in lockstep (at each step every library takes one step on the same batch, so they all see the same
-machine load), with Adam at the same learning rate for the same number of steps, on one CPU thread.
-It reports the median time per training step after a warm-up (zero_grad + forward + backward + Adam step)
-as CPU time of the thread (what the step costs, not counting time the OS gives to other processes) and as
-wall time, the sampling throughput (samples per CPU second, median of repeated draws) and the test NLL
-(nats) after the last step, over seeds, with the ratios to zuko. Not a test.
+Every library's flow is trained by forward KL (maximum likelihood) on a fixed training sample of a
+2D toy target, in lockstep (at each step every library takes one step on the same batch, so they all
+see the same machine load), with Adam at the same learning rate for the same number of steps, on one
+CPU thread. It reports the median time per training step after a warm-up (zero_grad + forward +
+backward + Adam step) as CPU time of the thread (what the step costs, not counting time the OS gives
+to other processes) and as wall time, the sampling throughput (samples per CPU second, median of
+repeated draws) and the test NLL (nats) after the last step, over seeds, with the ratios to zuko.
+Not a test.
 
-    .venv/bin/python benchmarks/flows_vs_peers.py            # defaults below, prints a markdown table
+    .venv/bin/python benchmarks/flows_vs_peers.py            # defaults below, prints a markdown
+        table
     .venv/bin/python benchmarks/flows_vs_peers.py --steps 500 --seeds 1   # a quick smoke run
 """
 
@@ -52,7 +55,8 @@ class Contender:
 
 
 class NflowsMLP(nn.Module):
-    """Linear-ReLU-...-Linear (the conditioner of every library's coupling layers here), with nflows' context arg."""
+    """Linear-ReLU-...-Linear (the conditioner of every library's coupling layers here), with
+    nflows' context arg."""
 
     def __init__(self, sizes: list[int]):
         super().__init__()
@@ -72,24 +76,35 @@ def dgm(model: str, depth: int, hidden: tuple[int, ...]) -> Contender:
 
 def zuko_flow(model: str, depth: int, hidden: tuple[int, ...]) -> Contender:
     cls = zuko.flows.MAF if model == "MAF" else zuko.flows.RealNVP
-    flow = cls(M, transforms=depth, hidden_features=hidden)  # alternating orders / masks, as in dgm_lib
-    return Contender("zuko", model, flow, lambda x: -flow().log_prob(x).mean(), lambda n: flow().sample((n,)))
+    flow = cls(
+        M, transforms=depth, hidden_features=hidden
+    )  # alternating orders / masks, as in dgm_lib
+    return Contender(
+        "zuko", model, flow, lambda x: -flow().log_prob(x).mean(), lambda n: flow().sample((n,))
+    )
 
 
 def nflows_flow(model: str, depth: int, hidden: tuple[int, ...]) -> Contender:
     transforms: list[nn.Module] = []
     for k in range(depth):
-        if model == "MAF":  # MADE with plain (non-residual) blocks: in -> h1 -> ... -> out, ReLU between
+        if (
+            model == "MAF"
+        ):  # MADE with plain (non-residual) blocks: in -> h1 -> ... -> out, ReLU between
             transforms.append(
                 MaskedAffineAutoregressiveTransform(
-                    features=M, hidden_features=hidden[0], num_blocks=len(hidden) - 1, use_residual_blocks=False
+                    features=M,
+                    hidden_features=hidden[0],
+                    num_blocks=len(hidden) - 1,
+                    use_residual_blocks=False,
                 )
             )
             if k < depth - 1:
                 transforms.append(ReversePermutation(M))
         else:
             mask = (torch.arange(M) % 2 == k % 2).int()  # 1 = transformed, alternating
-            transforms.append(AffineCouplingTransform(mask, lambda i, o: NflowsMLP([i, *hidden, o])))
+            transforms.append(
+                AffineCouplingTransform(mask, lambda i, o: NflowsMLP([i, *hidden, o]))
+            )
     flow = NflowsFlow(CompositeTransform(transforms), NflowsNormal([M]))
     return Contender("nflows", model, flow, lambda x: -flow.log_prob(x).mean(), flow.sample)
 
@@ -105,12 +120,14 @@ class Result:
     test_nll: float
 
 
-def train_side_by_side(contenders: list[Contender], train: Tensor, test: Tensor, args: argparse.Namespace,
-                       seed: int) -> list[Result]:
+def train_side_by_side(
+    contenders: list[Contender], train: Tensor, test: Tensor, args: argparse.Namespace, seed: int
+) -> list[Result]:
     """Train all contenders in lockstep: at every step each takes one Adam step on the same batch.
 
-    Interleaving step by step exposes every library to the same machine load, which matters on a shared CPU.
-    Batches come from a generator seeded with `seed` (an epoch is a permutation; the last partial batch is dropped).
+    Interleaving step by step exposes every library to the same machine load, which matters on a
+    shared CPU. Batches come from a generator seeded with `seed` (an epoch is a permutation; the
+    last partial batch is dropped).
     """
     optimizers = [torch.optim.Adam(c.module.parameters(), lr=args.lr) for c in contenders]
     order = torch.Generator().manual_seed(seed)
@@ -119,8 +136,11 @@ def train_side_by_side(contenders: list[Contender], train: Tensor, test: Tensor,
     batches: list[Tensor] = []
     for _ in range(args.steps):
         if not batches:
-            batches = [b for b in train[torch.randperm(len(train), generator=order)].split(args.batch_size)
-                       if len(b) == args.batch_size][::-1]
+            batches = [
+                b
+                for b in train[torch.randperm(len(train), generator=order)].split(args.batch_size)
+                if len(b) == args.batch_size
+            ][::-1]
         batch = batches.pop()
         for contender, optimizer, seconds, wall in zip(contenders, optimizers, times, walls):
             start, start_wall = time.thread_time(), time.perf_counter()
@@ -172,8 +192,12 @@ def main() -> None:
     depth = {"MAF": args.maf_depth, "RealNVP": args.realnvp_depth}
 
     target = get_target(args.target)
-    train = target.sample(args.n_train, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
-    test = target.sample(args.n_test, generator=torch.Generator().manual_seed(1), dtype=torch.float32)
+    train = target.sample(
+        args.n_train, generator=torch.Generator().manual_seed(0), dtype=torch.float32
+    )
+    test = target.sample(
+        args.n_test, generator=torch.Generator().manual_seed(1), dtype=torch.float32
+    )
     entropy = -target.log_prob(test.double()).mean().item()
 
     results: dict[tuple[str, str], list[Result]] = {}
@@ -183,18 +207,32 @@ def main() -> None:
             for library in args.libraries:
                 torch.manual_seed(seed)
                 contenders.append(LIBRARIES[library](model, depth[model], hidden))
-            for library, result in zip(args.libraries, train_side_by_side(contenders, train, test, args, seed)):
+            for library, result in zip(
+                args.libraries, train_side_by_side(contenders, train, test, args, seed)
+            ):
                 results.setdefault((model, library), []).append(result)
 
     print(
-        f"target {args.target} (test entropy {entropy:.3f} nats = best achievable NLL), {args.n_train} train / "
-        f"{args.n_test} test points, batch {args.batch_size}, Adam lr {args.lr}, {args.steps} steps, "
-        f"{args.seeds} seeds, hidden {hidden}, MAF depth {depth['MAF']}, RealNVP depth {depth['RealNVP']}, "
-        f"{args.threads} thread(s); torch {torch.__version__}, zuko {version('zuko')}, nflows {version('nflows')}, "
+        f"target {args.target} (test entropy {entropy:.3f} nats = best achievable NLL), "
+        f"{args.n_train} train / "
+        f"{args.n_test} test points, batch {args.batch_size}, Adam lr {args.lr}, {args.steps} "
+        "steps, "
+        f"{args.seeds} seeds, hidden {hidden}, MAF depth {depth['MAF']}, RealNVP depth "
+        f"{depth['RealNVP']}, "
+        f"{args.threads} thread(s); torch {torch.__version__}, zuko {version('zuko')}, nflows "
+        f"{version('nflows')}, "
         f"{platform.processor() or platform.machine()}\n"
     )
-    columns = ("library", "model", "ms/step (CPU)", "ms/step (wall)", "samples/s", "test NLL (mean ± sd)",
-               "time ÷ zuko", "NLL − zuko")
+    columns = (
+        "library",
+        "model",
+        "ms/step (CPU)",
+        "ms/step (wall)",
+        "samples/s",
+        "test NLL (mean ± sd)",
+        "time ÷ zuko",
+        "NLL − zuko",
+    )
     print("| " + " | ".join(columns) + " |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for model in ("MAF", "RealNVP"):
@@ -213,7 +251,16 @@ def main() -> None:
         for library, (ms, wall, sps, nll, sd) in summary.items():
             ratio = f"{ms / ref[0]:.2f}" if ref else "-"
             delta = f"{nll - ref[3]:+.3f}" if ref else "-"
-            row = (library, model, f"{ms:.2f}", f"{wall:.2f}", f"{sps:,.0f}", f"{nll:.3f} ± {sd:.3f}", ratio, delta)
+            row = (
+                library,
+                model,
+                f"{ms:.2f}",
+                f"{wall:.2f}",
+                f"{sps:,.0f}",
+                f"{nll:.3f} ± {sd:.3f}",
+                ratio,
+                delta,
+            )
             print("| " + " | ".join(row) + " |")
 
 

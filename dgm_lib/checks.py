@@ -1,7 +1,8 @@
 """Argument validators shared by every module: each raises TypeError/ValueError naming the argument.
 
-A message says the argument's name, the value it got and what is allowed, so that a wrong call fails at
-once with a sentence the reader can act on (never a NaN later, never a shape error deep inside torch).
+A message says the argument's name, the value it got and what is allowed, so that a wrong call fails
+at once with a sentence the reader can act on (never a NaN later, never a shape error deep inside
+torch).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def check_int(value: Any, name: str, low: int = 1) -> int:
 
 
 def check_positive_int(value: Any, name: str) -> int:
-    """`value` if it is a positive int, else TypeError/ValueError naming `name` (check_int with low = 1).
+    """`value` if it is a positive int, else TypeError/ValueError naming `name` (check_int with low
+    = 1).
 
     Example:
         >>> check_positive_int(True, "n")
@@ -54,7 +56,8 @@ def check_positive_int(value: Any, name: str) -> int:
 
 
 def check_sizes(values: Sequence[int], name: str) -> tuple[int, ...]:
-    """`values` as a tuple of positive ints (layer widths, an event shape), else TypeError/ValueError.
+    """`values` as a tuple of positive ints (layer widths, an event shape), else
+    TypeError/ValueError.
 
     Example:
         >>> check_sizes([64, 64], "hidden")
@@ -70,7 +73,8 @@ def check_sizes(values: Sequence[int], name: str) -> tuple[int, ...]:
 
 
 def check_number(value: Any, name: str, low: float = 0.0, *, inclusive: bool = False) -> float:
-    """`value` as a float if it is a finite real number > `low` (>= with `inclusive`), else ValueError.
+    """`value` as a float if it is a finite real number > `low` (>= with `inclusive`), else
+    ValueError.
 
     Example:
         >>> check_number(0.5, "noise_scale")
@@ -104,7 +108,8 @@ def check_real(
     prefix = f"{owner}: " if owner else ""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(
-            f"{prefix}{name} must be a real number ({allowed}), got {type(value).__name__} {value!r}"
+            f"{prefix}{name} must be a real number ({allowed}), got {type(value).__name__} "
+            f"{value!r}"
         )
     if not math.isfinite(value) or not ok(float(value)):
         raise ValueError(f"{prefix}{name} must be {allowed}, got {value!r}")
@@ -135,13 +140,16 @@ def check_tensor(x: Any, name: str) -> None:
         ValueError: x must have shape (batch, *event) with at least 2 dimensions, got (3,)
     """
     if not isinstance(x, Tensor) or not x.is_floating_point():
-        kind = f"{type(x).__name__} of dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
+        kind = (
+            f"{type(x).__name__} of dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
+        )
         raise TypeError(
             f"{name} must be a floating-point tensor of shape (batch, *event), got a {kind}"
         )
     if x.dim() < 2:
         raise ValueError(
-            f"{name} must have shape (batch, *event) with at least 2 dimensions, got {tuple(x.shape)}"
+            f"{name} must have shape (batch, *event) with at least 2 dimensions, got "
+            f"{tuple(x.shape)}"
         )
     _check_no_nan(x, name)
 
@@ -154,7 +162,7 @@ def check_vector(x: Any, name: str, m: int) -> None:
 
 
 def check_features(x: Any, name: str, features: int) -> None:
-    """check_tensor, and dim 1 (features of (B, m), channels of (B, C, H, W)) must have `features`."""
+    """check_tensor, and dim 1 (features of (B, m), channels of (B, C, H, W)) must be `features`."""
     check_tensor(x, name)
     if x.shape[1] != features:
         raise ValueError(

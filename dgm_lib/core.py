@@ -28,10 +28,11 @@ def get_device() -> torch.device:
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (all devices); with `deterministic`, ask for deterministic kernels.
+    """Seed Python, NumPy and torch (all devices); with `deterministic`, ask for deterministic
+    kernels.
 
-    Deterministic mode calls `torch.use_deterministic_algorithms(True, warn_only=True)` (an op without
-    a deterministic kernel warns instead of failing), disables cuDNN autotuning and sets
+    Deterministic mode calls `torch.use_deterministic_algorithms(True, warn_only=True)` (an op
+    without a deterministic kernel warns instead of failing), disables cuDNN autotuning and sets
     `CUBLAS_WORKSPACE_CONFIG` if unset. On CPU a seeded run is then bit-for-bit repeatable.
 
     Args:
@@ -101,7 +102,8 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 
 
 def budget(quick: T, full: T) -> T:
-    """`full` when `DGM_FULL=1` or a GPU (CUDA or MPS) is present, else `quick`; `DGM_FULL=0` forces quick.
+    """`full` when `DGM_FULL=1` or a GPU (CUDA or MPS) is present, else `quick`; `DGM_FULL=0` forces
+    quick.
 
     Chapters use it for training lengths: the committed outputs are the CPU quick-mode run.
 
@@ -114,7 +116,9 @@ def budget(quick: T, full: T) -> T:
     """
     flag = os.environ.get("DGM_FULL", "").strip()
     if flag not in ("", "0", "1"):
-        raise ValueError(f"environment variable DGM_FULL must be '0' or '1' (or unset), got {flag!r}")
+        raise ValueError(
+            f"environment variable DGM_FULL must be '0' or '1' (or unset), got {flag!r}"
+        )
     if flag:
         return full if flag == "1" else quick
     return full if get_device().type != "cpu" else quick

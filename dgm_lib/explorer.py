@@ -23,11 +23,6 @@ def explorer(draw: Callable[..., None], **controls: widgets.ValueWidget) -> widg
 
     Returns:
         A VBox: children[0] the row of controls, children[1] the output.
-
-    Example:
-        >>> box = explorer(lambda n: print("n =", n), n=widgets.IntSlider(value=3))
-        >>> [type(child).__name__ for child in box.children]
-        ['HBox', 'Output']
     """
     return widgets.VBox(
         [widgets.HBox(list(controls.values())), widgets.interactive_output(draw, controls)]

@@ -1,9 +1,10 @@
-"""Files dgm_lib writes: checkpoints (.pt) and study results (.json, .npz), all through one atomic writer.
+"""Files dgm_lib writes: checkpoints (.pt) and study results (.json, .npz), all through one atomic
+writer.
 
-`write_atomic` writes a temporary file in the target's folder, fsyncs it and renames it over the target,
-so a reader never sees a half-written file. Checkpoints are loaded with `torch.load(weights_only=True)`
-and carry metadata (config, library and format version); a mismatch or a corrupt file raises
-CheckpointError with a one-line explanation.
+`write_atomic` writes a temporary file in the target's folder, fsyncs it and renames it over the
+target, so a reader never sees a half-written file. Checkpoints are loaded with
+`torch.load(weights_only=True)` and carry metadata (config, library and format version); a mismatch
+or a corrupt file raises CheckpointError with a one-line explanation.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def _check_config(value: Any, key: str = "") -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 where = key or "config"
-                raise TypeError(f"config keys must be str, got {type(k).__name__} {k!r} in {where!r}")
+                raise TypeError(
+                    f"config keys must be str, got {type(k).__name__} {k!r} in {where!r}"
+                )
             _check_config(v, f"{key}.{k}" if key else k)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):

@@ -1,11 +1,13 @@
-"""Frechet distance and FID on the features of a small MNIST classifier shipped in the zoo (no Inception download).
+"""Frechet distance and FID on the features of a small MNIST classifier shipped in the zoo (no
+Inception download).
 
-FID (Heusel et al., NeurIPS 2017; eq. 4 of the diffusion lecture) fits a Gaussian to the features of real and of
-generated images and measures FID = ||mu_r - mu_g||^2 + Tr(Sigma_r + Sigma_g - 2 (Sigma_r Sigma_g)^{1/2}).
-Here the features are the 64 penultimate activations of `dgm_lib.nets.MNISTClassifier` (zoo config
-"mnist_classifier" of dgm_lib.recipes, trained on the 4,000 training digits of load_mnist()),
-so the numbers are on their own scale: comparable with each other at equal sample sizes, not with Inception FIDs.
-FID is biased upwards at small n, so compare models at the same n; `fid_floor()` is the real-vs-real value.
+FID (Heusel et al., NeurIPS 2017; eq. 4 of the diffusion lecture) fits a Gaussian to the features of
+real and of generated images and measures FID = ||mu_r - mu_g||^2 + Tr(Sigma_r + Sigma_g - 2
+(Sigma_r Sigma_g)^{1/2}). Here the features are the 64 penultimate activations of
+`dgm_lib.nets.MNISTClassifier` (zoo config "mnist_classifier" of dgm_lib.recipes, trained on the
+4,000 training digits of load_mnist()), so the numbers are on their own scale: comparable with each
+other at equal sample sizes, not with Inception FIDs. FID is biased upwards at small n, so compare
+models at the same n; `fid_floor()` is the real-vs-real value.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from dgm_lib.checks import check_positive_int
 from dgm_lib.core import device_of, dtype_of
 from dgm_lib.data.mnist import load_mnist
 from dgm_lib.nets import MNISTClassifier
+
 SQRTM_EPS = 1e-6  # pytorch-fid's offset added to both covariances when sqrtm of their product fails
-IMAG_ATOL = 1e-3  # pytorch-fid's tolerance on the imaginary part of the diagonal of sqrtm(Sigma1 Sigma2)
+# pytorch-fid's tolerance on the imaginary part of the diagonal of sqrtm(Sigma1 Sigma2)
+IMAG_ATOL = 1e-3
 
 
 def mean_and_se(values: Tensor) -> tuple[float, float]:
@@ -39,38 +43,49 @@ def mean_and_se(values: Tensor) -> tuple[float, float]:
 
 
 def _as_float64(value, name: str) -> np.ndarray:
-    """`value` (tensor or array-like) as a float64 NumPy array; ValueError naming `name` if it is not finite."""
+    """`value` (tensor or array-like) as a float64 NumPy array; ValueError naming `name` if it is
+    not finite."""
     if isinstance(value, Tensor):
         value = value.detach().cpu().double().numpy()
     array = np.asarray(value, dtype=np.float64)
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
-        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf) of {array.size}; allowed: finite")
+        raise ValueError(
+            f"{name} contains {bad} non-finite value(s) (NaN or inf) of {array.size}; allowed: "
+            "finite"
+        )
     return array
 
 
 def _check_moments(mu: np.ndarray, sigma: np.ndarray, name: str) -> None:
     """mu must be (F,) and sigma a symmetric (F, F) matrix."""
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
-        raise ValueError(f"mu{name} must have shape (F,) and sigma{name} (F, F), got {mu.shape} and {sigma.shape}")
+        raise ValueError(
+            f"mu{name} must have shape (F,) and sigma{name} (F, F), got {mu.shape} and "
+            f"{sigma.shape}"
+        )
     if not np.allclose(sigma, sigma.T, rtol=1e-6, atol=1e-10 * max(1.0, np.abs(sigma).max())):
         raise ValueError(f"sigma{name} must be a symmetric covariance matrix")
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64 (eq. 4; Heusel et al. 2017).
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64 (eq. 4; Heusel et al.
+    2017).
 
-    d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2}). The square root is scipy.linalg.sqrtm
-    as in pytorch-fid: when it is not finite (a singular product), both covariances get an offset 1e-6 I and the
-    root is taken again; its real part is kept, and an imaginary diagonal above 1e-3 (covariances that are not
-    positive semi-definite) is a ValueError. Accepts tensors or arrays; never returns NaN.
+    d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2}). The square root is
+    scipy.linalg.sqrtm as in pytorch-fid: when it is not finite (a singular product), both
+    covariances get an offset 1e-6 I and the root is taken again; its real part is kept, and an
+    imaginary diagonal above 1e-3 (covariances that are not positive semi-definite) is a ValueError.
+    Accepts tensors or arrays; never returns NaN.
     """
     mu1, sigma1 = _as_float64(mu1, "mu1"), _as_float64(sigma1, "sigma1")
     mu2, sigma2 = _as_float64(mu2, "mu2"), _as_float64(sigma2, "sigma2")
     _check_moments(mu1, sigma1, "1")
     _check_moments(mu2, sigma2, "2")
     if mu1.shape != mu2.shape:
-        raise ValueError(f"mu1 and mu2 must have the same number of features, got {mu1.shape} and {mu2.shape}")
+        raise ValueError(
+            f"mu1 and mu2 must have the same number of features, got {mu1.shape} and {mu2.shape}"
+        )
     covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         offset = SQRTM_EPS * np.eye(len(mu1))
@@ -79,26 +94,33 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
         imag = np.abs(np.diagonal(covmean).imag).max()
         if imag > IMAG_ATOL:
             raise ValueError(
-                f"sqrtm(sigma1 sigma2) has an imaginary diagonal part up to {imag:.3g} (allowed {IMAG_ATOL:g}): "
+                f"sqrtm(sigma1 sigma2) has an imaginary diagonal part up to {imag:.3g} (allowed "
+                f"{IMAG_ATOL:g}): "
                 "sigma1 and sigma2 must be positive semi-definite covariances"
             )
         covmean = covmean.real
     diff = mu1 - mu2
     value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
     if not math.isfinite(value):
-        raise ValueError(f"the Frechet distance is not finite ({value}); check the scale of the covariances")
+        raise ValueError(
+            f"the Frechet distance is not finite ({value}); check the scale of the covariances"
+        )
     return value
 
 
 def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean (F,) and unbiased covariance (F, F) of features (N, F), in float64 on the features' device.
+    """Mean (F,) and unbiased covariance (F, F) of features (N, F), in float64 on the features'
+    device.
 
-    mu = (1/N) sum_n f_n, Sigma = 1/(N - 1) sum_n (f_n - mu)(f_n - mu)^T (numpy.cov's convention, as pytorch-fid).
+    mu = (1/N) sum_n f_n, Sigma = 1/(N - 1) sum_n (f_n - mu)(f_n - mu)^T (numpy.cov's convention, as
+    pytorch-fid).
     """
     if not isinstance(features, Tensor):
         raise TypeError(f"features must be a tensor of shape (N, F), got {type(features).__name__}")
     if features.dim() != 2 or features.shape[0] < 2 or features.shape[1] < 1:
-        raise ValueError(f"features must have shape (N, F) with N >= 2 and F >= 1, got {tuple(features.shape)}")
+        raise ValueError(
+            f"features must have shape (N, F) with N >= 2 and F >= 1, got {tuple(features.shape)}"
+        )
     if not torch.isfinite(features).all():
         raise ValueError("features contains non-finite values (NaN or inf); allowed: finite")
     f = features.detach().double()
@@ -112,23 +134,36 @@ def _load_classifier(classifier: MNISTClassifier | None) -> MNISTClassifier:
     if classifier is None:
         return zoo.load("mnist_classifier")
     if not isinstance(classifier, MNISTClassifier):
-        raise TypeError(f"classifier must be an MNISTClassifier or None, got {type(classifier).__name__}")
+        raise TypeError(
+            f"classifier must be an MNISTClassifier or None, got {type(classifier).__name__}"
+        )
     return classifier
 
 
 def _check_images01(images: Tensor, name: str) -> None:
     """images must be a finite float tensor (N, 1, 28, 28) with values in [0, 1]."""
     if not isinstance(images, Tensor) or not images.is_floating_point():
-        kind = f"tensor of dtype {images.dtype}" if isinstance(images, Tensor) else type(images).__name__
-        raise TypeError(f"{name} must be a floating-point tensor (N, 1, 28, 28) in [0, 1], got a {kind}")
+        kind = (
+            f"tensor of dtype {images.dtype}"
+            if isinstance(images, Tensor)
+            else type(images).__name__
+        )
+        raise TypeError(
+            f"{name} must be a floating-point tensor (N, 1, 28, 28) in [0, 1], got a {kind}"
+        )
     if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28) or len(images) == 0:
-        raise ValueError(f"{name} must have shape (N, 1, 28, 28) with N >= 1, got {tuple(images.shape)}")
+        raise ValueError(
+            f"{name} must have shape (N, 1, 28, 28) with N >= 1, got {tuple(images.shape)}"
+        )
     if not torch.isfinite(images).all():
-        raise ValueError(f"{name} contains non-finite values (NaN or inf); allowed: finite values in [0, 1]")
+        raise ValueError(
+            f"{name} contains non-finite values (NaN or inf); allowed: finite values in [0, 1]"
+        )
     low, high = images.min().item(), images.max().item()
     if low < -1e-6 or high > 1 + 1e-6:
         raise ValueError(
-            f"{name} must have values in [0, 1], got [{low:.3g}, {high:.3g}] (map [-1, 1] images with (x + 1) / 2)"
+            f"{name} must have values in [0, 1], got [{low:.3g}, {high:.3g}] (map [-1, 1] images "
+            "with (x + 1) / 2)"
         )
 
 
@@ -167,25 +202,31 @@ def mnist_features(
 
 
 def fid(images_a01: Tensor, images_b01: Tensor, classifier: MNISTClassifier | None = None) -> float:
-    """FID (eq. 4) between two sets of MNIST-shaped images in [0, 1] (N >= 2 each), on the classifier's features.
+    """FID (eq. 4) between two sets of MNIST-shaped images in [0, 1] (N >= 2 each), on the
+    classifier's features.
 
-    frechet_distance of the float64 feature_statistics of mnist_features(a) and mnist_features(b); symmetric.
+    frechet_distance of the float64 feature_statistics of mnist_features(a) and mnist_features(b);
+    symmetric.
     """
     for images, name in ((images_a01, "images_a01"), (images_b01, "images_b01")):
         _check_images01(images, name)
         if len(images) < 2:
-            raise ValueError(f"{name} must hold at least 2 images to estimate a covariance, got {len(images)}")
+            raise ValueError(
+                f"{name} must hold at least 2 images to estimate a covariance, got {len(images)}"
+            )
     net = _load_classifier(classifier)
     mu_a, sigma_a = feature_statistics(mnist_features(images_a01, net))
     mu_b, sigma_b = feature_statistics(mnist_features(images_b01, net))
     return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
 
 
-def confident_share(images01: Tensor, threshold: float = 0.9, classifier: MNISTClassifier | None = None) -> float:
+def confident_share(
+    images01: Tensor, threshold: float = 0.9, classifier: MNISTClassifier | None = None
+) -> float:
     """Share of images the classifier labels with confidence max_k p(k | x) >= threshold.
 
-    For real test digits the shipped classifier gives about 0.94 at 0.9; a generator's samples that look like
-    digits come close. Read it next to FID: speckle can be labelled confidently too.
+    For real test digits the shipped classifier gives about 0.94 at 0.9; a generator's samples that
+    look like digits come close. Read it next to FID: speckle can be labelled confidently too.
 
     Args:
         images01: images (N, 1, 28, 28) in [0, 1].
@@ -204,11 +245,13 @@ def confident_share(images01: Tensor, threshold: float = 0.9, classifier: MNISTC
 
 
 def fid_floor(classifier: MNISTClassifier | None = None, n_train: int | None = None) -> float:
-    """Real-vs-real FID: training digits against the 1,000 test digits of load_mnist() (n = 4000 vs 1000 by default).
+    """Real-vs-real FID: training digits against the 1,000 test digits of load_mnist() (n = 4000 vs
+    1000 by default).
 
-    What a perfect generator scores against the test digits, up to the sample-size bias: with n_train, only the
-    first n_train training digits (in the subset's mixed class order) are used, the floor of a model scored with
-    n_train samples against the test digits (it grows as n_train shrinks).
+    What a perfect generator scores against the test digits, up to the sample-size bias: with
+    n_train, only the first n_train training digits (in the subset's mixed class order) are used,
+    the floor of a model scored with n_train samples against the test digits (it grows as n_train
+    shrinks).
     """
     train = load_mnist("train")[0]
     if n_train is not None and not 2 <= check_positive_int(n_train, "n_train") <= len(train):

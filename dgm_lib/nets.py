@@ -1,4 +1,5 @@
-"""Networks shared by the topics: the MLP of flow conditioners, VAEs and BNNs; the MNIST classifier of FID."""
+"""Networks shared by the topics: the MLP of flow conditioners, VAEs and BNNs; the MNIST classifier
+of FID."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-FEATURES = 64  # width of the MNIST classifier's penultimate layer: the dimension of the FID features
+# width of the MNIST classifier's penultimate layer: the dimension of the FID features
+FEATURES = 64
 
 
 def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -29,7 +31,8 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Seque
 
 
 class MNISTClassifier(nn.Module):
-    """Small CNN on MNIST digits in [0, 1]: two conv-GELU-maxpool blocks, a 64-unit layer, 10 logits.
+    """Small CNN on MNIST digits in [0, 1]: two conv-GELU-maxpool blocks, a 64-unit layer, 10
+    logits.
 
     `features(x)` are the 64 penultimate GELU activations (the FID features; GELU rather than ReLU
     so that no unit is dead and the feature covariance has full rank); `forward(x)` the logits.

@@ -19,7 +19,7 @@ from dgm_lib.training import FitOptions, History, ShuffledBatches, fit
 
 @dataclass(frozen=True)
 class ClassifierRecipe:
-    """Adam on the cross-entropy of the 4,000 training digits of load_mnist(), shuffled minibatches."""
+    """Adam on the cross-entropy of the 4,000 training digits of load_mnist(), in minibatches."""
 
     channels: tuple[int, int] = (16, 32)
     dropout: float = 0.25
@@ -34,7 +34,8 @@ class ClassifierRecipe:
         return {
             "channels": list(self.channels), "activation": "gelu", "features": FEATURES,
             "dropout": self.dropout, "optimizer": "adam", "lr": self.lr, "epochs": self.epochs,
-            "batch_size": self.batch_size, "data_seed": self.data_seed, "data": "load_mnist('train')",
+            "batch_size": self.batch_size, "data_seed": self.data_seed,
+            "data": "load_mnist('train')",
         }  # fmt: skip
 
 
@@ -57,7 +58,10 @@ def train_fid_classifier(model: MNISTClassifier, recipe: ClassifierRecipe = CLAS
 
 zoo.register(
     zoo.Entry(
-        "mnist_classifier", build=MNISTClassifier, train=train_fid_classifier,
-        config=CLASSIFIER.config(), max_bytes=CLASSIFIER.max_bytes,
+        "mnist_classifier",
+        build=MNISTClassifier,
+        train=train_fid_classifier,
+        config=CLASSIFIER.config(),
+        max_bytes=CLASSIFIER.max_bytes,
     )
 )

@@ -66,7 +66,8 @@ class History:
             self.terms.setdefault(name, []).append(float(value))
 
     def record_evaluation(self, step: int, values: Mapping[str, float]) -> None:
-        """Record the metrics of an evaluation after `step`: `evaluations[name]` gains [step, value]."""
+        """Record the metrics of an evaluation after `step`: `evaluations[name]` gains [step,
+        value]."""
         for name, value in values.items():
             self.evaluations.setdefault(name, []).append([step, float(value)])
 
@@ -185,7 +186,9 @@ class FitOptions:
             raise ValueError(f"grad_clip must be a positive number or None, got {self.grad_clip!r}")
         if self.evaluate is not None and not callable(self.evaluate):
             kind = type(self.evaluate).__name__
-            raise TypeError(f"evaluate must be a callable model -> dict of metrics or None, got {kind}")
+            raise TypeError(
+                f"evaluate must be a callable model -> dict of metrics or None, got {kind}"
+            )
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -299,7 +302,9 @@ def _save(run: _Run) -> None:
 
 def _restore(run: _Run) -> dict:
     """Load the checkpoint into model, optimizer and scheduler; returns its state."""
-    state = load_checkpoint(run.path, expected_config=run.options.config, map_location="cpu")["state"]
+    state = load_checkpoint(run.path, expected_config=run.options.config, map_location="cpu")[
+        "state"
+    ]
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scheduler is not None:
@@ -320,7 +325,8 @@ def _resume(run: _Run) -> None:
     for drawn in range(run.position):
         if next(run.batches, None) is None:
             raise ValueError(
-                f"data yields {drawn} batches per epoch, fewer than the {run.position} of the checkpoint"
+                f"data yields {drawn} batches per epoch, fewer than the {run.position} of the "
+                "checkpoint"
             )
     set_rng_state(state["rng"], run.generator)
 
@@ -329,7 +335,11 @@ def _next_batch(run: _Run) -> Any:
     """The next batch, starting a new epoch (and recording its RNG states) when one ends."""
     while True:
         if run.batches is None:
-            run.epoch_rng, run.batches, run.position = get_rng_state(run.generator), iter(run.data), 0
+            run.epoch_rng, run.batches, run.position = (
+                get_rng_state(run.generator),
+                iter(run.data),
+                0,
+            )
         try:
             batch = next(run.batches)
         except StopIteration:
@@ -351,12 +361,14 @@ def _fail(run: _Run, values: dict[str, float], bad: str) -> NonFiniteLossError:
         _restore(run)
         kept = f"model, optimizer and scheduler restored to step {run.last_good} from {run.path}"
     what = "gradient norm" if bad == "gradient norm" else f"loss term {bad!r}"
-    message = f"non-finite {what} = {values[bad]} at step {run.step + 1}; optimizer not stepped; {kept}"
+    message = (
+        f"non-finite {what} = {values[bad]} at step {run.step + 1}; optimizer not stepped; {kept}"
+    )
     return NonFiniteLossError(message, run.step + 1, bad, values[bad], run.history)
 
 
 def _train_step(run: _Run, batch: Any, device: torch.device) -> dict[str, float]:
-    """Loss terms, NaN guard, backward, clipping, optimizer and scheduler step; records the terms."""
+    """Loss terms, NaN guard, backward, clipping, optimizer and scheduler step; records terms."""
     terms = _loss_terms(run.model, _to_device(batch, device), run.options.loss_fn)
     values, bad = _guarded_backward(terms, run.optimizer, run.options.grad_clip)
     if bad is not None:
@@ -436,7 +448,10 @@ def fit(
     device, was_training = device_of(model), model.training
     model.train()
     bar = tqdm(
-        total=options.steps, initial=run.step, disable=not options.progress, desc="fit",
+        total=options.steps,
+        initial=run.step,
+        disable=not options.progress,
+        desc="fit",
         dynamic_ncols=True,
     )
     try:

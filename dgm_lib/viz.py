@@ -1,4 +1,5 @@
-"""Plotting helpers: the course's seaborn theme, image grids, 2D densities and samples (viz never trains)."""
+"""Plotting helpers: the course's seaborn theme, image grids, 2D densities and samples (viz never
+trains)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ def set_theme() -> None:
 def _check_points(x: Tensor, name: str) -> None:
     """ValueError naming `name` unless x is a tensor of 2D points, shape (n, 2)."""
     if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != 2:
-        raise ValueError(f"{name} must be a tensor of shape (n, 2), got {getattr(x, 'shape', type(x))}")
+        raise ValueError(
+            f"{name} must be a tensor of shape (n, 2), got {getattr(x, 'shape', type(x))}"
+        )
 
 
 def _axes(ax: Axes | None, title: str | None) -> Axes:
@@ -32,9 +35,14 @@ def _axes(ax: Axes | None, title: str | None) -> Axes:
 
 
 def image_grid(
-    images: Tensor, nrow: int = 8, ax: Axes | None = None, title: str | None = None, padding: int = 2
+    images: Tensor,
+    nrow: int = 8,
+    ax: Axes | None = None,
+    title: str | None = None,
+    padding: int = 2,
 ) -> Axes:
-    """Show a batch (B, C, H, W) or (B, H, W) of images in [0, 1] as one grid (torchvision.utils.make_grid)."""
+    """Show a batch (B, C, H, W) or (B, H, W) of images in [0, 1] as one grid
+    (torchvision.utils.make_grid)."""
     from torchvision.utils import make_grid
 
     if not isinstance(images, Tensor) or images.dim() not in (3, 4):
@@ -65,7 +73,8 @@ def plot_density(
     device: torch.device | str | None = None,
     cmap: str = "viridis",
 ) -> Axes:
-    """Heatmap of p(x) = exp(log_prob_fn(x)) on the square [-lim, lim]^2 (n_grid^2 points, default dtype)."""
+    """Heatmap of p(x) = exp(log_prob_fn(x)) on the square [-lim, lim]^2 (n_grid^2 points, default
+    dtype)."""
     if n_grid < 2:
         raise ValueError(f"n_grid must be >= 2, got {n_grid}")
     t = torch.linspace(-lim, lim, n_grid, device=device)
@@ -74,7 +83,9 @@ def plot_density(
     if torch.isnan(density).any():
         raise ValueError("log_prob_fn returned NaN on the plotting grid")
     ax = _axes(ax, title)
-    ax.imshow(density.numpy(), extent=(-lim, lim, -lim, lim), origin="lower", cmap=cmap, aspect="equal")
+    ax.imshow(
+        density.numpy(), extent=(-lim, lim, -lim, lim), origin="lower", cmap=cmap, aspect="equal"
+    )
     ax.grid(False)
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
@@ -104,9 +115,12 @@ def plot_samples(
 
 
 def seconds_per_call(fn: Callable[[], object], min_time: float = 0.01, repeat: int = 3) -> float:
-    """Wall-clock seconds per call of `fn()`: n doubles until n calls take `min_time`; best of `repeat` such runs."""
+    """Wall-clock seconds per call of `fn()`: n doubles until n calls take `min_time`; best of
+    `repeat` such runs."""
     if min_time <= 0 or repeat < 1:
-        raise ValueError(f"min_time must be > 0 and repeat >= 1, got min_time={min_time}, repeat={repeat}")
+        raise ValueError(
+            f"min_time must be > 0 and repeat >= 1, got min_time={min_time}, repeat={repeat}"
+        )
     fn()  # warm-up (lazy initialisation, caches)
     n = 1
     while (elapsed := timeit.timeit(fn, number=n)) < min_time:
@@ -121,10 +135,11 @@ def plot_scaling(
     title: str | None = None,
     xlabel: str = "dimension $m$",
 ) -> dict[str, float]:
-    """Log-log plot of seconds against size per operation, {label: (sizes, seconds)}; returns the fitted slopes.
+    """Log-log plot of seconds against size per operation, {label: (sizes, seconds)}; returns the
+    fitted slopes.
 
-    The slope k of log t = k log m + c is fitted to the `fit_last` largest sizes (t ~ m^k), where fixed per-call
-    overheads no longer dominate, and shown in the legend.
+    The slope k of log t = k log m + c is fitted to the `fit_last` largest sizes (t ~ m^k), where
+    fixed per-call overheads no longer dominate, and shown in the legend.
     """
     if fit_last < 2:
         raise ValueError(f"fit_last must be >= 2 (a line needs two points), got {fit_last}")
@@ -132,7 +147,10 @@ def plot_scaling(
     slopes = {}
     for label, (sizes, seconds) in timings.items():
         if len(sizes) != len(seconds) or len(sizes) < fit_last:
-            raise ValueError(f"timings[{label!r}]: need equally many sizes and times, at least fit_last={fit_last}")
+            raise ValueError(
+                f"timings[{label!r}]: need equally many sizes and times, at least "
+                f"fit_last={fit_last}"
+            )
         log_m, log_t = np.log(np.asarray(sizes, float)), np.log(np.asarray(seconds, float))
         slope, intercept = np.polyfit(log_m[-fit_last:], log_t[-fit_last:], 1)
         line = ax.loglog(sizes, seconds, "o-", label=f"{label}: slope {slope:.1f}")[0]
@@ -148,13 +166,18 @@ def plot_scaling(
 def binned_masses(
     samples: Tensor, log_prob_fn: Callable[[Tensor], Tensor], lim: float, bins: int, sub: int = 4
 ) -> tuple[Tensor, Tensor]:
-    """Per-bin probabilities on the regular grid of bins^d cells over [-lim, lim]^d, for samples (n, d), d = 1 or 2.
+    """Per-bin probabilities on the regular grid of bins^d cells over [-lim, lim]^d, for samples (n,
+    d), d = 1 or 2.
 
-    Returns (frequencies of the samples, integral of exp(log_prob_fn) over each cell by the midpoint rule on
-    sub^d points), both of shape (bins,) * d, in the samples' dtype. Mass outside the box is not counted.
+    Returns (frequencies of the samples, integral of exp(log_prob_fn) over each cell by the midpoint
+    rule on sub^d points), both of shape (bins,) * d, in the samples' dtype. Mass outside the box is
+    not counted.
     """
     if not isinstance(samples, Tensor) or samples.dim() != 2 or samples.shape[1] not in (1, 2):
-        raise ValueError(f"samples must be a tensor of shape (n, 1) or (n, 2), got {getattr(samples, 'shape', None)}")
+        raise ValueError(
+            "samples must be a tensor of shape (n, 1) or (n, 2), got "
+            f"{getattr(samples, 'shape', None)}"
+        )
     d, dtype = samples.shape[1], samples.dtype
     edges = torch.linspace(-lim, lim, bins + 1, dtype=dtype)
     frequencies = torch.histogramdd(samples.detach().cpu(), [edges] * d).hist / len(samples)
@@ -166,12 +189,14 @@ def binned_masses(
 
 
 def grid_cells(lim: float, n_cells: int, n_points: int = 16) -> tuple[Tensor, Tensor]:
-    """The n_cells^2 square cells of a regular grid on [-lim, lim]^2: boundaries, counterclockwise with n_points
-    per edge, (n_cells^2, 4 n_points, 2), and centers (n_cells^2, 2), in float64."""
+    """The n_cells^2 square cells of a regular grid on [-lim, lim]^2: boundaries, counterclockwise
+    with n_points per edge, (n_cells^2, 4 n_points, 2), and centers (n_cells^2, 2), in float64."""
     h = 2 * lim / n_cells
     t = torch.arange(n_points, dtype=torch.float64) / n_points
     zero, one = torch.zeros_like(t), torch.ones_like(t)
-    square = torch.cat([torch.stack(e, dim=-1) for e in ((t, zero), (one, t), (1 - t, one), (zero, 1 - t))])
+    square = torch.cat(
+        [torch.stack(e, dim=-1) for e in ((t, zero), (one, t), (1 - t, one), (zero, 1 - t))]
+    )
     k = torch.arange(n_cells, dtype=torch.float64)
     corners = -lim + h * torch.stack(torch.meshgrid(k, k, indexing="xy"), dim=-1).reshape(-1, 2)
     return corners[:, None, :] + h * square, corners + h / 2
@@ -187,7 +212,8 @@ def plot_cells(
     vmin: float | None = None,
     vmax: float | None = None,
 ) -> Axes:
-    """Draw polygons (n, k, 2), e.g. grid cells pushed through a map, filled by `values` (n,) with a colorbar."""
+    """Draw polygons (n, k, 2), e.g. grid cells pushed through a map, filled by `values` (n,) with a
+    colorbar."""
     from matplotlib.collections import PolyCollection
 
     ax = _axes(ax, title)
@@ -207,11 +233,16 @@ def plot_cells(
 
 
 def latent_lim(z: Tensor, quantile: float = 0.98, margin: float = 1.2) -> float:
-    """Half-width of a square view of 2D latent codes z (n, 2): `margin` times the `quantile` of |z_j|, rounded up."""
+    """Half-width of a square view of 2D latent codes z (n, 2): `margin` times the `quantile` of
+    |z_j|, rounded up."""
     _check_points(z, "z")
     if not 0 < quantile <= 1 or margin <= 0:
-        raise ValueError(f"need 0 < quantile <= 1 and margin > 0, got quantile={quantile}, margin={margin}")
-    return float(np.ceil(margin * torch.quantile(z.detach().abs().double().cpu().flatten(), quantile).item()))
+        raise ValueError(
+            f"need 0 < quantile <= 1 and margin > 0, got quantile={quantile}, margin={margin}"
+        )
+    return float(
+        np.ceil(margin * torch.quantile(z.detach().abs().double().cpu().flatten(), quantile).item())
+    )
 
 
 @torch.no_grad()
@@ -224,10 +255,13 @@ def plot_latent_density(
     device: torch.device | str | None = None,
     log_range: float = 12.0,
 ) -> Axes:
-    """Heatmap of the log-density log p(z) = log_prob_fn(z) on the latent square [-lim, lim]^2, clipped to its top
-    `log_range` nats: spiky densities (mixtures of narrow posteriors) and their holes both stay visible."""
+    """Heatmap of the log-density log p(z) = log_prob_fn(z) on the latent square [-lim, lim]^2,
+    clipped to its top `log_range` nats: spiky densities (mixtures of narrow posteriors) and their
+    holes both stay visible."""
     if n_grid < 2 or log_range <= 0:
-        raise ValueError(f"need n_grid >= 2 and log_range > 0, got n_grid={n_grid}, log_range={log_range}")
+        raise ValueError(
+            f"need n_grid >= 2 and log_range > 0, got n_grid={n_grid}, log_range={log_range}"
+        )
     t = torch.linspace(-lim, lim, n_grid, device=device)
     grid = torch.stack(torch.meshgrid(t, t, indexing="xy"), dim=-1).reshape(-1, 2)
     log_p = log_prob_fn(grid).reshape(n_grid, n_grid).double().cpu()
@@ -235,8 +269,15 @@ def plot_latent_density(
         raise ValueError("log_prob_fn returned NaN on the plotting grid")
     top = log_p.max().item()
     ax = _axes(ax, title)
-    ax.imshow(log_p.clamp(min=top - log_range).numpy(), extent=(-lim, lim, -lim, lim), origin="lower",
-              cmap="viridis", vmin=top - log_range, vmax=top, aspect="equal")
+    ax.imshow(
+        log_p.clamp(min=top - log_range).numpy(),
+        extent=(-lim, lim, -lim, lim),
+        origin="lower",
+        cmap="viridis",
+        vmin=top - log_range,
+        vmax=top,
+        aspect="equal",
+    )
     ax.grid(False)
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
@@ -252,17 +293,34 @@ def plot_latent_codes(
     s: float = 4.0,
     alpha: float = 0.8,
 ) -> Axes:
-    """Scatter of 2D latent codes z (n, 2) colored by their integer labels (n,) (tab10), one legend entry per label."""
+    """Scatter of 2D latent codes z (n, 2) colored by their integer labels (n,) (tab10), one legend
+    entry per label."""
     _check_points(z, "z")
     if not isinstance(labels, Tensor) or labels.shape != (len(z),):
-        raise ValueError(f"labels must be a tensor of shape ({len(z)},), got {getattr(labels, 'shape', type(labels))}")
+        raise ValueError(
+            f"labels must be a tensor of shape ({len(z)},), got "
+            f"{getattr(labels, 'shape', type(labels))}"
+        )
     ax = _axes(ax, title)
     points, labels = z.detach().to("cpu", torch.float64).numpy(), labels.cpu().numpy()
     colors = plt.get_cmap("tab10")
     for k, label in enumerate(np.unique(labels)):
         mask = labels == label
-        ax.scatter(points[mask, 0], points[mask, 1], s=s, alpha=alpha, color=colors(k % 10), label=str(label))
-    ax.legend(title="label", fontsize="x-small", markerscale=3, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.scatter(
+            points[mask, 0],
+            points[mask, 1],
+            s=s,
+            alpha=alpha,
+            color=colors(k % 10),
+            label=str(label),
+        )
+    ax.legend(
+        title="label",
+        fontsize="x-small",
+        markerscale=3,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")

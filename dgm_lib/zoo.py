@@ -1,8 +1,8 @@
 """The zoo: named model configs with shipped weights, and the studies that make the shipped results.
 
 Every topic's `recipes` module registers its configs (`register(Entry(...))`) and studies
-(`register_study(Study(...))`); CONFIG_MODULES lists those modules, imported on first use, never when
-`dgm_lib.zoo` is imported. `load(name)` returns a model with its shipped weights
+(`register_study(Study(...))`); CONFIG_MODULES lists those modules, imported on first use, never
+when `dgm_lib.zoo` is imported. `load(name)` returns a model with its shipped weights
 (dgm_lib/checkpoints/NAME.pt), or trains it with its recipe when the file is missing. One command
 line regenerates every shipped artifact, each recording the command that made it:
 
@@ -40,7 +40,8 @@ CONFIG_MODULES: tuple[str, ...] = (  # the recipes modules, one per line
     "dgm_lib.intrinsic_dim.recipes",
     "dgm_lib.diffusion.recipes",
 )
-MAX_BYTES = 3_000_000  # the size budget of a shipped checkpoint, unless its Entry sets a smaller one
+# the size budget of a shipped checkpoint, unless its Entry sets a smaller one
+MAX_BYTES = 3_000_000
 
 _REGISTRY: dict[str, Entry] = {}
 _STUDIES: dict[str, Study] = {}
@@ -109,7 +110,7 @@ class Study:
     options: tuple[StudyOption, ...] = field(default=())
 
     def command(self, values: dict[str, Any]) -> str:
-        """The command line that runs this study with `values` (options at their default omitted)."""
+        """The command line that runs this study with `values` (defaults omitted)."""
         words = ["python -m dgm_lib.zoo study", self.name]
         for option in self.options:
             if values.get(option.name, option.default) != option.default:
@@ -144,7 +145,12 @@ def _import_recipes() -> None:
 
 
 def names() -> list[str]:
-    """Sorted names of all registered configs."""
+    """Sorted names of all registered configs.
+
+    Example:
+        >>> "vae_mog" in names() and "ddpm_default" in names()
+        True
+    """
     _import_recipes()
     return sorted(_REGISTRY)
 
@@ -156,7 +162,12 @@ def study_names() -> list[str]:
 
 
 def entry(name: str) -> Entry:
-    """The registered config `name` (ValueError listing the registered ones if unknown)."""
+    """The registered config `name` (ValueError listing the registered ones if unknown).
+
+    Example:
+        >>> entry("maf_two_moons_8").file_config["config"]["depth"]
+        8
+    """
     _import_recipes()
     if name not in _REGISTRY:
         registered = ", ".join(sorted(_REGISTRY)) or "(none)"
@@ -196,7 +207,9 @@ def checkpoint_path(name: str, directory: str | os.PathLike | None = None) -> Pa
 
 def resume_path(name: str, directory: str | os.PathLike | None = None) -> Path:
     """Where a resumable recipe keeps the full training state of config `name` (resume/NAME.pt)."""
-    return (Path(directory) if directory is not None else checkpoint_dir()) / "resume" / f"{name}.pt"
+    return (
+        (Path(directory) if directory is not None else checkpoint_dir()) / "resume" / f"{name}.pt"
+    )
 
 
 def _train(
@@ -328,14 +341,20 @@ def _list(directory: str | None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dgm_lib.zoo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dgm_lib.zoo", description=__doc__.splitlines()[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="list configs, studies and their files")
-    listing.add_argument("--dir", default=None, help="checkpoint directory (default: checkpoint_dir())")
+    listing.add_argument(
+        "--dir", default=None, help="checkpoint directory (default: checkpoint_dir())"
+    )
     train_cmd = commands.add_parser("train", help="train configs and save their checkpoints")
     train_cmd.add_argument("names", nargs="+", metavar="NAME")
     train_cmd.add_argument("--device", default=None, help="torch device (default: cuda, mps, cpu)")
-    train_cmd.add_argument("--dir", default=None, help="checkpoint directory (default: checkpoint_dir())")
+    train_cmd.add_argument(
+        "--dir", default=None, help="checkpoint directory (default: checkpoint_dir())"
+    )
     study_cmd = commands.add_parser("study", help="run a study and write its result files")
     studies = study_cmd.add_subparsers(dest="study", required=True, metavar="NAME")
     for name in study_names():
@@ -343,13 +362,14 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--dir", default=None, help="output directory (default: results_dir())")
         for option in _STUDIES[name].options:
             flag = f"--{option.name.replace('_', '-')}"
-            sub.add_argument(flag, dest=option.name, type=option.type, default=option.default,
-                             help=option.help)
+            sub.add_argument(
+                flag, dest=option.name, type=option.type, default=option.default, help=option.help
+            )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: `list`, `train NAME [NAME ...]` and `study NAME [options]` (see the module docstring)."""
+    """CLI: `list`, `train NAME [NAME ...]` and `study NAME [options]` (see the module doc)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "list":

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-VENDORED_MATHJAX = ROOT / "book" / "_vendor" / "html" / "_static" / "vendor" / "mathjax" / "tex-chtml.js"
+VENDORED_MATHJAX = (
+    ROOT / "book" / "_vendor" / "html" / "_static" / "vendor" / "mathjax" / "tex-chtml.js"
+)
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 
 
@@ -30,7 +32,8 @@ class BookBuild:
 
 
 def toc_pages() -> list[str]:
-    """Every page of _toc.yml (root first), as a path without suffix relative to the repository root."""
+    """Every page of _toc.yml (root first), as a path without suffix relative to the repository
+    root."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     pages = [toc["root"]]
 
@@ -60,8 +63,15 @@ def build_book(out_dir: Path) -> BookBuild:
         if not VENDORED_MATHJAX.is_file():
             pytest.fail(f"{VENDORED_MATHJAX.relative_to(ROOT)} is missing: run `make vendor` first")
         jupyter_book = Path(sys.executable).parent / "jupyter-book"
-        command = [str(jupyter_book), "build", str(ROOT), "--path-output", str(out_dir),
-                   "--warningiserror", "--keep-going"]
+        command = [
+            str(jupyter_book),
+            "build",
+            str(ROOT),
+            "--path-output",
+            str(out_dir),
+            "--warningiserror",
+            "--keep-going",
+        ]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         _BUILD = BookBuild(out_dir / "_build" / "html", done.returncode, done.stdout + done.stderr)
     return _BUILD

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+pytest_plugins = ("book_fixtures",)  # the session fixture built_book of the book and browser tests
 
 
 @pytest.fixture

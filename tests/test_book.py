@@ -1,4 +1,5 @@
-"""The book builds cleanly (warnings are errors) into self-contained HTML that loads nothing from a CDN."""
+"""The book builds cleanly (warnings are errors) into self-contained HTML that loads nothing from a
+CDN."""
 
 from __future__ import annotations
 
@@ -8,19 +9,39 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from book_fixtures import BookBuild, built_book, toc_pages  # noqa: F401  (built_book is a fixture)
+from book_fixtures import BookBuild, toc_pages
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-CDN_HOSTS = ("cdn.jsdelivr.net", "unpkg.com", "cdnjs.cloudflare.com", "cdn.plot.ly", "code.jquery.com",
-             "ajax.googleapis.com", "fonts.googleapis.com", "fonts.gstatic.com", "polyfill.io")
-# sphinx-thebe declares where it would fetch thebe from when a reader clicks its "live code" button; the book
-# does not enable that button (launch_buttons.thebe is off), so the URL is never requested.
+CDN_HOSTS = (
+    "cdn.jsdelivr.net",
+    "unpkg.com",
+    "cdnjs.cloudflare.com",
+    "cdn.plot.ly",
+    "code.jquery.com",
+    "ajax.googleapis.com",
+    "fonts.googleapis.com",
+    "fonts.gstatic.com",
+    "polyfill.io",
+)
+# sphinx-thebe declares where it would fetch thebe from when a reader clicks its "live code" button;
+# the book does not enable that button (launch_buttons.thebe is off), so the URL is never requested.
 THEBE_DECLARATION = re.compile(r'const THEBE_JS_URL = "[^"]*";')
-FETCHING_LINK_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon", "shortcut", "manifest"}
-VENDORED = ("_static/vendor/mathjax/tex-chtml.js", "_static/vendor/requirejs/require.js",
-            "_static/vendor/jupyter-widgets/offline.js", "_static/vendor/jupyter-widgets/embed-amd.js")
+FETCHING_LINK_RELS = {
+    "stylesheet",
+    "preload",
+    "modulepreload",
+    "prefetch",
+    "icon",
+    "shortcut",
+    "manifest",
+}
+VENDORED = (
+    "_static/vendor/mathjax/tex-chtml.js",
+    "_static/vendor/requirejs/require.js",
+    "_static/vendor/jupyter-widgets/offline.js",
+    "_static/vendor/jupyter-widgets/embed-amd.js",
+)
 
 
 class _Tags(HTMLParser):
@@ -63,7 +84,11 @@ def _loaded_url(tag: str, attrs: dict[str, str]) -> str | None:
 def _html_pages(build: BookBuild) -> list[Path]:
     """The built pages (not the theme's template fragments under _static/)."""
     build.require_success()
-    return sorted(page for page in build.html.rglob("*.html") if page.relative_to(build.html).parts[0] != "_static")
+    return sorted(
+        page
+        for page in build.html.rglob("*.html")
+        if page.relative_to(build.html).parts[0] != "_static"
+    )
 
 
 def test_build_succeeds_with_warnings_as_errors(built_book: BookBuild) -> None:
@@ -94,8 +119,12 @@ def test_no_cdn_url_in_script_or_link_tags(built_book: BookBuild) -> None:
         parsed = _parse(page)
         texts = [value for _, attrs in parsed.tags for value in attrs.values()]
         texts += [THEBE_DECLARATION.sub("", body) for body in parsed.inline]
-        found += [f"{page.relative_to(built_book.html)}: {host}" for text in texts for host in CDN_HOSTS
-                  if host in text]
+        found += [
+            f"{page.relative_to(built_book.html)}: {host}"
+            for text in texts
+            for host in CDN_HOSTS
+            if host in text
+        ]
     assert not found, "\n".join(sorted(set(found)))
 
 
@@ -123,11 +152,18 @@ def test_vendored_javascript_is_in_the_output(built_book: BookBuild) -> None:
 
 
 def test_pages_with_widgets_load_the_vendored_widget_manager(built_book: BookBuild) -> None:
-    pages = [page for page in _html_pages(built_book)
-             if "application/vnd.jupyter.widget-state+json" in page.read_text(encoding="utf-8")]
+    pages = [
+        page
+        for page in _html_pages(built_book)
+        if "application/vnd.jupyter.widget-state+json" in page.read_text(encoding="utf-8")
+    ]
     if not pages:
         pytest.skip("no page has saved widget state yet")
     for page in pages:
-        sources = [attrs.get("src", "").split("?")[0] for tag, attrs in _parse(page).tags if tag == "script"]
+        sources = [
+            attrs.get("src", "").split("?")[0]
+            for tag, attrs in _parse(page).tags
+            if tag == "script"
+        ]
         for path in VENDORED[1:]:
             assert any(src.endswith(path) for src in sources), f"{page.name} does not load {path}"

@@ -1,4 +1,5 @@
-"""The built book in headless Chromium with the network cut off: math, images, boxes, buttons, widgets.
+"""The built book in headless Chromium with the network cut off: math, images, boxes, buttons,
+widgets.
 
 Pages are served from 127.0.0.1; every other request is aborted and recorded. Full-page screenshots
 go to _build/screenshots/ for review.
@@ -14,23 +15,33 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from book_fixtures import ROOT, SCREENSHOTS, BookBuild, book_config, built_book, toc_pages  # noqa: F401
+from book_fixtures import ROOT, SCREENSHOTS, BookBuild, book_config, toc_pages
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Every Jupyter Book 1.0.4 page (Sphinx 7.4) repeats sphinx-thebe's inline `const THEBE_JS_URL = ...` script:
-# Sphinx registers inline scripts added after the builder started twice (filename None and ""). The second
-# copy fails to redeclare the constant; the first one already defined it, so nothing is lost.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Every Jupyter Book 1.0.4 page (Sphinx 7.4) repeats sphinx-thebe's inline `const THEBE_JS_URL =
+# ...` script: Sphinx registers inline scripts added after the builder started twice (filename None
+# and ""). The second copy fails to redeclare the constant; the first one already defined it, so
+# nothing is lost.
 KNOWN_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
 
-# Text left in the page body (outside code) after MathJax ran: nothing that still looks like TeX delimiters.
+# Text left in the page body (outside code) after MathJax ran: nothing that still looks like TeX
+# delimiters.
 RAW_TEX_JS = """() => {
   const body = document.body.cloneNode(true);
-  body.querySelectorAll('pre, code, script, style, mjx-container, .MathJax').forEach(e => e.remove());
+  body.querySelectorAll('pre, code, script, style, mjx-container, .MathJax')
+    .forEach(e => e.remove());
   return ['\\\\(', '\\\\[', '$$'].filter(d => body.textContent.includes(d));
 }"""
 WAIT_FOR_IMAGES_JS = """() => Promise.all(Array.from(document.images).map(img => {
@@ -39,11 +50,13 @@ WAIT_FOR_IMAGES_JS = """() => Promise.all(Array.from(document.images).map(img =>
 }))"""
 BROKEN_IMAGES_JS = """() => Array.from(document.images)
   .filter(img => !img.complete || img.naturalWidth === 0).map(img => img.getAttribute('src'))"""
-# A sphinx-proof box is styled when its border has the colour proof.css assigns to its kind (an algorithm box has
-# no side borders by design: sphinx-proof draws rules above and below its title instead, which are checked).
+# A sphinx-proof box is styled when its border has the colour proof.css assigns to its kind (an
+# algorithm box has no side borders by design: sphinx-proof draws rules above and below its title
+# instead, which are checked).
 PROOF_BOXES_JS = """() => Array.from(document.querySelectorAll('div.proof.admonition')).map(box => {
   const kind = Array.from(box.classList).find(c => !['proof', 'admonition'].includes(c)) || 'proof';
-  const wanted = getComputedStyle(document.documentElement).getPropertyValue(`--${kind}-border-color`).trim();
+  const wanted = getComputedStyle(document.documentElement)
+    .getPropertyValue(`--${kind}-border-color`).trim();
   const probe = document.createElement('span');
   probe.style.color = wanted;
   document.body.appendChild(probe);
@@ -68,7 +81,9 @@ class PageReport:
     broken_images: list[str] = field(default_factory=list)
     links: set[str] = field(default_factory=set)
     proof_boxes: list[dict] = field(default_factory=list)
-    solutions: list[tuple[bool, bool]] = field(default_factory=list)  # (hidden at first, shown after a click)
+    solutions: list[tuple[bool, bool]] = field(
+        default_factory=list
+    )  # (hidden at first, shown after a click)
     widget_states: int = 0
     widgets_rendered: int = 0
     errors: list[str] = field(default_factory=list)
@@ -105,14 +120,25 @@ def _visit(browser_page, base: str, path: str) -> PageReport:
     report = PageReport(path)
     browser_page.on("pageerror", lambda error: report.errors.append(str(error)))
     browser_page.on("requestfailed", lambda request: report.failed_requests.append(request.url))
-    browser_page.on("response", lambda response: response.status >= 400
-                    and report.failed_requests.append(f"{response.status} {response.url}"))
+    browser_page.on(
+        "response",
+        lambda response: (
+            response.status >= 400
+            and report.failed_requests.append(f"{response.status} {response.url}")
+        ),
+    )
     browser_page.goto(f"{base}/{path}.html", wait_until="load")
-    browser_page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+    browser_page.evaluate(
+        "() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null"
+    )
     browser_page.evaluate(WAIT_FOR_IMAGES_JS)
-    report.widget_states = browser_page.locator('script[type="application/vnd.jupyter.widget-state+json"]').count()
+    report.widget_states = browser_page.locator(
+        'script[type="application/vnd.jupyter.widget-state+json"]'
+    ).count()
     if report.widget_states:
-        widgets = browser_page.locator(".jupyter-widgets.widget-container, .jupyter-widgets.widget-inline-hbox")
+        widgets = browser_page.locator(
+            ".jupyter-widgets.widget-container, .jupyter-widgets.widget-inline-hbox"
+        )
         try:
             widgets.first.wait_for(state="attached", timeout=20_000)
         except Exception:  # noqa: BLE001 (the count below records the failure)
@@ -124,10 +150,14 @@ def _visit(browser_page, base: str, path: str) -> PageReport:
     report.mjx_errors = browser_page.locator("mjx-merror").count()
     report.raw_tex = browser_page.evaluate(RAW_TEX_JS)
     report.broken_images = browser_page.evaluate(BROKEN_IMAGES_JS)
-    report.links = set(browser_page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"))
+    report.links = set(
+        browser_page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
+    )
     report.proof_boxes = browser_page.evaluate(PROOF_BOXES_JS)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser_page.screenshot(path=str(SCREENSHOTS / f"{path.replace('/', '__')}.png"), full_page=True)
+    browser_page.screenshot(
+        path=str(SCREENSHOTS / f"{path.replace('/', '__')}.png"), full_page=True
+    )
     for solution in browser_page.locator("div.solution.admonition").all():
         body = solution.locator(":scope > :not(.admonition-title)").first
         hidden = not body.is_visible()
@@ -145,7 +175,9 @@ def browser_report(built_book: BookBuild) -> BrowserReport:
         pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(built_book.html)))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(built_book.html))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     blocked: list[str] = []
@@ -159,8 +191,12 @@ def browser_report(built_book: BookBuild) -> BrowserReport:
 
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900}, service_workers="block"
+            )
             context.route("**/*", route)
             pages = {}
             for path in toc_pages():
@@ -180,14 +216,18 @@ def test_nothing_is_requested_outside_localhost(browser_report: BrowserReport) -
 
 def test_every_local_request_succeeds(browser_report: BrowserReport) -> None:
     blocked = set(browser_report.blocked)
-    failed = {path: [url for url in page.failed_requests if url not in blocked]
-              for path, page in browser_report.pages.items()}
+    failed = {
+        path: [url for url in page.failed_requests if url not in blocked]
+        for path, page in browser_report.pages.items()
+    }
     assert not any(failed.values()), failed
 
 
 def test_no_javascript_errors(browser_report: BrowserReport) -> None:
-    errors = {path: [error for error in page.errors if error not in KNOWN_ERRORS]
-              for path, page in browser_report.pages.items()}
+    errors = {
+        path: [error for error in page.errors if error not in KNOWN_ERRORS]
+        for path, page in browser_report.pages.items()
+    }
     assert not any(errors.values()), errors
 
 
@@ -201,7 +241,11 @@ def test_math_is_typeset(browser_report: BrowserReport) -> None:
 
 
 def test_no_broken_images(browser_report: BrowserReport) -> None:
-    broken = {path: page.broken_images for path, page in browser_report.pages.items() if page.broken_images}
+    broken = {
+        path: page.broken_images
+        for path, page in browser_report.pages.items()
+        if page.broken_images
+    }
     assert not broken, broken
 
 
@@ -218,7 +262,9 @@ def test_theorem_boxes_are_styled(browser_report: BrowserReport) -> None:
 
 
 def test_solutions_start_collapsed_and_open_on_click(browser_report: BrowserReport) -> None:
-    solutions = [(path, state) for path, page in browser_report.pages.items() for state in page.solutions]
+    solutions = [
+        (path, state) for path, page in browser_report.pages.items() for state in page.solutions
+    ]
     assert solutions, "no solution found (the intro has one)"
     assert all(state == (True, True) for _, state in solutions), solutions
 

@@ -1,4 +1,5 @@
-"""The theorems of the chapter "Change of variables", in float64, and its helpers (viz, zoo configs, widget, checks)."""
+"""The theorems of the chapter "Change of variables", in float64, and its helpers (viz, zoo configs,
+widget, checks)."""
 
 import math
 
@@ -12,11 +13,21 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from dgm_lib import viz, zoo  # noqa: E402
-from dgm_lib.exercises import check  # noqa: E402
-from dgm_lib.exercises import change_of_variables as exercises  # noqa: E402
 from dgm_lib.data.toy2d import get_target  # noqa: E402
-from dgm_lib.flows import IAF, MAF, AffineCoupling, Compose, batch_jacobian, half_mask, make_maf, make_realnvp  # noqa: E402
-from dgm_lib.flows import recipes, toys  # noqa: E402
+from dgm_lib.exercises import change_of_variables as exercises  # noqa: E402
+from dgm_lib.exercises import check  # noqa: E402
+from dgm_lib.flows import (  # noqa: E402  # noqa: E402
+    IAF,
+    MAF,
+    AffineCoupling,
+    Compose,
+    batch_jacobian,
+    half_mask,
+    make_maf,
+    make_realnvp,
+    recipes,
+    toys,
+)
 from dgm_lib.zoo import zoo_name  # noqa: E402
 
 DT = torch.float64
@@ -37,7 +48,8 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-# --- the maps of the chapter ---------------------------------------------------------------------------------------
+# --- the maps of the chapter
+# --------------------------------------------------------------------------------------------------
 
 
 def g_1d(z):
@@ -69,7 +81,9 @@ def log_det_g_radial(z):
 
 
 def g_sine(z):
-    return torch.stack([z[..., 0] + A_SINE * torch.sin(z[..., 1]), z[..., 1] + A_SINE * torch.sin(z[..., 0])], -1)
+    return torch.stack(
+        [z[..., 0] + A_SINE * torch.sin(z[..., 1]), z[..., 1] + A_SINE * torch.sin(z[..., 0])], -1
+    )
 
 
 def f_sine(x, steps: int = 400):
@@ -83,7 +97,8 @@ def log_normal(z):
     return -0.5 * z.square().sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
 
 
-# --- change of variables theorem ------------------------------------------------------------------------------------
+# --- change of variables theorem
+# --------------------------------------------------------------------------------------------------
 
 
 def test_change_of_variables_1d_matches_histogram():
@@ -109,20 +124,22 @@ def test_change_of_variables_2d_radial_matches_histogram_and_integrates_to_one()
 
 
 def test_change_of_variables_equals_product_of_gaussian_conditionals():
-    """x_1 = z_1, x_2 = z_2 exp(x_1 / 2) + x_1^2 / 2: the theorem gives N(x_1; 0, 1) N(x_2; x_1^2 / 2, e^{x_1})."""
+    """x_1 = z_1, x_2 = z_2 exp(x_1 / 2) + x_1^2 / 2: the theorem gives N(x_1; 0, 1) N(x_2; x_1^2 /
+    2, e^{x_1})."""
 
     def f(x):
         return torch.stack([x[:, 0], (x[:, 1] - x[:, 0] ** 2 / 2) * torch.exp(-x[:, 0] / 2)], -1)
 
     x = 2 * torch.randn(200, 2, generator=gen(1), dtype=DT)
     theorem = log_normal(f(x)) + log_abs_det(f, x)
-    conditionals = torch.distributions.Normal(0.0, 1.0).log_prob(x[:, 0]) + torch.distributions.Normal(
-        x[:, 0] ** 2 / 2, torch.exp(x[:, 0] / 2)
-    ).log_prob(x[:, 1])
+    conditionals = torch.distributions.Normal(0.0, 1.0).log_prob(
+        x[:, 0]
+    ) + torch.distributions.Normal(x[:, 0] ** 2 / 2, torch.exp(x[:, 0] / 2)).log_prob(x[:, 1])
     assert torch.allclose(theorem, conditionals, rtol=1e-12, atol=1e-12)
 
 
-# --- volume change, inverse function theorem, composition -------------------------------------------------------
+# --- volume change, inverse function theorem, composition
+# -------------------------------------------------------
 
 
 def test_cell_area_ratio_converges_to_abs_det_quadratically():
@@ -133,7 +150,9 @@ def test_cell_area_ratio_converges_to_abs_det_quadratically():
         x, y = image[..., 0], image[..., 1]
         area = 0.5 * (x * y.roll(-1, -1) - x.roll(-1, -1) * y).sum(-1)
         det = 1 - A_SINE**2 * torch.cos(centers[:, 0]) * torch.cos(centers[:, 1])
-        assert torch.allclose(torch.linalg.det(batch_jacobian(g_sine, centers)), det, rtol=0, atol=1e-12)
+        assert torch.allclose(
+            torch.linalg.det(batch_jacobian(g_sine, centers)), det, rtol=0, atol=1e-12
+        )
         errors.append((area / (2 * math.pi / n_cells) ** 2 - det).abs().max().item())
     assert errors[0] / errors[1] > 3.3 and errors[1] / errors[2] > 3.7
 
@@ -183,10 +202,13 @@ def test_compose_of_library_layers_sums_log_dets(build):
         per_layer = per_layer + ld
     assert isinstance(flow.transform, Compose) and torch.allclose(h, z)
     assert torch.allclose(log_det, per_layer, rtol=0, atol=1e-12)
-    assert torch.allclose(log_det, log_abs_det(lambda v: flow.transform(v)[0], x), rtol=0, atol=1e-10)
+    assert torch.allclose(
+        log_det, log_abs_det(lambda v: flow.transform(v)[0], x), rtol=0, atol=1e-10
+    )
 
 
-# --- Jacobian structures and linear flows ---------------------------------------------------------------------------
+# --- Jacobian structures and linear flows
+# ---------------------------------------------------------------------------
 
 
 def test_structured_jacobian_log_dets():
@@ -197,23 +219,31 @@ def test_structured_jacobian_log_dets():
     s = 0.3 * torch.randn(m, generator=g, dtype=DT)
     x = torch.randn(100, m, generator=g, dtype=DT)
     assert torch.allclose(log_abs_det(lambda v: v[:, perm], x), torch.zeros(len(x), dtype=DT))
-    assert torch.allclose(log_abs_det(torch.sinh, x), torch.log(torch.cosh(x)).sum(-1), rtol=0, atol=1e-12)
+    assert torch.allclose(
+        log_abs_det(torch.sinh, x), torch.log(torch.cosh(x)).sum(-1), rtol=0, atol=1e-12
+    )
 
     def triangular(v):
         return v * torch.exp(s + torch.tanh(v @ lower.T)) + torch.sin(v @ lower.T)
 
     jac = batch_jacobian(triangular, x)
     assert (torch.triu(jac, 1) == 0).all()
-    assert torch.allclose(log_abs_det(triangular, x), (s + torch.tanh(x @ lower.T)).sum(-1), rtol=0, atol=1e-12)
+    assert torch.allclose(
+        log_abs_det(triangular, x), (s + torch.tanh(x @ lower.T)).sum(-1), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("m", [1, 5, 64])
 def test_lu_and_qr_parametrisations(m):
     g = gen(m)
     p = torch.eye(m, dtype=DT)[torch.randperm(m, generator=g)]
-    lower = torch.tril(torch.randn(m, m, generator=g, dtype=DT) / math.sqrt(m), -1) + torch.eye(m, dtype=DT)
+    lower = torch.tril(torch.randn(m, m, generator=g, dtype=DT) / math.sqrt(m), -1) + torch.eye(
+        m, dtype=DT
+    )
     s = 0.2 * torch.randn(m, generator=g, dtype=DT)
-    upper = torch.triu(torch.randn(m, m, generator=g, dtype=DT) / math.sqrt(m), 1) + torch.diag(s.exp())
+    upper = torch.triu(torch.randn(m, m, generator=g, dtype=DT) / math.sqrt(m), 1) + torch.diag(
+        s.exp()
+    )
     skew = torch.randn(m, m, generator=g, dtype=DT)
     q = torch.linalg.matrix_exp(0.3 * (skew - skew.T))
     z = torch.randn(m, 4, generator=g, dtype=DT)
@@ -221,13 +251,16 @@ def test_lu_and_qr_parametrisations(m):
     assert torch.linalg.slogdet(w_lu).logabsdet.item() == pytest.approx(s.sum().item(), abs=1e-10)
     assert torch.linalg.slogdet(w_qr).logabsdet.item() == pytest.approx(s.sum().item(), abs=1e-10)
     x_lu = torch.linalg.solve_triangular(
-        upper, torch.linalg.solve_triangular(lower, p.T @ z, upper=False, unitriangular=True), upper=True
+        upper,
+        torch.linalg.solve_triangular(lower, p.T @ z, upper=False, unitriangular=True),
+        upper=True,
     )
     x_qr = torch.linalg.solve_triangular(upper, q.T @ z, upper=True)
     assert torch.allclose(w_lu @ x_lu, z, atol=1e-10) and torch.allclose(w_qr @ x_qr, z, atol=1e-10)
 
 
-# --- Gaussian autoregressive flows and coupling layers -------------------------------------------------------------
+# --- Gaussian autoregressive flows and coupling layers
+# -------------------------------------------------------------
 
 
 def passes(layer: nn.Module, method: str, x: torch.Tensor) -> tuple[int, tuple]:
@@ -253,8 +286,12 @@ def test_gaussian_autoregressive_passes_and_triangular_jacobian(cls, m):
     assert (n_f, n_g) == ((1, m) if cls is MAF else (m, 1))
     jac = batch_jacobian(lambda v: layer(v)[0], x)
     assert (torch.triu(jac, 1).abs() < 1e-14).all()
-    assert torch.allclose(log_det_f, torch.log(torch.diagonal(jac, dim1=1, dim2=2)).sum(-1), rtol=0, atol=1e-10)
-    assert torch.allclose(x_back, x, rtol=0, atol=1e-10) and torch.allclose(log_det_g, -log_det_f, atol=1e-10)
+    assert torch.allclose(
+        log_det_f, torch.log(torch.diagonal(jac, dim1=1, dim2=2)).sum(-1), rtol=0, atol=1e-10
+    )
+    assert torch.allclose(x_back, x, rtol=0, atol=1e-10) and torch.allclose(
+        log_det_g, -log_det_f, atol=1e-10
+    )
 
 
 def test_coupling_is_an_autoregressive_flow_with_one_pass_each_way():
@@ -266,17 +303,23 @@ def test_coupling_is_an_autoregressive_flow_with_one_pass_each_way():
     n_g, (x_back, _) = passes(layer, "inverse", z)
     jac = batch_jacobian(lambda v: layer(v)[0], x)
     assert (n_f, n_g) == (1, 1) and torch.allclose(x_back, x, atol=1e-12)
-    assert torch.equal(jac[:, :d, :d], torch.eye(d, dtype=DT).expand(len(x), d, d)) and (torch.triu(jac, 1) == 0).all()
+    assert (
+        torch.equal(jac[:, :d, :d], torch.eye(d, dtype=DT).expand(len(x), d, d))
+        and (torch.triu(jac, 1) == 0).all()
+    )
     one_over_sigma = torch.diagonal(jac[:, d:, d:], dim1=1, dim2=2)
     assert torch.allclose(log_det, one_over_sigma.log().sum(-1), rtol=0, atol=1e-12)
 
 
-# --- viz helpers -----------------------------------------------------------------------------------------------------
+# --- viz helpers
+# --------------------------------------------------------------------------------------------------
 
 
 def test_binned_masses_and_grid_cells():
     x = torch.rand(1000, 2, generator=gen(9), dtype=DT) * 2 - 1
-    freq, mass = viz.binned_masses(x, lambda t: torch.full((len(t),), -math.log(4.0), dtype=DT), 1.0, 4)
+    freq, mass = viz.binned_masses(
+        x, lambda t: torch.full((len(t),), -math.log(4.0), dtype=DT), 1.0, 4
+    )
     assert freq.shape == mass.shape == (4, 4) and freq.sum().item() == pytest.approx(1.0)
     assert torch.allclose(mass, torch.full((4, 4), 1 / 16, dtype=DT))
     with pytest.raises(ValueError, match="shape"):
@@ -292,18 +335,23 @@ def test_binned_masses_and_grid_cells():
 
 def test_plot_scaling_fits_power_laws_and_seconds_per_call():
     sizes = [8, 16, 32, 64]
-    slopes = viz.plot_scaling({"cubic": (sizes, [1e-9 * m**3 for m in sizes]), "flat": (sizes, [1e-6] * 4)})
+    slopes = viz.plot_scaling(
+        {"cubic": (sizes, [1e-9 * m**3 for m in sizes]), "flat": (sizes, [1e-6] * 4)}
+    )
     assert slopes["cubic"] == pytest.approx(3.0) and slopes["flat"] == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="fit_last"):
         viz.plot_scaling({"a": ([1, 2], [1.0, 2.0])}, fit_last=1)
     assert 0 < viz.seconds_per_call(lambda: sum(range(100)), min_time=1e-3) < 1e-2
 
 
-# --- zoo configs, widget, exercise checks ---------------------------------------------------------------------------
+# --- zoo configs, widget, exercise checks
+# ---------------------------------------------------------------------------
 
 
 def test_toy_zoo_configs_are_registered_and_validated():
-    names = [zoo_name(f, t, d) for f in recipes.FLOWS for t in recipes.TARGETS for d in recipes.DEPTHS]
+    names = [
+        zoo_name(f, t, d) for f in recipes.FLOWS for t in recipes.TARGETS for d in recipes.DEPTHS
+    ]
     assert len(names) == 24 and set(names) <= set(zoo.names())
     assert {zoo.entry(name).max_bytes for name in names} == {recipes.CHECKPOINT_BYTES}
     for name in (zoo_name("maf", "u1", 8), zoo_name("maf", "rings", 3)):
@@ -312,7 +360,8 @@ def test_toy_zoo_configs_are_registered_and_validated():
 
 
 def test_shipped_toy_flows_fit_their_targets():
-    """Every shipped checkpoint is within budget, loads, and has KL(pi || p) >= 0 within noise; depth helps."""
+    """Every shipped checkpoint is within budget, loads, and has KL(pi || p) >= 0 within noise;
+    depth helps."""
     total, kl = 0, {}
     for flow in recipes.FLOWS:
         for target in recipes.TARGETS:
@@ -350,7 +399,10 @@ def test_flow_density_explorer_draws_default_and_redraws():
 def test_exercise_references_pass_and_wrong_answers_fail(capsys):
     assert check("change_of_variables.coupling_forward", exercises._coupling_forward)
     assert check("change_of_variables.maf_inverse", exercises._maf_inverse)
-    assert not check("change_of_variables.coupling_forward", lambda x, d, c: (x, torch.zeros(len(x), dtype=x.dtype)))
+    assert not check(
+        "change_of_variables.coupling_forward",
+        lambda x, d, c: (x, torch.zeros(len(x), dtype=x.dtype)),
+    )
 
     def one_pass(z, conditioner):  # a single pass is only right for m = 1
         mu, log_sigma = conditioner(torch.zeros_like(z))

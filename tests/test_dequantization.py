@@ -1,8 +1,8 @@
-"""dgm_lib.dequantization in float64: discretized (mixture of) logistics sum to one and stay finite with finite
-gradients at extreme parameters; the uniform-dequantization bound E_u log p(y + u) <= log P(y) by Monte Carlo and
-quadrature; log-dets of Rescale / logit_preprocess / Sigmoid and of the variational dequantizer against autograd;
-q(u|y) integrates to one; the variational bound beats the uniform one after training on a discrete toy; bits/dim,
-argument errors, the zoo configs."""
+"""dgm_lib.dequantization in float64: discretized (mixture of) logistics sum to one and stay finite
+with finite gradients at extreme parameters; the uniform-dequantization bound E_u log p(y + u) <=
+log P(y) by Monte Carlo and quadrature; log-dets of Rescale / logit_preprocess / Sigmoid and of the
+variational dequantizer against autograd; q(u|y) integrates to one; the variational bound beats the
+uniform one after training on a discrete toy; bits/dim, argument errors, the zoo configs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import math
 import pytest
 import torch
 
+from dgm_lib import zoo
+from dgm_lib.data.mnist import mnist_images
 from dgm_lib.dequantization import (
     LOG_SCALE_MIN,
     NUM_BINS,
@@ -32,8 +34,6 @@ from dgm_lib.dequantization import (
     mix_logistic_log_prob,
     uniform_dequantize,
 )
-from dgm_lib import zoo
-from dgm_lib.data.mnist import mnist_images
 from dgm_lib.dequantization.chapter import evaluate_mnist, quantized_toy2d
 from dgm_lib.dequantization.recipes import DEQUANTIZERS, build
 from dgm_lib.flows import Sigmoid, batch_jacobian
@@ -46,7 +46,9 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _params(shape: tuple[int, ...], seed: int = 0, mu_scale: float = 100.0) -> tuple[torch.Tensor, ...]:
+def _params(
+    shape: tuple[int, ...], seed: int = 0, mu_scale: float = 100.0
+) -> tuple[torch.Tensor, ...]:
     g = _gen(seed)
     logit_pi = torch.randn(shape, generator=g)
     mu = mu_scale * torch.randn(shape, generator=g)
@@ -54,7 +56,8 @@ def _params(shape: tuple[int, ...], seed: int = 0, mu_scale: float = 100.0) -> t
     return logit_pi, mu, log_s
 
 
-# --- bits/dim and checks -----------------------------------------------------------------------------------------
+# --- bits/dim and checks
+# --------------------------------------------------------------------------------------------------
 
 
 def test_bits_per_dim_converts_nats():
@@ -82,7 +85,8 @@ def test_check_discrete_accepts_integers_and_rejects_the_rest():
         check_discrete(torch.tensor([[0.0]]), 0)
 
 
-# --- logistic and mixture ----------------------------------------------------------------------------------------
+# --- logistic and mixture
+# --------------------------------------------------------------------------------------------------
 
 
 def test_logistic_density_is_the_derivative_of_its_cdf():
@@ -97,7 +101,9 @@ def test_logistic_density_is_the_derivative_of_its_cdf():
 
 @pytest.mark.parametrize("num_bins", [256, 5])
 def test_discretized_logistic_sums_to_one_over_all_bins(num_bins):
-    y = torch.arange(num_bins, dtype=torch.float64)[:, None]  # (K, 1) against 200 parameter draws (1, 200)
+    y = torch.arange(num_bins, dtype=torch.float64)[
+        :, None
+    ]  # (K, 1) against 200 parameter draws (1, 200)
     _, mu, log_s = _params((1, 200), mu_scale=num_bins)
     mu = torch.cat([mu, torch.tensor([[-1e6, 1e6, 0.0, num_bins - 1.0, 127.3]])], 1)
     log_s = torch.cat([log_s, torch.tensor([[-20.0, -20.0, 10.0, -20.0, 5.0]])], 1)
@@ -120,7 +126,9 @@ def test_discretized_logistic_matches_the_cdf_difference():
     mu, log_s = torch.tensor(4.2), torch.tensor(0.1)
     cdf_hi = torch.where(y == 9, 1.0, logistic_cdf(y + 0.5, mu, log_s))
     cdf_lo = torch.where(y == 0, 0.0, logistic_cdf(y - 0.5, mu, log_s))
-    assert torch.allclose(discretized_logistic_log_prob(y, mu, log_s, 10), torch.log(cdf_hi - cdf_lo), atol=1e-12)
+    assert torch.allclose(
+        discretized_logistic_log_prob(y, mu, log_s, 10), torch.log(cdf_hi - cdf_lo), atol=1e-12
+    )
 
 
 def test_discretized_logistic_finite_values_and_gradients_at_extremes():
@@ -132,7 +140,9 @@ def test_discretized_logistic_finite_values_and_gradients_at_extremes():
     mu_grad, log_s_grad = torch.autograd.grad(log_p.sum(), (mu, log_s))
     assert torch.isfinite(mu_grad).all() and torch.isfinite(log_s_grad).all()
     logit_pi = torch.tensor([[0.0, 1e3, -1e3]]).requires_grad_(True)
-    mix = discretized_mix_logistic_log_prob(y, logit_pi, mu[:, None].expand(-1, 3), log_s[:, None].expand(-1, 3))
+    mix = discretized_mix_logistic_log_prob(
+        y, logit_pi, mu[:, None].expand(-1, 3), log_s[:, None].expand(-1, 3)
+    )
     grads = torch.autograd.grad(mix.sum(), (logit_pi, mu, log_s))
     assert torch.isfinite(mix).all() and all(torch.isfinite(g).all() for g in grads)
     # the clamp: a scale below exp(LOG_SCALE_MIN) gives the same probabilities as exp(LOG_SCALE_MIN)
@@ -143,7 +153,8 @@ def test_discretized_logistic_finite_values_and_gradients_at_extremes():
     )
 
 
-# --- the uniform dequantization theorem on a mixture of logistics --------------------------------------------
+# --- the uniform dequantization theorem on a mixture of logistics
+# --------------------------------------------
 
 
 def _mixture(seed: int = 0) -> MixtureOfLogistics:
@@ -159,7 +170,9 @@ def test_dequantized_log_prob_is_the_integral_of_the_density():
     y = torch.tensor([[0.0, 3.0], [5.0, 9.0], [2.0, 2.0]])
     n = 2000  # midpoint rule on [0, 1]^2 per point, separable per dimension
     t = (torch.arange(n) + 0.5) / n
-    log_p = mix_logistic_log_prob(y[:, None, :] + t[None, :, None], model.logit_pi, model.mu, model.log_s)  # (B, n, 2)
+    log_p = mix_logistic_log_prob(
+        y[:, None, :] + t[None, :, None], model.logit_pi, model.mu, model.log_s
+    )  # (B, n, 2)
     quadrature = torch.log(log_p.exp().mean(1)).sum(1)
     assert torch.allclose(model.dequantized_log_prob(y), quadrature, atol=1e-6)
 
@@ -174,7 +187,9 @@ def test_uniform_bound_holds_by_monte_carlo_and_quadrature():
     assert (bound + 5 * se < exact).all()  # Jensen: E_u log p(y + u) <= log P(y)
     n = 2000
     t = (torch.arange(n) + 0.5) / n
-    log_p = mix_logistic_log_prob(y[:, None, :] + t[None, :, None], model.logit_pi, model.mu, model.log_s)
+    log_p = mix_logistic_log_prob(
+        y[:, None, :] + t[None, :, None], model.logit_pi, model.mu, model.log_s
+    )
     assert (log_p.mean(1).sum(1) <= exact).all()
     assert torch.allclose(log_p.mean(1).sum(1), bound, atol=6 * se.max().item())
 
@@ -192,12 +207,17 @@ def test_mixture_discrete_log_prob_sums_to_one_and_samples_follow_the_cdf():
     assert torch.allclose(out["loss"], -model.log_prob(x[:100]).mean())
 
 
-# --- transforms: log-dets against autograd, round trips ----------------------------------------------------------
+# --- transforms: log-dets against autograd, round trips
+# ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "transform, low, high",
-    [(Rescale(1 / 256), 0.0, 256.0), (logit_preprocess(256, 0.05), 0.0, 256.0), (Sigmoid(), -6.0, 6.0)],
+    [
+        (Rescale(1 / 256), 0.0, 256.0),
+        (logit_preprocess(256, 0.05), 0.0, 256.0),
+        (Sigmoid(), -6.0, 6.0),
+    ],
     ids=["rescale", "logit_preprocess", "sigmoid"],
 )
 def test_log_dets_match_autograd_and_round_trip(transform, low, high):
@@ -273,13 +293,18 @@ def test_image_dequantizer_round_trip():
     assert torch.allclose(deq.log_q(x - y, y), log_q, atol=1e-8)
 
 
-# --- DequantizedFlow -----------------------------------------------------------------------------------------------
+# --- DequantizedFlow
+# --------------------------------------------------------------------------------------------------
 
 
 def test_dequantized_flow_bounds_and_shapes():
     torch.manual_seed(3)
     y = torch.randint(0, 256, (5, 1, 4, 4), generator=_gen(11)).double()
-    for deq in (None, UniformDequantizer(), VariationalDequantizer((1, 4, 4), depth=2, hidden=(8,))):
+    for deq in (
+        None,
+        UniformDequantizer(),
+        VariationalDequantizer((1, 4, 4), depth=2, hidden=(8,)),
+    ):
         model = DequantizedFlow(make_image_flow((1, 4, 4), depth=2, hidden=(8,)), deq)
         assert model.elbo(y, _gen(0)).shape == (5,)
         assert model.log_prob_importance(y, 4, _gen(0)).shape == (5,)
@@ -288,7 +313,8 @@ def test_dequantized_flow_bounds_and_shapes():
         samples = model.sample(7, _gen(1))
         assert samples.shape == (7, 1, 4, 4)
         check_discrete(samples, 256)
-    # the importance-weighted bound grows with k (averaged over draws), for a flow that is not the identity
+    # the importance-weighted bound grows with k (averaged over draws), for a flow that is not the
+    # identity
     model = DequantizedFlow(make_image_flow((1, 4, 4), depth=2, hidden=(8,)), UniformDequantizer())
     for p in model.parameters():
         p.data.normal_(0, 0.5, generator=_gen(14))
@@ -300,33 +326,43 @@ def test_dequantized_flow_bounds_and_shapes():
 
 
 def test_variational_bound_beats_uniform_after_training_on_a_discrete_toy():
-    # two moons on a 4 x 4 grid: uniform noise forces boxes onto the flow, q(u|y) lets it stay smooth
+    # two moons on a 4 x 4 grid: uniform noise forces boxes onto the flow, q(u|y) lets it stay
+    # smooth
     y = quantized_toy2d("two_moons", 512, num_bins=4, generator=_gen(12))
     results = {}
     for name in ("uniform", "variational"):
         torch.manual_seed(0)
-        deq = UniformDequantizer() if name == "uniform" else VariationalDequantizer(2, 2, (16,), num_bins=4)
+        deq = (
+            UniformDequantizer()
+            if name == "uniform"
+            else VariationalDequantizer(2, 2, (16,), num_bins=4)
+        )
         model = DequantizedFlow(make_vector_flow(2, 4, depth=2, hidden=(16,)), deq, num_bins=4)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         fit(model, optimizer, list(y.split(128)), FitOptions(steps=200, progress=False))
         with torch.no_grad():
             results[name] = model.bits_per_dim(y.repeat(8, 1), 1, _gen(13)).item()
-    assert results["variational"] < results["uniform"] - 0.02, results  # measured 1.49 vs 1.57 bits/dim
+    assert results["variational"] < results["uniform"] - 0.02, (
+        results
+    )  # measured 1.49 vs 1.57 bits/dim
 
 
 def test_uniform_dequantize_stays_in_the_bin_and_is_seeded():
     y = torch.randint(0, 256, (50, 3), generator=_gen(20))
     x = uniform_dequantize(y, _gen(21))
     assert x.dtype == torch.float64 and torch.equal(torch.floor(x), y.double())
-    assert torch.equal(x, uniform_dequantize(y, _gen(21))) and not torch.equal(x, uniform_dequantize(y, _gen(22)))
+    assert torch.equal(x, uniform_dequantize(y, _gen(21))) and not torch.equal(
+        x, uniform_dequantize(y, _gen(22))
+    )
     assert uniform_dequantize(y.float(), _gen(21)).dtype == torch.float32
     u = x - y
     assert 0.4 < u.mean().item() < 0.6 and (u >= 0).all() and (u < 1).all()
 
 
 def test_a_continuous_density_on_discrete_points_has_unbounded_likelihood():
-    """The degenerate solution: logistic spikes at the integers give log p(y) ~ -log s -> +inf as s -> 0 (up to the
-    LOG_SCALE_MIN clamp), while the discrete likelihood of the same model stays <= 0."""
+    """The degenerate solution: logistic spikes at the integers give log p(y) ~ -log s -> +inf as s
+    -> 0 (up to the LOG_SCALE_MIN clamp), while the discrete likelihood of the same model stays <=
+    0."""
     y = torch.arange(4.0).repeat(8)[:, None]  # uniform on {0, 1, 2, 3}
     model = MixtureOfLogistics(4, dim=1)
     values = []
@@ -334,14 +370,18 @@ def test_a_continuous_density_on_discrete_points_has_unbounded_likelihood():
         model.mu.copy_(torch.arange(4.0)[None])
         for log_s in (0.0, -2.0, -4.0, -6.0):
             model.log_s.fill_(log_s)
-            values.append((model.log_prob(y).mean().item(), model.dequantized_log_prob(y).mean().item()))
+            values.append(
+                (model.log_prob(y).mean().item(), model.dequantized_log_prob(y).mean().item())
+            )
     continuous = [c for c, _ in values]
     assert all(b > a for a, b in zip(continuous, continuous[1:]))
     # separated spikes: p(y) = (1/4) * logistic peak 1 / (4 s), so log p(y) = -log 16 - log s
     assert continuous[-1] == pytest.approx(-math.log(16) + 6.0, abs=1e-6)
     assert continuous[-2] == pytest.approx(-math.log(16) + 4.0, abs=1e-3)
     assert all(d <= 0 for _, d in values)  # a probability is at most 1
-    assert values[-1][1] < math.log(0.51)  # the spike at the bin's left edge keeps only about half of its mass
+    assert values[-1][1] < math.log(
+        0.51
+    )  # the spike at the bin's left edge keeps only about half of its mass
 
 
 def test_dequantized_flow_objectives_are_the_named_quantities():
@@ -352,11 +392,15 @@ def test_dequantized_flow_objectives_are_the_named_quantities():
     assert torch.equal(none.elbo(y), flow.log_prob(y))
     assert torch.equal(uniform.elbo(y, _gen(24)), flow.log_prob(uniform_dequantize(y, _gen(24))))
     # dequantizer None is evaluated with uniform u: the same number as the uniform model
-    assert torch.equal(none.log_prob_importance(y, 3, _gen(25)), uniform.log_prob_importance(y, 3, _gen(25)))
+    assert torch.equal(
+        none.log_prob_importance(y, 3, _gen(25)), uniform.log_prob_importance(y, 3, _gen(25))
+    )
     expected = bits_per_dim(flow.log_prob(uniform_dequantize(y, _gen(26))), 2).mean()
     assert torch.allclose(none.bits_per_dim(y, 1, _gen(26)), expected)
     out = none(y)
-    assert torch.allclose(out["loss"], bits_per_dim(flow.log_prob(y), 2).mean()) and out["log_q"] == 0
+    assert (
+        torch.allclose(out["loss"], bits_per_dim(flow.log_prob(y), 2).mean()) and out["log_q"] == 0
+    )
 
 
 def test_image_dequantizer_log_det_matches_autograd():
@@ -370,14 +414,20 @@ def test_image_dequantizer_log_det_matches_autograd():
     h, log_det = deq._through_couplings(eps, c, inverse=False)
     c_flat = c.reshape(3, -1)
 
-    def flat(e: torch.Tensor) -> torch.Tensor:  # rows of the batch are independent: per-sample Jacobian
-        images = deq._through_couplings(e.reshape(-1, 2, 2, 2), c_flat[: len(e)].reshape(-1, 2, 2, 2), False)[0]
+    def flat(
+        e: torch.Tensor,
+    ) -> torch.Tensor:  # rows of the batch are independent: per-sample Jacobian
+        images = deq._through_couplings(
+            e.reshape(-1, 2, 2, 2), c_flat[: len(e)].reshape(-1, 2, 2, 2), False
+        )[0]
         return images.flatten(1)
 
     jac = batch_jacobian(flat, eps.flatten(1))
     assert torch.allclose(log_det, torch.linalg.slogdet(jac).logabsdet, atol=1e-9)
     back, log_det_inv = deq._through_couplings(h, c, inverse=True)
-    assert torch.allclose(back, eps, atol=1e-10) and torch.allclose(log_det_inv, -log_det, atol=1e-10)
+    assert torch.allclose(back, eps, atol=1e-10) and torch.allclose(
+        log_det_inv, -log_det, atol=1e-10
+    )
 
 
 def test_data_helpers():
@@ -386,7 +436,9 @@ def test_data_helpers():
     check_discrete(pixels, 256)
     assert pixels.max() == 255 and pixels.min() == 0
     toy = quantized_toy2d("two_moons", 500, num_bins=16, generator=_gen(30))
-    assert toy.shape == (500, 2) and torch.equal(toy, quantized_toy2d("two_moons", 500, 16, _gen(30)))
+    assert toy.shape == (500, 2) and torch.equal(
+        toy, quantized_toy2d("two_moons", 500, 16, _gen(30))
+    )
     check_discrete(toy, 16)
     assert len(torch.unique(toy, dim=0)) > 20  # the moons cover many cells of the grid
     with pytest.raises(ValueError, match="split"):
@@ -400,7 +452,10 @@ def test_data_helpers():
 
 
 def test_zoo_configs_share_the_flow_and_the_recipe():
-    configs = {name: zoo.entry(name) for name in ("deq_mnist_none", "deq_mnist_uniform", "deq_mnist_variational")}
+    configs = {
+        name: zoo.entry(name)
+        for name in ("deq_mnist_none", "deq_mnist_uniform", "deq_mnist_variational")
+    }
     flows = {}
     for name, entry in configs.items():
         assert entry.max_bytes <= 3_000_000
@@ -408,7 +463,9 @@ def test_zoo_configs_share_the_flow_and_the_recipe():
         flows[name] = common
     assert flows["deq_mnist_none"] == flows["deq_mnist_uniform"] == flows["deq_mnist_variational"]
     model = configs["deq_mnist_variational"].build()
-    assert isinstance(model, DequantizedFlow) and isinstance(model.dequantizer, VariationalDequantizer)
+    assert isinstance(model, DequantizedFlow) and isinstance(
+        model.dequantizer, VariationalDequantizer
+    )
     assert configs["deq_mnist_none"].build().dequantizer is None
 
 
@@ -416,9 +473,12 @@ def test_evaluate_mnist_columns_on_an_untrained_model():
     torch.manual_seed(6)
     model = build("uniform")
     out = evaluate_mnist(model, k=4, n=8, generator=_gen(31))
-    assert set(out) == {f"bpd_{c}{se}" for c in ("objective", "elbo", "importance") for se in ("", "_se")}
+    assert set(out) == {
+        f"bpd_{c}{se}" for c in ("objective", "elbo", "importance") for se in ("", "_se")
+    }
     assert all(math.isfinite(v) for v in out.values())
-    # for the uniform model the objective and the k = 1 bound are the same quantity (independent draws of u)
+    # for the uniform model the objective and the k = 1 bound are the same quantity (independent
+    # draws of u)
     assert abs(out["bpd_objective"] - out["bpd_elbo"]) < 4 * (out["bpd_elbo_se"] + 1e-3)
     assert out["bpd_importance"] <= out["bpd_elbo"] + 3 * out["bpd_elbo_se"]
     with pytest.raises(TypeError, match="model"):
@@ -427,7 +487,8 @@ def test_evaluate_mnist_columns_on_an_untrained_model():
         evaluate_mnist(model, k=0)
 
 
-# --- errors ----------------------------------------------------------------------------------------------------------
+# --- errors
+# --------------------------------------------------------------------------------------------------
 
 
 def test_errors_name_the_argument():
@@ -446,13 +507,22 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="log_s"):
         logistic_cdf(torch.zeros(2), torch.zeros(2), torch.tensor([0.0, math.nan]))
     with pytest.raises(ValueError, match="broadcast"):
-        mix_logistic_log_prob(torch.zeros(3), torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4))
+        mix_logistic_log_prob(
+            torch.zeros(3), torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4)
+        )
     with pytest.raises(ValueError, match="y"):
         discretized_logistic_log_prob(torch.tensor([256.0]), torch.zeros(1), torch.zeros(1))
     with pytest.raises(TypeError, match="mu"):
-        discretized_mix_logistic_log_prob(torch.tensor([1.0]), torch.zeros(1, 2), None, torch.zeros(1, 2))
+        discretized_mix_logistic_log_prob(
+            torch.tensor([1.0]), torch.zeros(1, 2), None, torch.zeros(1, 2)
+        )
     with pytest.raises(TypeError, match="logit_pi"):
-        mix_logistic_cdf(torch.zeros(1), torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2), torch.zeros(1, 2))
+        mix_logistic_cdf(
+            torch.zeros(1),
+            torch.zeros(1, 2, dtype=torch.long),
+            torch.zeros(1, 2),
+            torch.zeros(1, 2),
+        )
     with pytest.raises(ValueError, match="y"):
         uniform_dequantize(torch.tensor([[0.5]]))
     with pytest.raises(ValueError, match="n_components"):
@@ -481,7 +551,12 @@ def test_errors_name_the_argument():
     with pytest.raises(TypeError, match="y"):
         uniform_dequantize([[0.0]])
     mixture = MixtureOfLogistics(2, dim=3)
-    for method in (mixture.log_prob, mixture.cdf, mixture.discrete_log_prob, mixture.dequantized_log_prob):
+    for method in (
+        mixture.log_prob,
+        mixture.cdf,
+        mixture.discrete_log_prob,
+        mixture.dequantized_log_prob,
+    ):
         with pytest.raises(ValueError, match=r"\(batch, 3\)"):
             method(torch.zeros(4, 2))
     with pytest.raises(ValueError, match="y"):
@@ -505,12 +580,14 @@ def test_errors_name_the_argument():
         make_image_flow((1, 4, 4), depth=0)
 
 
-# --- the shipped MNIST checkpoints -----------------------------------------------------------------------------------
+# --- the shipped MNIST checkpoints
+# --------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def shipped_bpd() -> dict[str, dict[str, float]]:
-    """evaluate_mnist (k = 4) on the first 60 test digits for each shipped deq_mnist_* model, in float32."""
+    """evaluate_mnist (k = 4) on the first 60 test digits for each shipped deq_mnist_* model, in
+    float32."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
     try:
@@ -528,10 +605,12 @@ def shipped_bpd() -> dict[str, dict[str, float]]:
 def test_shipped_models_tell_the_dequantization_story(shipped_bpd):
     none, uniform, variational = (shipped_bpd[k] for k in DEQUANTIZERS)
     assert 1.0 < uniform["bpd_elbo"] < 3.0 and uniform["bpd_importance"] <= uniform["bpd_elbo"]
-    # no dequantization: the training objective (density at the integers) looks best, the valid bound is worst
+    # no dequantization: the training objective (density at the integers) looks best, the valid
+    # bound is worst
     assert none["bpd_objective"] < uniform["bpd_elbo"] - 0.5
     assert none["bpd_importance"] > uniform["bpd_importance"] + 0.3
     assert variational["bpd_importance"] <= variational["bpd_elbo"]
-    # the variational bound is tighter than the uniform one (measured 2.02 vs 2.13 bits/dim on all 1000 test digits)
+    # the variational bound is tighter than the uniform one (measured 2.02 vs 2.13 bits/dim on all
+    # 1000 test digits)
     assert variational["bpd_elbo"] < uniform["bpd_elbo"] - 0.05
     assert variational["bpd_importance"] < uniform["bpd_importance"] - 0.05

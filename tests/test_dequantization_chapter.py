@@ -1,7 +1,8 @@
-"""The claims of the chapter "Dequantization", in float64: the degenerate spike mixture (unbounded likelihood at the
-integers, unbounded below between them), the CDF discretization with and without the edge rule, the uniform and the
-variational dequantization bounds with their gaps as KL divergences (tight for a staircase density and for the
-optimal noise); plus the exercise checks and the dequantization explorer."""
+"""The claims of the chapter "Dequantization", in float64: the degenerate spike mixture (unbounded
+likelihood at the integers, unbounded below between them), the CDF discretization with and without
+the edge rule, the uniform and the variational dequantization bounds with their gaps as KL
+divergences (tight for a staircase density and for the optimal noise); plus the exercise checks and
+the dequantization explorer."""
 
 import math
 
@@ -22,8 +23,11 @@ DT = torch.float64
 NODES = (torch.arange(2000, dtype=DT) + 0.5) / 2000  # midpoint rule on [0, 1]
 
 
-def spike_log_prob(x: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, s: float) -> torch.Tensor:
-    """log p_s(x) = log sum_v Pi(v) prod_j Logistic(x_j | v_j, s), x (N, D), values (V, D): the theorem's mixture."""
+def spike_log_prob(
+    x: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, s: float
+) -> torch.Tensor:
+    """log p_s(x) = log sum_v Pi(v) prod_j Logistic(x_j | v_j, s), x (N, D), values (V, D): the
+    theorem's mixture."""
     log_s = torch.tensor(math.log(s), dtype=DT)
     per_value = logistic_log_prob(x[:, None, :], values[None], log_s).sum(-1)  # (N, V)
     return torch.logsumexp(weights.log() + per_value, dim=1)
@@ -31,8 +35,8 @@ def spike_log_prob(x: torch.Tensor, values: torch.Tensor, weights: torch.Tensor,
 
 @pytest.mark.parametrize("dim", [1, 2])
 def test_spike_mixture_likelihood_is_unbounded_above_at_integers_and_below_between_them(dim):
-    """thm-degenerate, both parts, in D = 1 and 2: log p_s(y_i) >= -H - D log 4s on average, and pointwise
-    log p_s(y + u) <= -D log s - sum_j min(u_j, 1 - u_j) / s for every u in (0, 1)^D."""
+    """thm-degenerate, both parts, in D = 1 and 2: log p_s(y_i) >= -H - D log 4s on average, and
+    pointwise log p_s(y + u) <= -D log s - sum_j min(u_j, 1 - u_j) / s for every u in (0, 1)^D."""
     gen = torch.Generator().manual_seed(0)
     y = torch.randint(0, 6, (300, dim), generator=gen).to(DT)
     values, counts = torch.unique(y, dim=0, return_counts=True)
@@ -53,7 +57,8 @@ def test_spike_mixture_likelihood_is_unbounded_above_at_integers_and_below_betwe
 
 
 def test_spike_mixture_discrete_model_stays_a_distribution():
-    """The discrete model P_s(y) = F(y + 1) - F(y) of the spikes is a probability (sum <= 1) for every scale."""
+    """The discrete model P_s(y) = F(y + 1) - F(y) of the spikes is a probability (sum <= 1) for
+    every scale."""
     for log_s in (0.0, -3.0, -7.0):
         model = MixtureOfLogistics(4, 1).to(DT)
         with torch.no_grad():
@@ -65,7 +70,8 @@ def test_spike_mixture_discrete_model_stays_a_distribution():
 
 
 def test_cdf_discretization_sums_to_one_with_the_edge_rule_and_loses_the_tails_without():
-    """thm-cdf-sums-to-one: with the edge rule sum_y P(y) = 1; without it F(K - 0.5) - F(-0.5), the telescoped sum."""
+    """thm-cdf-sums-to-one: with the edge rule sum_y P(y) = 1; without it F(K - 0.5) - F(-0.5), the
+    telescoped sum."""
     logit_pi = torch.tensor([0.0, 0.3, -0.2], dtype=DT)
     mu = torch.tensor([-2.0, 5.0, 17.0], dtype=DT)
     log_s = torch.tensor([0.5, 0.0, 1.0], dtype=DT)
@@ -73,9 +79,12 @@ def test_cdf_discretization_sums_to_one_with_the_edge_rule_and_loses_the_tails_w
     y = torch.arange(k, dtype=DT)
     with_edges = discretized_mix_logistic_log_prob(y, logit_pi, mu, log_s, num_bins=k).exp()
     assert with_edges.sum().item() == pytest.approx(1.0, abs=1e-13)
-    no_edges = mix_logistic_cdf(y + 0.5, logit_pi, mu, log_s) - mix_logistic_cdf(y - 0.5, logit_pi, mu, log_s)
-    inside = mix_logistic_cdf(torch.tensor(k - 0.5, dtype=DT), logit_pi, mu, log_s) - mix_logistic_cdf(
-        torch.tensor(-0.5, dtype=DT), logit_pi, mu, log_s)
+    no_edges = mix_logistic_cdf(y + 0.5, logit_pi, mu, log_s) - mix_logistic_cdf(
+        y - 0.5, logit_pi, mu, log_s
+    )
+    inside = mix_logistic_cdf(
+        torch.tensor(k - 0.5, dtype=DT), logit_pi, mu, log_s
+    ) - mix_logistic_cdf(torch.tensor(-0.5, dtype=DT), logit_pi, mu, log_s)
     assert no_edges.sum().item() == pytest.approx(inside.item(), abs=1e-13)
     assert inside < 0.8  # the components at -2 and 17 put much of their mass outside [-0.5, 15.5]
     assert torch.allclose(with_edges[1:-1], no_edges[1:-1], rtol=1e-10)  # only the edge bins differ
@@ -94,8 +103,9 @@ def _mixture(seed: int) -> MixtureOfLogistics:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_uniform_dequantization_bound_and_its_gap(seed):
-    """thm-uniform-dequantization: E_pi log p(x) <= E_Pi log P(y) for a random data distribution Pi, by quadrature; the
-    gap for each y is KL(U || p(u|y)) with p(u|y) = p(y + u) / P(y), which integrates to one over the cube."""
+    """thm-uniform-dequantization: E_pi log p(x) <= E_Pi log P(y) for a random data distribution Pi,
+    by quadrature; the gap for each y is KL(U || p(u|y)) with p(u|y) = p(y + u) / P(y), which
+    integrates to one over the cube."""
     model = _mixture(seed)
     y = torch.arange(8, dtype=DT)[:, None]
     log_p_cube = model.log_prob((y + NODES).reshape(-1, 1)).reshape(8, -1)
@@ -111,8 +121,9 @@ def test_uniform_dequantization_bound_and_its_gap(seed):
 
 
 def test_uniform_bound_is_tight_for_a_staircase_density():
-    """The bound of thm-uniform-dequantization is tight iff p is constant on each cube: the staircase p(x) = Pi(floor x)
-    on [0, K) has E_u log p(y + u) = log P(y) = log Pi(y) exactly, a smooth density has a positive gap."""
+    """The bound of thm-uniform-dequantization is tight iff p is constant on each cube: the
+    staircase p(x) = Pi(floor x) on [0, K) has E_u log p(y + u) = log P(y) = log Pi(y) exactly, a
+    smooth density has a positive gap."""
     pi = torch.tensor([0.1, 0.4, 0.3, 0.2], dtype=DT)
     x = (torch.arange(4, dtype=DT)[:, None] + NODES).reshape(-1)
     log_staircase = pi.log()[x.floor().long()].reshape(4, -1)
@@ -124,14 +135,18 @@ def test_uniform_bound_is_tight_for_a_staircase_density():
 
 
 def test_variational_bound_gap_is_kl_and_vanishes_for_the_optimal_noise():
-    """thm-variational-dequantization: L(q) = log P(y) - KL(q || p(u|y)) for q = Beta(2, 2), the uniform q (log q = 0)
-    is the special case, and the optimal q = p(u|y) makes the bound tight."""
+    """thm-variational-dequantization: L(q) = log P(y) - KL(q || p(u|y)) for q = Beta(2, 2), the
+    uniform q (log q = 0) is the special case, and the optimal q = p(u|y) makes the bound tight."""
     model = _mixture(4)
     y = torch.arange(8, dtype=DT)[:, None]
     log_p_cube = model.log_prob((y + NODES).reshape(-1, 1)).reshape(8, -1)
     log_P = model.dequantized_log_prob(y)
     log_posterior = log_p_cube - log_P[:, None]
-    for log_q in (torch.log(6 * NODES * (1 - NODES)).expand(8, -1), torch.zeros(8, len(NODES), dtype=DT), log_posterior):
+    for log_q in (
+        torch.log(6 * NODES * (1 - NODES)).expand(8, -1),
+        torch.zeros(8, len(NODES), dtype=DT),
+        log_posterior,
+    ):
         bound = (log_q.exp() * (log_p_cube - log_q)).mean(1)
         kl = (log_q.exp() * (log_q - log_posterior)).mean(1)
         assert torch.allclose(log_P - bound, kl, atol=1e-6) and (kl > -1e-9).all()
@@ -140,8 +155,9 @@ def test_variational_bound_gap_is_kl_and_vanishes_for_the_optimal_noise():
 
 
 def test_flow_dequantizer_bound_by_sampling_matches_quadrature_and_stays_below_log_p():
-    """The Flow++ noise of the chapter (D = 1): L(q) by Monte Carlo through the sampling pass agrees with the
-    quadrature of q by the inverse pass, q integrates to one, and L(q) <= log P(y) for every y."""
+    """The Flow++ noise of the chapter (D = 1): L(q) by Monte Carlo through the sampling pass agrees
+    with the quadrature of q by the inverse pass, q integrates to one, and L(q) <= log P(y) for
+    every y."""
     torch.manual_seed(0)
     q = VariationalDequantizer(1, depth=2, hidden=(16,), num_bins=8).to(DT)
     with torch.no_grad():
@@ -160,7 +176,8 @@ def test_flow_dequantizer_bound_by_sampling_matches_quadrature_and_stays_below_l
     assert (quadrature < model.dequantized_log_prob(y)).all()
 
 
-# --- exercise checks ---------------------------------------------------------------------------------------------
+# --- exercise checks
+# ---------------------------------------------------------------------------------------------
 
 
 def _logistic_reference(y, mu, log_s, num_bins):
@@ -172,7 +189,9 @@ def _logistic_reference(y, mu, log_s, num_bins):
 
 def _bound_reference(log_prob, y, u):
     n, b = u.shape[:2]
-    return -log_prob((y + u).reshape(n * b, *y.shape[1:])).reshape(n, b).mean(0) / (y[0].numel() * math.log(2))
+    return -log_prob((y + u).reshape(n * b, *y.shape[1:])).reshape(n, b).mean(0) / (
+        y[0].numel() * math.log(2)
+    )
 
 
 def test_exercise_checks_pass_correct_answers_and_catch_the_classic_mistakes(capsys):
@@ -206,7 +225,8 @@ def test_exercise_checks_pass_correct_answers_and_catch_the_classic_mistakes(cap
         assert "D = y[0].numel()" in capsys.readouterr().out
 
 
-# --- the dequantization explorer ---------------------------------------------------------------------------------
+# --- the dequantization explorer
+# ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("bits", [1, 3, 8])
@@ -228,8 +248,13 @@ def test_explorer_density_is_normalized_and_the_bounds_are_ordered(bits):
 def test_explorer_uniform_gap_shrinks_with_the_number_of_bits():
     from dgm_lib.dequantization.chapter import dequantization_bits
 
-    gaps = [dequantization_bits(b, "uniform")[1] - dequantization_bits(b, "uniform")[0] for b in range(3, 9)]
-    assert all(a > 2 * b for a, b in zip(gaps, gaps[1:]))  # about fourfold per bit once p is smooth on a bin
+    gaps = [
+        dequantization_bits(b, "uniform")[1] - dequantization_bits(b, "uniform")[0]
+        for b in range(3, 9)
+    ]
+    assert all(
+        a > 2 * b for a, b in zip(gaps, gaps[1:])
+    )  # about fourfold per bit once p is smooth on a bin
 
 
 def test_explorer_rejects_bad_arguments():

@@ -1,7 +1,7 @@
-"""dgm_lib.diffusion: schedules (eq. 5-6), DDPM (eq. 3, Algorithms 1-2), cold diffusion (eq. 7, Algorithms 3-4)."""
+"""dgm_lib.diffusion: schedules (eq. 5-6), DDPM (eq. 3, Algorithms 1-2), cold diffusion (eq. 7,
+Algorithms 3-4)."""
 
 import json
-
 import math
 
 import numpy as np
@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from dgm_lib import zoo
+from dgm_lib.data.mnist import mnist_images, to_unit
 from dgm_lib.diffusion import (
     DDPM,
     PRESETS,
@@ -23,10 +24,9 @@ from dgm_lib.diffusion import (
     cosine_schedule,
     linear_schedule,
     preset_schedule,
+    recipes,
 )
-from dgm_lib.data.mnist import mnist_images, to_unit
 from dgm_lib.diffusion import chapter as study
-from dgm_lib.diffusion import recipes
 
 
 class ZeroNet(nn.Module):
@@ -108,7 +108,7 @@ def test_schedule_errors():
 
 
 def test_eq3_matches_iterating_eq2_in_distribution(float64):
-    """z_t from eq. 3 in one go and from T Markov steps (eq. 1-2) have the same mean and variance."""
+    """z_t from eq. 3 in one go and from T Markov steps (eq. 1-2): same mean and variance."""
     ddpm = DDPM(ZeroNet(), linear_schedule(1e-4, 0.02, 200), shape=(1, 2, 2))
     x = torch.tensor([[[[1.0, -0.5], [0.25, -1.0]]]]).expand(20000, 1, 2, 2)
     g = torch.Generator().manual_seed(0)
@@ -119,9 +119,13 @@ def test_eq3_matches_iterating_eq2_in_distribution(float64):
         for z in (chain[t], direct):
             se = (1 / 20000) ** 0.5
             torch.testing.assert_close(z.mean(0), a.sqrt() * x[0], atol=5 * se, rtol=0)
-            torch.testing.assert_close(z.var(0), (1 - a).expand(1, 2, 2), atol=5 * se * 2**0.5, rtol=0)
-    assert torch.equal(ddpm.forward_trajectory(x[:3], 7, torch.Generator().manual_seed(1)),
-                       ddpm.forward_trajectory(x[:3], [7], torch.Generator().manual_seed(1))[7])
+            torch.testing.assert_close(
+                z.var(0), (1 - a).expand(1, 2, 2), atol=5 * se * 2**0.5, rtol=0
+            )
+    assert torch.equal(
+        ddpm.forward_trajectory(x[:3], 7, torch.Generator().manual_seed(1)),
+        ddpm.forward_trajectory(x[:3], [7], torch.Generator().manual_seed(1))[7],
+    )
 
 
 def test_step_matches_algorithm2(float64):
@@ -156,10 +160,11 @@ def test_loss_and_sample_shapes_and_capture(float64):
 
 
 def test_algorithm2_with_exact_noise_predictor_for_point_data(float64):
-    """Data x = 0: g_t[z_t] = z_t / sqrt(1 - alpha_t) is exact, and Algorithm 2 is the linear Gaussian chain
-    z_{t-1} = c_t z_t + sqrt(beta_t) eps, c_t = (1 - beta_t / (1 - alpha_t)) / sqrt(1 - beta_t); its sample variance
-    must follow v_{t-1} = c_t^2 v_t + beta_t (no noise at t = 1) from v_T = 1. (With eq. 6's extra beta_0 the last
-    step does not land exactly on 0: c_1 = 1 - beta_1 / (1 - alpha_1) != 0.)"""
+    """Data x = 0: g_t[z_t] = z_t / sqrt(1 - alpha_t) is exact, and Algorithm 2 is the linear
+    Gaussian chain z_{t-1} = c_t z_t + sqrt(beta_t) eps, c_t = (1 - beta_t / (1 - alpha_t)) / sqrt(1
+    - beta_t); its sample variance must follow v_{t-1} = c_t^2 v_t + beta_t (no noise at t = 1) from
+    v_T = 1. (With eq. 6's extra beta_0 the last step does not land exactly on 0: c_1 = 1 - beta_1 /
+    (1 - alpha_1) != 0.)"""
 
     class Exact(nn.Module):
         def __init__(self, alpha):
@@ -191,8 +196,12 @@ def test_blur_kernels_sum_to_one_with_the_schedule_std(float64):
     offsets = torch.arange(27, dtype=torch.float64) - 13
     std = (k * offsets**2).sum(1).sqrt()
     sigma = blur.sigma(torch.arange(501))
-    torch.testing.assert_close(sigma[[0, 100, 500]], torch.tensor([0.02, 1.02, 5.02], dtype=torch.float64))
-    mid = slice(100, 301)  # sigma in [1, 3]: discretization and the 13-pixel truncation change the std by < 1%
+    torch.testing.assert_close(
+        sigma[[0, 100, 500]], torch.tensor([0.02, 1.02, 5.02], dtype=torch.float64)
+    )
+    mid = slice(
+        100, 301
+    )  # sigma in [1, 3]: discretization and the 13-pixel truncation change the std by < 1%
     torch.testing.assert_close(std[mid], sigma[mid], rtol=0.01, atol=0)
     assert torch.all(std <= sigma + 1e-12)  # truncation can only shrink the spread
 
@@ -206,7 +215,11 @@ def test_blur_at_t0_is_identity_and_blur_preserves_mass(float64):
     # reflect padding keeps constants constant; blur smooths (smaller total variation)
     c = torch.full((1, 1, 28, 28), 0.3)
     torch.testing.assert_close(blur(c, 500), c, rtol=0, atol=1e-12)
-    assert y[2].diff(dim=-1).abs().sum() < y[1].diff(dim=-1).abs().sum() < x[1].diff(dim=-1).abs().sum()
+    assert (
+        y[2].diff(dim=-1).abs().sum()
+        < y[1].diff(dim=-1).abs().sum()
+        < x[1].diff(dim=-1).abs().sum()
+    )
 
 
 def test_blur_matches_separable_convolution_with_reflect_padding(float64):
@@ -235,7 +248,9 @@ def test_black_image_starts_give_identical_samples(float64):
     torch.manual_seed(0)
     model = ColdDiffusion(ReportCNN(T=20), BlurDegradation(T=20)).double()
     out = model.sample(torch.full((5, 1, 28, 28), -1.0))
-    torch.testing.assert_close(out, out[:1].expand_as(out), rtol=0, atol=1e-12)  # identical up to rounding
+    torch.testing.assert_close(
+        out, out[:1].expand_as(out), rtol=0, atol=1e-12
+    )  # identical up to rounding
     prior = model.degraded_prior(torch.rand(40, 1, 28, 28) * 2 - 1, rank=4)
     starts = prior.sample(5, generator=torch.Generator().manual_seed(0))
     varied = model.sample(starts)
@@ -243,7 +258,8 @@ def test_black_image_starts_give_identical_samples(float64):
 
 
 def test_hybrid_naive_sampler_equals_algorithm4(float64):
-    """With the noise re-estimated from x_t, x_t - D(x0_hat, t) = 0: Algorithm 4 reduces to x_{t-1} = D(x0_hat, t-1)."""
+    """With the noise re-estimated from x_t, x_t - D(x0_hat, t) = 0: Algorithm 4 reduces to x_{t-1}
+    = D(x0_hat, t-1)."""
     torch.manual_seed(0)
     model = ColdDiffusion(ReportCNN(T=15), HybridDegradation(0.7, T=15)).double()
     start = model.degradation(torch.rand(3, 1, 28, 28), 15, torch.Generator().manual_seed(0))
@@ -320,8 +336,15 @@ def test_mnist_images_scaling():
 def test_zoo_configs_registered():
     names = set(zoo.names())
     assert set(recipes.CONFIGS) <= names
-    assert {"ddpm_default", "ddpm_model1", "ddpm_model2", "ddpm_model2_t1000", "cold_blur", "cold_hybrid",
-            "ddpm_unet_default"} <= names
+    assert {
+        "ddpm_default",
+        "ddpm_model1",
+        "ddpm_model2",
+        "ddpm_model2_t1000",
+        "cold_blur",
+        "cold_hybrid",
+        "ddpm_unet_default",
+    } <= names
     model = recipes.build_ddpm("model2")
     assert model.T == 18300 and model.net.time.T == 18300
 
@@ -329,12 +352,15 @@ def test_zoo_configs_registered():
 def test_study_helpers(tmp_path):
     log = tmp_path / "train.log"
     log.write_text(
-        "COMMAND: nohup bash -c 'train all'\nddpm_default: saved /x/ddpm_default.pt (1 bytes)\n"
-        "\tElapsed (wall clock) time (h:mm:ss or m:ss): 4:05.50\n"
-        "cold_blur: saved /x/cold_blur.pt (1 bytes)\n\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03\n"
+        "COMMAND: nohup bash -c 'train all'\nddpm_default: saved /x/ddpm_default.pt (1 "
+        "bytes)\n\tElapsed (wall clock) time (h:mm:ss or m:ss): 4:05.50\ncold_blur: saved "
+        "/x/cold_blur.pt (1 bytes)\n\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03\n"
     )
     command, times = study.training_times(log)
-    assert command == "nohup bash -c 'train all'" and times == {"ddpm_default": 245.5, "cold_blur": 3723.0}
+    assert command == "nohup bash -c 'train all'" and times == {
+        "ddpm_default": 245.5,
+        "cold_blur": 3723.0,
+    }
     assert study.training_times(tmp_path / "missing.log") == (None, {})
     pixels = study.as_uint8(torch.tensor([-1.0, -0.5, 1.0, 3.0]).reshape(1, 1, 2, 2))
     assert pixels.dtype.name == "uint8" and pixels.tolist() == [[[0, 64], [255, 255]]]
@@ -349,8 +375,8 @@ def test_study_helpers(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(recipes.CONFIGS))
 def test_shipped_weights_beat_the_untrained_network(name, one_thread):
-    """Each zoo checkpoint: under the 2 MB budget, and its Algorithm 1/3 loss on 256 test digits (same t and noise for
-    both) is less than a third of the untrained network's."""
+    """Each zoo checkpoint: under the 2 MB budget, and its Algorithm 1/3 loss on 256 test digits
+    (same t and noise for both) is less than a third of the untrained network's."""
     path = zoo.checkpoint_path(name)
     assert path.stat().st_size < zoo.entry(name).max_bytes == 2_000_000
     trained = zoo.load(name, train_if_missing=False, device="cpu")

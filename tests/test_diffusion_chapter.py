@@ -1,7 +1,8 @@
-"""The claims of the chapter "DDPM vs blur", in float64: the closed form of the forward process (eq. 3) against the
-exact moments of the chain (eqs. 1-2), line 3 of Algorithm 2 as the mean of q(z_{t-1} | z_t, x) (quadrature and
-dgm_lib's DDPM.step), the signal left at T, the discrete blur kernels, Algorithm 4 with a restorer that makes a fixed
-error (exact for a perfect one), identical samples from one start; plus the exercise checks and the two widgets."""
+"""The claims of the chapter "DDPM vs blur", in float64: the closed form of the forward process (eq.
+3) against the exact moments of the chain (eqs. 1-2), line 3 of Algorithm 2 as the mean of q(z_{t-1}
+| z_t, x) (quadrature and dgm_lib's DDPM.step), the signal left at T, the discrete blur kernels,
+Algorithm 4 with a restorer that makes a fixed error (exact for a perfect one), identical samples
+from one start; plus the exercise checks and the two widgets."""
 
 import math
 
@@ -10,7 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from dgm_lib.diffusion import DDPM, BlurDegradation, ColdDiffusion, ReportCNN, cosine_schedule, preset_schedule
+from dgm_lib.diffusion import (
+    DDPM,
+    BlurDegradation,
+    ColdDiffusion,
+    ReportCNN,
+    cosine_schedule,
+    preset_schedule,
+)
 from dgm_lib.diffusion.schedules import PRESETS
 from dgm_lib.exercises import check
 from dgm_lib.exercises import diffusion as exercises
@@ -20,7 +28,8 @@ DT = torch.float64
 
 @pytest.fixture(autouse=True)
 def _float64_default(float64):
-    """Schedules and blur kernels are built in torch's default dtype: float64 here (the `float64` fixture)."""
+    """Schedules and blur kernels are built in torch's default dtype: float64 here (the `float64`
+    fixture)."""
     yield
 
 
@@ -30,11 +39,14 @@ def _schedule64(name: str):
 
 @pytest.mark.parametrize("name", [*PRESETS, "cosine"])
 def test_closed_form_equals_the_moments_of_the_iterated_chain(name):
-    """prop-closed-form: the mean and variance of z_t under eqs. 1-2, propagated exactly, are sqrt(alpha_t) x and
-    1 - alpha_t."""
+    """prop-closed-form: the mean and variance of z_t under eqs. 1-2, propagated exactly, are
+    sqrt(alpha_t) x and 1 - alpha_t."""
     schedule = cosine_schedule(1000) if name == "cosine" else _schedule64(name)
     x = torch.tensor([-1.0, 0.3, 1.0], dtype=DT)
-    mean, var = x.clone(), torch.zeros((), dtype=DT)  # the chain starts at z_{-1} = x (the report's index t = 0)
+    mean, var = (
+        x.clone(),
+        torch.zeros((), dtype=DT),
+    )  # the chain starts at z_{-1} = x (the report's index t = 0)
     for t in range(schedule.T + 1):
         b = schedule.beta[t]
         mean, var = (1 - b).sqrt() * mean, (1 - b) * var + b
@@ -55,13 +67,16 @@ def _reverse_moments(schedule, t: int, x: torch.Tensor, eps: torch.Tensor) -> tu
 @pytest.mark.parametrize("name", ["default", "model2_t1000"])
 @pytest.mark.parametrize("t", [2, 50, 999])
 def test_line_3_is_the_posterior_mean_by_quadrature(name, t):
-    """prop-reverse-mean: q(z_{t-1} | z_t, x) by Bayes on a grid has mean = line 3 (true noise) and variance beta~_t."""
+    """prop-reverse-mean: q(z_{t-1} | z_t, x) by Bayes on a grid has mean = line 3 (true noise) and
+    variance beta~_t."""
     schedule = _schedule64(name)
     x, eps = torch.tensor(-0.4, dtype=DT), torch.tensor(0.9, dtype=DT)
     z_t, line3, beta_tilde = _reverse_moments(schedule, t, x, eps)
     grid = torch.linspace(-6, 6, 400_001, dtype=DT)
     b, a_prev = schedule.beta[t], schedule.alpha[t - 1]
-    log_post = -0.5 * (z_t - (1 - b).sqrt() * grid) ** 2 / b - 0.5 * (grid - a_prev.sqrt() * x) ** 2 / (1 - a_prev)
+    log_post = -0.5 * (z_t - (1 - b).sqrt() * grid) ** 2 / b - 0.5 * (
+        grid - a_prev.sqrt() * x
+    ) ** 2 / (1 - a_prev)
     post = torch.softmax(log_post, 0)
     mean = (post * grid).sum()
     var = (post * (grid - mean) ** 2).sum()
@@ -74,7 +89,8 @@ def test_line_3_is_the_posterior_mean_by_quadrature(name, t):
 
 
 def test_ddpm_step_is_line_3_plus_sqrt_beta_noise():
-    """DDPM.step = mu~_t (line 3 with the true noise) + sqrt(beta_t) xi, xi from the given generator; none at t = 1."""
+    """DDPM.step = mu~_t (line 3 with the true noise) + sqrt(beta_t) xi, xi from the given
+    generator; none at t = 1."""
     ddpm = DDPM(nn.Identity(), _schedule64("model1"))
     gen = torch.Generator().manual_seed(3)
     x = torch.rand(4, 1, 28, 28, generator=gen, dtype=DT) * 2 - 1
@@ -90,16 +106,20 @@ def test_ddpm_step_is_line_3_plus_sqrt_beta_noise():
 
 
 def test_signal_left_at_T_and_the_rule_of_thumb():
-    """alpha_T of the four configs; log alpha_T ~ -(T + 1)(beta1 + beta2) / 2 (the sum of the linear betas)."""
+    """alpha_T of the four configs; log alpha_T ~ -(T + 1)(beta1 + beta2) / 2 (the sum of the linear
+    betas)."""
     left = {name: _schedule64(name).signal_left() for name in PRESETS}
-    assert left["model2_t1000"] == pytest.approx(0.60, abs=0.01)  # the report's "60% of the signal remains"
+    assert left["model2_t1000"] == pytest.approx(
+        0.60, abs=0.01
+    )  # the report's "60% of the signal remains"
     assert all(1e-5 < left[name] < 2e-4 for name in ("default", "model1", "model2"))
     for name, (b1, b2, steps) in PRESETS.items():
         assert -math.log(left[name]) == pytest.approx((steps + 1) * (b1 + b2) / 2, rel=0.02)
 
 
 def test_blur_kernels_identity_at_small_t_and_truncated_at_T():
-    """The discrete kernels: (nearly) the identity for sigma_t < 0.33 (t <= 30), std sigma_t in between, 4.87 at T."""
+    """The discrete kernels: (nearly) the identity for sigma_t < 0.33 (t <= 30), std sigma_t in
+    between, 4.87 at T."""
     blur = BlurDegradation()
     offsets = torch.arange(blur.kernel_size, dtype=DT) - blur.kernel_size // 2
     std = (blur.kernels * offsets**2).sum(1).sqrt()
@@ -119,8 +139,9 @@ class _Oracle(nn.Module):
 
 
 def test_algorithm_4_with_a_fixed_restoration_error():
-    """prop-cold-exact: naive sampling returns x + delta, Algorithm 4 returns x + delta - D_T delta, on a short blur
-    chain (T = 40, sigma_t = 0.5 + 0.2 t); a constant offset cancels since the blur keeps constant images."""
+    """prop-cold-exact: naive sampling returns x + delta, Algorithm 4 returns x + delta - D_T delta,
+    on a short blur chain (T = 40, sigma_t = 0.5 + 0.2 t); a constant offset cancels since the blur
+    keeps constant images."""
     degradation = BlurDegradation(sigma_base=0.5, sigma_scale=0.2, T=40)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(3, 1, 28, 28, generator=gen, dtype=DT) * 2 - 1
@@ -128,7 +149,9 @@ def test_algorithm_4_with_a_fixed_restoration_error():
     for delta in (torch.full_like(x, -0.7), 0.3 * torch.randn(x.shape, generator=gen, dtype=DT)):
         cold = ColdDiffusion(_Oracle(x, delta), degradation)
         assert torch.allclose(cold.sample_naive(x_T), x + delta, atol=1e-12)
-        assert torch.allclose(cold.sample(x_T), x + delta - degradation(delta, degradation.T), atol=1e-11)
+        assert torch.allclose(
+            cold.sample(x_T), x + delta - degradation(delta, degradation.T), atol=1e-11
+        )
     constant = ColdDiffusion(_Oracle(x, torch.full_like(x, 0.5)), degradation).sample(x_T)
     assert (constant - x).abs().max() < 1e-12
 
@@ -144,7 +167,8 @@ def test_algorithm_4_with_a_perfect_restorer_returns_x_exactly():
 
 
 def test_one_start_image_gives_identical_samples():
-    """Algorithm 4 is deterministic: the black start gives one sample n times; different starts give different ones."""
+    """Algorithm 4 is deterministic: the black start gives one sample n times; different starts give
+    different ones."""
     torch.manual_seed(0)
     cold = ColdDiffusion(ReportCNN(T=20), BlurDegradation(T=20))
     black = torch.full((3, 1, 28, 28), -1.0)
@@ -155,7 +179,8 @@ def test_one_start_image_gives_identical_samples():
     assert (varied[0] - varied[1]).abs().max() > 1e-3
 
 
-# --- exercises ------------------------------------------------------------------------------------------------------
+# --- exercises
+# --------------------------------------------------------------------------------------------------
 
 
 def test_exercise_references_pass(capsys):
@@ -166,14 +191,23 @@ def test_exercise_references_pass(capsys):
 def test_exercise_forward_sample_matches_ddpm_add_noise():
     ddpm = DDPM(nn.Identity(), _schedule64("default"))
     gen = torch.Generator().manual_seed(1)
-    x, eps = torch.randn(3, 1, 28, 28, generator=gen, dtype=DT), torch.randn(3, 1, 28, 28, generator=gen, dtype=DT)
+    x, eps = (
+        torch.randn(3, 1, 28, 28, generator=gen, dtype=DT),
+        torch.randn(3, 1, 28, 28, generator=gen, dtype=DT),
+    )
     t = torch.tensor([1, 500, 1000])
-    assert torch.allclose(exercises._forward_sample(x, t, eps, ddpm.schedule.alpha), ddpm.add_noise(x, eps, t))
+    assert torch.allclose(
+        exercises._forward_sample(x, t, eps, ddpm.schedule.alpha), ddpm.add_noise(x, eps, t)
+    )
 
 
 def test_exercise_checks_catch_typical_mistakes(capsys):
-    no_sqrt = lambda x, t, eps, alpha: (alpha[t].view(-1, 1, 1, 1) * x  # noqa: E731
-                                         + (1 - alpha[t]).view(-1, 1, 1, 1) * eps)
+    def no_sqrt(x, t, eps, alpha):
+        return (
+            alpha[t].view(-1, 1, 1, 1) * x  # noqa: E731
+            + (1 - alpha[t]).view(-1, 1, 1, 1) * eps
+        )
+
     one_alpha = lambda x, t, eps, alpha: alpha[t[0]].sqrt() * x + (1 - alpha[t[0]]).sqrt() * eps  # noqa: E731
     assert not check("diffusion.forward_sample", no_sqrt)
     assert not check("diffusion.forward_sample", one_alpha)
@@ -184,7 +218,8 @@ def test_exercise_checks_catch_typical_mistakes(capsys):
     assert not check("diffusion.cold_step", wrong_input)
 
 
-# --- widgets --------------------------------------------------------------------------------------------------------
+# --- widgets
+# --------------------------------------------------------------------------------------------------
 
 
 def test_beta_schedule_explorer_presets_and_redraws():
@@ -192,7 +227,14 @@ def test_beta_schedule_explorer_presets_and_redraws():
 
     box = beta_schedule_explorer()
     preset, kind, beta1, beta2, steps, t = box.children[0].children
-    assert [c.value for c in (preset, kind, beta1, beta2, steps, t)] == ["default", "linear", 1e-4, 0.02, 1000, 300]
+    assert [c.value for c in (preset, kind, beta1, beta2, steps, t)] == [
+        "default",
+        "linear",
+        1e-4,
+        0.02,
+        1000,
+        300,
+    ]
     before = len(plt.get_fignums())
     assert before >= 1
     preset.value = "model2"

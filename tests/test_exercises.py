@@ -1,4 +1,5 @@
-"""Exercises: check() messages, the student-notebook generator, and the committed notebooks kept in sync."""
+"""Exercises: check() messages, the student-notebook generator, and the committed notebooks kept in
+sync."""
 
 import ast
 import math
@@ -36,18 +37,18 @@ def repo_url() -> str:
     return yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["repository"]["url"]
 
 
-# --- helpers: run a notebook's exercises without executing the whole notebook ------------------------------
+# --- helpers: run a notebook's exercises without executing the whole notebook
+# ------------------------------
 
 
 def python_source(cell: nbformat.NotebookNode) -> str:
     """A code cell's source with IPython magics (`%...`, `!...`) turned into `pass`."""
-    return "\n".join(
-        re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in cell.source.split("\n")
-    )
+    return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in cell.source.split("\n"))
 
 
 def exercise_namespace(nb: nbformat.NotebookNode, marker: str) -> dict:
-    """Run the notebook's top-level imports, then every code cell containing `marker`; return the namespace."""
+    """Run the notebook's top-level imports, then every code cell containing `marker`; return the
+    namespace."""
     namespace: dict = {}
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -64,7 +65,8 @@ def exercise_namespace(nb: nbformat.NotebookNode, marker: str) -> dict:
 
 
 def exercise_checks(nb: nbformat.NotebookNode, marker: str) -> list[tuple[str, object]]:
-    """(exercise name, function) of every `check("name", f)` call whose `f` a cell containing `marker` defines.
+    """(exercise name, function) of every `check("name", f)` call whose `f` a cell containing
+    `marker` defines.
 
     Other calls (lambdas, loop variables: demos of wrong answers) are skipped.
     """
@@ -85,7 +87,8 @@ def exercise_checks(nb: nbformat.NotebookNode, marker: str) -> list[tuple[str, o
     return calls
 
 
-# --- the committed notebooks -----------------------------------------------------------------------------------
+# --- the committed notebooks
+# -----------------------------------------------------------------------------------
 
 
 def test_there_are_chapters_with_exercises():
@@ -98,11 +101,16 @@ def test_regenerating_gives_byte_identical_notebooks(tmp_path):
         "book/exercises/ does not match the chapters: run `make exercises`"
     )
     for path in STUDENT_NOTEBOOKS:
-        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), f"{path.name} is stale: run `make exercises`"
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), (
+            f"{path.name} is stale: run `make exercises`"
+        )
 
 
 def test_generation_is_deterministic():
-    assert all(exercise_notebook(path, repo_url()) == exercise_notebook(path, repo_url()) for path in CHAPTERS)
+    assert all(
+        exercise_notebook(path, repo_url()) == exercise_notebook(path, repo_url())
+        for path in CHAPTERS
+    )
 
 
 def test_check_mode_passes_on_the_committed_notebooks(capsys):
@@ -114,7 +122,9 @@ def test_check_mode_lists_stale_and_orphan_notebooks_and_generation_fixes_them(t
     out = tmp_path / "exercises"
     shutil.copytree(EXERCISES, out)
     stale = out / CHAPTERS[0].name
-    stale.write_text(stale.read_text(encoding="utf-8").replace("Exercise", "Exercice"), encoding="utf-8")
+    stale.write_text(
+        stale.read_text(encoding="utf-8").replace("Exercise", "Exercice"), encoding="utf-8"
+    )
     (out / "99_removed_chapter.ipynb").write_text("{}", encoding="utf-8")
     args = ["--book", str(BOOK), "--config", str(CONFIG), "--out", str(out)]
 
@@ -132,31 +142,48 @@ def test_check_mode_lists_stale_and_orphan_notebooks_and_generation_fixes_them(t
 @pytest.mark.parametrize("path", CHAPTERS, ids=ids)
 def test_every_reference_solution_passes(path, capsys):
     calls = exercise_checks(nbformat.read(path, as_version=4), BEGIN)
-    assert calls, f"{path.name} has solutions but no check(\"chapter.name\", function) of a function they define"
+    assert calls, (
+        f"{path.name} has solutions but no "
+        'check("chapter.name", function) of a function they define'
+    )
     for name, function in calls:
         assert check(name, function) is True, capsys.readouterr().out
 
 
 def test_every_registered_exercise_has_a_reference_solution():
-    covered = {name for path in CHAPTERS for name, _ in exercise_checks(nbformat.read(path, as_version=4), BEGIN)}
-    assert set(known_exercises()) <= covered, f"checks without a chapter solution: {set(known_exercises()) - covered}"
+    covered = {
+        name
+        for path in CHAPTERS
+        for name, _ in exercise_checks(nbformat.read(path, as_version=4), BEGIN)
+    }
+    assert set(known_exercises()) <= covered, (
+        f"checks without a chapter solution: {set(known_exercises()) - covered}"
+    )
 
 
 @pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=ids)
 def test_every_stub_fails_with_a_helpful_message(path, capsys):
     nb = nbformat.read(path, as_version=4)
     assert not chapters_with_solutions(path.parent), f"{path.name} still contains a solution"
-    assert all(not cell.get("outputs") and cell.get("execution_count") is None for cell in nb.cells if cell.cell_type == "code")
+    assert all(
+        not cell.get("outputs") and cell.get("execution_count") is None
+        for cell in nb.cells
+        if cell.cell_type == "code"
+    )
     calls = exercise_checks(nb, 'raise NotImplementedError("Exercise: ')
-    assert calls, f"{path.name}: no check(\"chapter.name\", function) of a stubbed function"
+    assert calls, f'{path.name}: no check("chapter.name", function) of a stubbed function'
     for name, function in calls:
         capsys.readouterr()
         assert check(name, function) is False
         printed = capsys.readouterr().out
-        assert printed.startswith(f"❌ {name}: {NOT_IMPLEMENTED}. Hint: ") and "Traceback" not in printed
+        assert (
+            printed.startswith(f"❌ {name}: {NOT_IMPLEMENTED}. Hint: ")
+            and "Traceback" not in printed
+        )
 
 
-# --- check(): friendly messages ---------------------------------------------------------------------------------
+# --- check(): friendly messages
+# ---------------------------------------------------------------------------------
 
 
 def reference(x, mu, sigma):
@@ -177,14 +204,31 @@ def test_a_correct_function_passes(capsys):
 @pytest.mark.parametrize(
     ("fn", "expected"),
     [
-        (lambda x, mu, s: -0.5 * ((x - mu) / s) ** 2, "check 1/3 (standard normal at the origin in 2D) failed: "
-         "output: expected shape (1,), got (1, 2). Hint: sum the terms"),
-        (lambda x, mu, s: reference(x, mu, s).float(), "expected dtype torch.float64, got torch.float32"),
-        (lambda x, mu, s: reference(x, mu, s) * float("nan"), "output contains NaN or inf in 1 of 1 entries: got [nan]"),
-        (lambda x, mu, s: (-0.5 * ((x - mu) / s) ** 2).sum(-1), "output has wrong values (max abs error 1.84): "
-         "expected [-1.8379], got [0]"),
-        (lambda x, mu, s: None, "output should be a torch.Tensor, got None (did you forget `return`?)"),
-        (lambda x, mu, s: x.reshape(7), "raised RuntimeError: shape '[7]' is invalid for input of size 2. Hint: "),
+        (
+            lambda x, mu, s: -0.5 * ((x - mu) / s) ** 2,
+            "check 1/3 (standard normal at the origin in 2D) failed: "
+            "output: expected shape (1,), got (1, 2). Hint: sum the terms",
+        ),
+        (
+            lambda x, mu, s: reference(x, mu, s).float(),
+            "expected dtype torch.float64, got torch.float32",
+        ),
+        (
+            lambda x, mu, s: reference(x, mu, s) * float("nan"),
+            "output contains NaN or inf in 1 of 1 entries: got [nan]",
+        ),
+        (
+            lambda x, mu, s: (-0.5 * ((x - mu) / s) ** 2).sum(-1),
+            "output has wrong values (max abs error 1.84): expected [-1.8379], got [0]",
+        ),
+        (
+            lambda x, mu, s: None,
+            "output should be a torch.Tensor, got None (did you forget `return`?)",
+        ),
+        (
+            lambda x, mu, s: x.reshape(7),
+            "raised RuntimeError: shape '[7]' is invalid for input of size 2. Hint: ",
+        ),
         (lambda x, mu: x, "raised TypeError: "),
     ],
     ids=["shape", "dtype", "nan", "values", "none", "exception", "signature"],
@@ -192,14 +236,27 @@ def test_a_correct_function_passes(capsys):
 def test_wrong_answers_get_a_friendly_message(fn, expected, capsys):
     result, printed = run(fn, capsys)
     assert result is False
-    assert printed.startswith("❌ intro.gaussian_log_prob: ") and expected in printed and "Hint: " in printed
+    assert (
+        printed.startswith("❌ intro.gaussian_log_prob: ")
+        and expected in printed
+        and "Hint: " in printed
+    )
     assert "Traceback" not in printed and "\n" not in printed
 
 
 def test_the_underflow_check_names_its_own_hint(capsys):
-    naive = lambda x, mu, s: torch.log(torch.exp(-0.5 * ((x - mu) / s) ** 2) / (s * math.sqrt(2 * math.pi))).sum(-1)
+    def naive(x, mu, s):
+        return torch.log(torch.exp(-0.5 * ((x - mu) / s) ** 2) / (s * math.sqrt(2 * math.pi))).sum(
+            -1
+        )
+
     result, printed = run(naive, capsys)
-    assert not result and "check 3/3" in printed and "[-inf]" in printed and "Hint: work in log space" in printed
+    assert (
+        not result
+        and "check 3/3" in printed
+        and "[-inf]" in printed
+        and "Hint: work in log space" in printed
+    )
 
 
 def test_not_implemented_gets_a_friendly_message(capsys):
@@ -207,11 +264,15 @@ def test_not_implemented_gets_a_friendly_message(capsys):
         raise NotImplementedError("Exercise: complete stub")
 
     result, printed = run(stub, capsys)
-    assert not result and printed.startswith(f"❌ intro.gaussian_log_prob: {NOT_IMPLEMENTED}. Hint: ")
+    assert not result and printed.startswith(
+        f"❌ intro.gaussian_log_prob: {NOT_IMPLEMENTED}. Hint: "
+    )
 
 
 def test_unknown_name_raises_listing_the_known_names():
-    with pytest.raises(ValueError, match=r"unknown exercise name='intro\.nope'.*intro\.gaussian_log_prob"):
+    with pytest.raises(
+        ValueError, match=r"unknown exercise name='intro\.nope'.*intro\.gaussian_log_prob"
+    ):
         check("intro.nope", reference)
 
 
@@ -227,7 +288,9 @@ def test_check_leaves_the_global_random_state_alone(capsys):
 
 
 def test_tuples_and_numbers_are_compared(capsys, monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # keep "test.pair" out of the real registry
+    monkeypatch.setattr(
+        registry, "_REGISTRY", dict(registry._REGISTRY)
+    )  # keep "test.pair" out of the real registry
 
     @register("test.pair", "a pair", hint="return (x, x.sum()).")
     def _pair() -> Case:
@@ -248,36 +311,41 @@ def test_register_rejects_a_bad_name(name):
         register(name, "d", "h")
 
 
-# --- the generator ----------------------------------------------------------------------------------------------
+# --- the generator
+# ----------------------------------------------------------------------------------------------
 
 
 def test_stub_keeps_the_indentation_and_the_code_around_the_solution():
-    source = "\n".join([
-        "import torch",
-        "",
-        "def f(x):",
-        '    """Doc."""',
-        "    y = x + 1",
-        "    ### BEGIN SOLUTION",
-        "    return y * 2",
-        "    ### END SOLUTION",
-        "",
-        "### BEGIN SOLUTION",
-        "z = 3",
-        "### END SOLUTION",
-        "print('after')",
-    ])
-    assert stub_solutions(source) == "\n".join([
-        "import torch",
-        "",
-        "def f(x):",
-        '    """Doc."""',
-        "    y = x + 1",
-        '    raise NotImplementedError("Exercise: complete f")',
-        "",
-        'raise NotImplementedError("Exercise: write your solution here")',
-        "print('after')",
-    ])
+    source = "\n".join(
+        [
+            "import torch",
+            "",
+            "def f(x):",
+            '    """Doc."""',
+            "    y = x + 1",
+            "    ### BEGIN SOLUTION",
+            "    return y * 2",
+            "    ### END SOLUTION",
+            "",
+            "### BEGIN SOLUTION",
+            "z = 3",
+            "### END SOLUTION",
+            "print('after')",
+        ]
+    )
+    assert stub_solutions(source) == "\n".join(
+        [
+            "import torch",
+            "",
+            "def f(x):",
+            '    """Doc."""',
+            "    y = x + 1",
+            '    raise NotImplementedError("Exercise: complete f")',
+            "",
+            'raise NotImplementedError("Exercise: write your solution here")',
+            "print('after')",
+        ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -285,7 +353,10 @@ def test_stub_keeps_the_indentation_and_the_code_around_the_solution():
     [
         ("### BEGIN SOLUTION\nx = 1", "line 1: '### BEGIN SOLUTION' has no matching"),
         ("x = 1\n### END SOLUTION", "line 2: '### END SOLUTION' without a matching"),
-        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "line 2: '### BEGIN SOLUTION' inside"),
+        (
+            "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION",
+            "line 2: '### BEGIN SOLUTION' inside",
+        ),
     ],
 )
 def test_unmatched_markers_are_an_error(source, message):
@@ -297,14 +368,24 @@ def write_chapter(path: Path, first_code: str) -> Path:
     """A small executed chapter with a solution, a tagged cell and notebook metadata."""
     cells = [
         nbformat.v4.new_markdown_cell("# Chapter"),
-        nbformat.v4.new_code_cell(first_code, execution_count=1, outputs=[nbformat.v4.new_output("stream", text="cuda\n")]),
+        nbformat.v4.new_code_cell(
+            first_code, execution_count=1, outputs=[nbformat.v4.new_output("stream", text="cuda\n")]
+        ),
         nbformat.v4.new_markdown_cell("the answer", metadata={"tags": ["remove-in-exercise"]}),
-        nbformat.v4.new_code_cell("def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION", execution_count=2,
-                                  metadata={"execution": {"iopub.status.busy": "2026-01-01T00:00:00"}, "tags": ["keep"]}),
+        nbformat.v4.new_code_cell(
+            "def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION",
+            execution_count=2,
+            metadata={"execution": {"iopub.status.busy": "2026-01-01T00:00:00"}, "tags": ["keep"]},
+        ),
     ]
-    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                        "language": "python"},
-                                                         "widgets": {"state": {}}, "language_info": {"name": "python", "version": "3.11.9"}})
+    nb = nbformat.v4.new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "widgets": {"state": {}},
+            "language_info": {"name": "python", "version": "3.11.9"},
+        },
+    )
     nbformat.write(nb, path)
     return path
 
@@ -312,7 +393,9 @@ def write_chapter(path: Path, first_code: str) -> Path:
 def test_generated_notebook_is_clean(tmp_path):
     url = "https://example.org/owner/repo"
     write_chapter(tmp_path / "01_demo.ipynb", setup_cell(url))
-    (tmp_path / "02_no_exercises.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()), encoding="utf-8")
+    (tmp_path / "02_no_exercises.ipynb").write_text(
+        nbformat.writes(nbformat.v4.new_notebook()), encoding="utf-8"
+    )
     out = tmp_path / "exercises"
     assert generate(tmp_path, out, url) == ["01_demo.ipynb"]
     text = (out / "01_demo.ipynb").read_text(encoding="utf-8")
@@ -322,7 +405,9 @@ def test_generated_notebook_is_clean(tmp_path):
     assert nb.cells[3].source == 'def f(x):\n    raise NotImplementedError("Exercise: complete f")'
     assert nb.cells[3].metadata == {"tags": ["keep"]}
     assert all(cell.outputs == [] and cell.execution_count is None for cell in nb.cells[2:])
-    assert dict(nb.metadata) == {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    assert dict(nb.metadata) == {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    }
     assert text.endswith("}\n") and "2026" not in text
     assert generate(tmp_path, out, url) == []
 

@@ -1,4 +1,5 @@
-"""dgm_lib.flows raises clear errors: wrong feature size, NaN input, non-invertible configurations, bad arguments."""
+"""dgm_lib.flows raises clear errors: wrong feature size, NaN input, non-invertible configurations,
+bad arguments."""
 
 from __future__ import annotations
 
@@ -34,12 +35,30 @@ from dgm_lib.flows import (
 # name -> (layer, a valid input shape, a wrong input shape and the phrase the error must contain)
 SHAPES = {
     "MAF": (lambda: MAF(3, (8,)), (4, 3), (4, 2), r"must have shape \(batch, 3\), got \(4, 2\)"),
-    "IAF": (lambda: IAF(3, (8,)), (4, 3), (4, 3, 1), r"must have shape \(batch, 3\), got \(4, 3, 1\)"),
-    "AffineCoupling": (lambda: AffineCoupling(half_mask(4), (8,)), (4, 4), (4, 5), r"shape \(batch, 4\)"),
-    "AffineCoupling-image": (
-        lambda: AffineCoupling(checkerboard_mask(2, 2), (4,), channels=2), (1, 2, 2, 2), (1, 2, 3, 2), "in dim 2"
+    "IAF": (
+        lambda: IAF(3, (8,)),
+        (4, 3),
+        (4, 3, 1),
+        r"must have shape \(batch, 3\), got \(4, 3, 1\)",
     ),
-    "AffineCoupling-channels": (lambda: AffineCoupling(channel_mask(4), (4,)), (1, 4, 2, 2), (1, 3, 2, 2), "4, H, W"),
+    "AffineCoupling": (
+        lambda: AffineCoupling(half_mask(4), (8,)),
+        (4, 4),
+        (4, 5),
+        r"shape \(batch, 4\)",
+    ),
+    "AffineCoupling-image": (
+        lambda: AffineCoupling(checkerboard_mask(2, 2), (4,), channels=2),
+        (1, 2, 2, 2),
+        (1, 2, 3, 2),
+        "in dim 2",
+    ),
+    "AffineCoupling-channels": (
+        lambda: AffineCoupling(channel_mask(4), (4,)),
+        (1, 4, 2, 2),
+        (1, 3, 2, 2),
+        "4, H, W",
+    ),
     "ElementwiseAffine": (lambda: ElementwiseAffine(3), (4, 3), (4, 2), "3 features/channels"),
     "ActNorm": (lambda: ActNorm(3), (4, 3), (4, 4), "3 features/channels"),
     "Planar": (lambda: Planar(3), (4, 3), (4, 2), "3 features/channels"),
@@ -47,7 +66,12 @@ SHAPES = {
     "LULinear": (lambda: LULinear(3), (4, 3), (4, 2), r"\(batch, 3\)"),
     "QRLinear": (lambda: QRLinear(3), (4, 3), (4, 2), r"\(batch, 3\)"),
     "InvConv1x1": (lambda: InvConv1x1(3), (1, 3, 2, 2), (1, 3, 4), r"\(batch, 3, H, W\)"),
-    "Compose": (lambda: Compose(MAF(3, (8,)), Reverse(3)), (4, 3), (4, 2), r"3 features/channels|\(batch, 3\)"),
+    "Compose": (
+        lambda: Compose(MAF(3, (8,)), Reverse(3)),
+        (4, 3),
+        (4, 2),
+        r"3 features/channels|\(batch, 3\)",
+    ),
 }
 
 
@@ -72,7 +96,9 @@ def test_nan_input_raises(name, direction):
         getattr(factory(), direction)(x)
 
 
-@pytest.mark.parametrize("layer", [Logit(), Sigmoid(), Inverse(MAF(2, (4,)))], ids=["Logit", "Sigmoid", "Inverse"])
+@pytest.mark.parametrize(
+    "layer", [Logit(), Sigmoid(), Inverse(MAF(2, (4,)))], ids=["Logit", "Sigmoid", "Inverse"]
+)
 def test_nan_input_raises_in_parameter_free_and_wrapped_layers(layer):
     with pytest.raises(ValueError, match="NaN"):
         layer(torch.tensor([[0.5, float("nan")]]))
@@ -104,7 +130,9 @@ def test_flow_checks_its_inputs():
 
 
 def test_non_invertible_configurations_raise():
-    with pytest.raises(ValueError, match=r"weight is singular .* allowed: an invertible \(2, 2\) matrix"):
+    with pytest.raises(
+        ValueError, match=r"weight is singular .* allowed: an invertible \(2, 2\) matrix"
+    ):
         LULinear(2, weight=torch.tensor([[1.0, 2.0], [2.0, 4.0]]))
     with pytest.raises(ValueError, match=r"weight must have shape \(3, 3\)"):
         LULinear(3, weight=torch.eye(2))

@@ -1,4 +1,5 @@
-"""dgm_lib.flows Flow, StandardNormal, Compose and builders: normalized densities, LOTUS reverse KL, fit()."""
+"""dgm_lib.flows Flow, StandardNormal, Compose and builders: normalized densities, LOTUS reverse KL,
+fit()."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize("build", [make_realnvp, make_maf], ids=["realnvp", "maf"])
 def test_log_prob_integrates_to_one_on_a_grid(build, float64):
-    """The midpoint rule on [-16, 16]^2 gives 1 up to the mass outside the box, which samples measure."""
+    """The midpoint rule on [-16, 16]^2 gives 1 up to the mass outside the box, which samples
+    measure."""
     flow = _perturbed(build, 2, depth=3, hidden=(16,), scale=0.1)
     n, lim = 800, 16.0
     h = 2 * lim / n
@@ -58,7 +60,12 @@ def test_log_prob_integrates_to_one_on_a_grid(build, float64):
     grid = torch.stack(torch.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2)
     with torch.no_grad():
         total = flow.log_prob(grid).exp().sum() * h * h
-    outside = (flow.sample(100_000, generator=torch.Generator().manual_seed(0)).abs() > lim).any(1).double().mean()
+    outside = (
+        (flow.sample(100_000, generator=torch.Generator().manual_seed(0)).abs() > lim)
+        .any(1)
+        .double()
+        .mean()
+    )
     assert total.item() == pytest.approx(1.0, abs=5e-3)
     assert total.item() == pytest.approx(1.0 - outside.item(), abs=5e-4)
 
@@ -73,7 +80,8 @@ def test_sample_with_log_prob_matches_log_prob(float64):
 
 
 def test_reverse_kl_is_the_lotus_formula(float64):
-    """E_{p(z)}[log p(z) - log|det J_g(z)| - log pi(g(z))] with the same base draws, and it is differentiable."""
+    """E_{p(z)}[log p(z) - log|det J_g(z)| - log pi(g(z))] with the same base draws, and it is
+    differentiable."""
     flow = _perturbed(make_realnvp, 2, depth=2, hidden=(8,))
     target = get_target("u1")
     n = 256
@@ -90,7 +98,9 @@ def test_reverse_kl_is_zero_for_the_flow_itself_and_positive_otherwise(float64):
     flow = _perturbed(make_maf, 2, depth=2, hidden=(8,))
     exact = flow.reverse_kl(lambda x: flow.log_prob(x), 64)
     assert exact.abs().item() < 1e-10
-    off = flow.reverse_kl(StandardNormal(2).log_prob, 4096, generator=torch.Generator().manual_seed(0))
+    off = flow.reverse_kl(
+        StandardNormal(2).log_prob, 4096, generator=torch.Generator().manual_seed(0)
+    )
     assert off.item() > 0
 
 
@@ -121,7 +131,8 @@ def test_compose_sums_log_dets_and_inverts_in_reverse_order(float64):
 
 @pytest.mark.parametrize("build", [make_realnvp, make_maf], ids=["realnvp", "maf"])
 def test_fit_trains_a_flow_on_two_moons(build):
-    """fit() drives Flow.forward; 300 steps bring the test NLL of two moons within 0.5 nats of the entropy."""
+    """fit() drives Flow.forward; 300 steps bring the test NLL of two moons within 0.5 nats of the
+    entropy."""
     torch.manual_seed(0)
     target = get_target("two_moons")
     data = target.sample(4096, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
@@ -129,7 +140,12 @@ def test_fit_trains_a_flow_on_two_moons(build):
     flow = build(2, depth=4, hidden=(32, 32))
     with torch.no_grad():
         before = flow.forward_kl(test).item()
-    history = fit(flow, torch.optim.Adam(flow.parameters(), lr=1e-2), list(data.split(128)), FitOptions(steps=300, progress=False))
+    history = fit(
+        flow,
+        torch.optim.Adam(flow.parameters(), lr=1e-2),
+        list(data.split(128)),
+        FitOptions(steps=300, progress=False),
+    )
     with torch.no_grad():
         after = flow.forward_kl(test).item()
     entropy = -target.log_prob(test.double()).mean().item()  # the best achievable NLL
@@ -139,11 +155,18 @@ def test_fit_trains_a_flow_on_two_moons(build):
 
 
 @pytest.mark.parametrize(
-    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+        ),
+    ],
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_flow_follows_device_and_dtype(dtype, device):
-    """Sampling follows the module (.to), log_prob follows its input; a CPU generator works for any device."""
+    """Sampling follows the module (.to), log_prob follows its input; a CPU generator works for any
+    device."""
     flow = make_realnvp(2, depth=2, hidden=(8,)).to(device=device, dtype=dtype)
     x = flow.sample(5, generator=torch.Generator().manual_seed(0))
     assert x.device.type == device and x.dtype == dtype

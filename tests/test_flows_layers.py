@@ -1,5 +1,6 @@
-"""dgm_lib.flows layers, zuko-style, in float64: log-dets against autograd Jacobians (forward and inverse),
-round trips, cancelling log-dets, gradients for every parameter, triangular autoregressive Jacobians."""
+"""dgm_lib.flows layers, zuko-style, in float64: log-dets against autograd Jacobians (forward and
+inverse), round trips, cancelling log-dets, gradients for every parameter, triangular autoregressive
+Jacobians."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def _uniform(*shape: int) -> Callable[[torch.Generator], torch.Tensor]:
 
 
 def _initialized_actnorm(*shape: int) -> ActNorm:
-    """ActNorm after its data-dependent init on a shifted, scaled batch (the init sees the whole batch)."""
+    """ActNorm after its data-dependent init on a shifted, scaled batch (the init sees the whole
+    batch)."""
     layer = ActNorm(shape[0])
     layer(1.5 + 2.0 * torch.randn(16, *shape))
     return layer
@@ -100,7 +102,8 @@ LAYERS: dict[str, tuple[Callable[[], Transform], Callable[[torch.Generator], tor
 
 
 def _build(name: str, seed: int = 0) -> tuple[Transform, torch.Tensor]:
-    """The layer with perturbed parameters (away from any identity init) and an input batch, float64."""
+    """The layer with perturbed parameters (away from any identity init) and an input batch,
+    float64."""
     torch.manual_seed(seed)
     factory, sampler = LAYERS[name]
     layer = factory().double()
@@ -167,7 +170,9 @@ def test_every_parameter_gets_a_nonzero_gradient(name, float64):
         assert p.grad.abs().max() > 0, f"{pname} received a zero gradient"
 
 
-def _rank_jacobian(layer: Transform, x: torch.Tensor, order: torch.Tensor, inverse: bool) -> torch.Tensor:
+def _rank_jacobian(
+    layer: Transform, x: torch.Tensor, order: torch.Tensor, inverse: bool
+) -> torch.Tensor:
     """Jacobian of one sample with rows and columns sorted by the autoregressive rank."""
     fn = layer.inverse if inverse else layer
     jac = block_jacobians(lambda v: fn(v)[0], x[:1])[0]
@@ -214,7 +219,9 @@ def test_maf_samples_in_m_passes_and_iaf_normalizes_in_m_passes(float64):
             assert len(calls) == (5 if direction == sequential else 1), (cls.__name__, direction)
 
 
-@pytest.mark.parametrize("mask", [half_mask(4), ~half_mask(4), torch.tensor([False, True, False, True])])
+@pytest.mark.parametrize(
+    "mask", [half_mask(4), ~half_mask(4), torch.tensor([False, True, False, True])]
+)
 def test_coupling_passes_the_conditioning_part_through(mask, float64):
     torch.manual_seed(0)
     layer = AffineCoupling(mask, (8,))
@@ -256,14 +263,18 @@ def test_scales_are_soft_clamped_and_exp_never_overflows(float64):
     assert torch.isfinite(z).all() and (log_det.abs() <= 3.0).all()
 
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")),
+]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_follows_device_and_dtype_of_its_input(name, dtype, device):
-    """Built in float64, moved with .to(device, dtype): parameters, buffers and outputs follow; round trip holds."""
+    """Built in float64, moved with .to(device, dtype): parameters, buffers and outputs follow;
+    round trip holds."""
     layer, x = _build(name)
     layer, x = layer.to(device=device, dtype=dtype), x.to(device=device, dtype=dtype)
     for tensor in (*layer.parameters(), *(b for b in layer.buffers() if b.is_floating_point())):
@@ -278,7 +289,8 @@ def test_follows_device_and_dtype_of_its_input(name, dtype, device):
 
 
 def test_planar_constraint_makes_w_dot_u_hat_at_least_minus_one(float64):
-    """u_hat = u + (m(w^T u) - w^T u) w / |w|^2 with m(a) = -1 + softplus(a): w^T u_hat = m(w^T u) > -1."""
+    """u_hat = u + (m(w^T u) - w^T u) w / |w|^2 with m(a) = -1 + softplus(a): w^T u_hat = m(w^T u) >
+    -1."""
     torch.manual_seed(0)
     layer = Planar(3)
     for scale in (0.1, 1.0, 5.0):
@@ -295,7 +307,9 @@ def test_planar_constraint_makes_w_dot_u_hat_at_least_minus_one(float64):
         assert torch.isfinite(log_det).all()
         torch.testing.assert_close(layer.inverse(z)[1], -log_det)
         # u_hat differs from u only along w
-        residual = (u_hat - layer.u) - ((u_hat - layer.u) @ layer.w) * layer.w / layer.w.square().sum()
+        residual = (u_hat - layer.u) - (
+            (u_hat - layer.u) @ layer.w
+        ) * layer.w / layer.w.square().sum()
         assert residual.abs().max() < 1e-12
 
 
@@ -305,7 +319,9 @@ def test_lu_and_qr_log_dets_come_from_the_parametrisation(float64):
     lu = LULinear(5, weight=weight)
     torch.testing.assert_close(lu.weight(), weight)
     p, lower, upper = lu.factors()
-    assert torch.equal(torch.diagonal(lower), torch.ones(5)) and torch.triu(lower, 1).abs().max() == 0
+    assert (
+        torch.equal(torch.diagonal(lower), torch.ones(5)) and torch.triu(lower, 1).abs().max() == 0
+    )
     assert torch.tril(upper, -1).abs().max() == 0 and torch.equal(p @ p.T, torch.eye(5))
     torch.testing.assert_close(lu.log_abs_det(), torch.linalg.slogdet(weight).logabsdet)
     qr = _build("QRLinear")[0]
@@ -331,7 +347,10 @@ def test_invconv1x1_is_a_1x1_convolution(lu, float64):
 def test_actnorm_data_dependent_init(float64):
     torch.manual_seed(0)
     layer = ActNorm(2)
-    x = torch.randn(4, 2, 3, 3) * torch.tensor([3.0, 0.5])[:, None, None] + torch.tensor([1.0, -2.0])[:, None, None]
+    x = (
+        torch.randn(4, 2, 3, 3) * torch.tensor([3.0, 0.5])[:, None, None]
+        + torch.tensor([1.0, -2.0])[:, None, None]
+    )
     z, _ = layer(x)
     torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(2))
     torch.testing.assert_close(z.std((0, 2, 3), unbiased=False), torch.ones(2), atol=1e-5, rtol=0)

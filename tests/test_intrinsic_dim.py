@@ -1,4 +1,5 @@
-"""dgm_lib.intrinsic_dim: projections, subspace training, the toy problem's d_int = 10, d_int90 sweeps (float64)."""
+"""dgm_lib.intrinsic_dim: projections, subspace training, the toy problem's d_int = 10, d_int90
+sweeps (float64)."""
 
 import json
 import math
@@ -26,12 +27,14 @@ pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
 
 def group_sums() -> torch.Tensor:
-    """A (10, 1000): row r sums the r-th group of 100 consecutive parameters, so J(theta) = ||1 - A theta||^2."""
+    """A (10, 1000): row r sums the r-th group of 100 consecutive parameters, so J(theta) = ||1 - A
+    theta||^2."""
     return torch.block_diag(*[torch.ones(1, 100)] * 10)
 
 
 def subspace_minimum(model: SubspaceModule) -> float:
-    """min over theta_d of J(theta_0 + P theta_d) in closed form: J is quadratic, so it is a least-squares residual."""
+    """min over theta_d of J(theta_0 + P theta_d) in closed form: J is quadratic, so it is a
+    least-squares residual."""
     A, P = group_sums(), model.projection.matrix()
     M, r = A @ P, 1 - A @ model.theta_0
     x = torch.linalg.lstsq(M, r, driver="gelsd").solution
@@ -58,12 +61,17 @@ def test_toy_objective_values_and_shape():
 @pytest.mark.parametrize("projection", PROJECTIONS)
 def test_toy_intrinsic_dimension_is_10_in_closed_form(projection):
     minima = {d: subspace_minimum(toy_model(d, projection)) for d in range(1, 13)}
-    for d in range(1, 10):  # 10 independent constraints: a d < 10 subspace cannot satisfy all of them
+    for d in range(
+        1, 10
+    ):  # 10 independent constraints: a d < 10 subspace cannot satisfy all of them
         assert minima[d] > 1e-2, (d, minima[d])
     for d in (10, 11, 12):
         assert minima[d] < 1e-18, (d, minima[d])
     result = measure_intrinsic_dimension(
-        lambda d: 1.0 if minima[d] < 1e-12 else 0.0, list(minima), baseline=1.0, baseline_kind="fixed",
+        lambda d: 1.0 if minima[d] < 1e-12 else 0.0,
+        list(minima),
+        baseline=1.0,
+        baseline_kind="fixed",
         threshold_fraction=1.0,
     )
     assert result.d_int90 == 10
@@ -73,7 +81,11 @@ def test_toy_intrinsic_dimension_is_10_in_closed_form(projection):
 def test_toy_subspace_training_reaches_the_closed_form_optimum(d):
     model = toy_model(d)
     optimizer = torch.optim.LBFGS(
-        model.parameters(), max_iter=500, tolerance_grad=1e-14, tolerance_change=1e-20, line_search_fn="strong_wolfe"
+        model.parameters(),
+        max_iter=500,
+        tolerance_grad=1e-14,
+        tolerance_change=1e-20,
+        line_search_fn="strong_wolfe",
     )
 
     def closure():
@@ -113,15 +125,21 @@ def test_dense_and_sparse_columns_have_unit_norm_exactly(projection):
 def test_sparse_projection_density_and_values():
     D, d = 10_000, 200
     proj = SparseProjection(D, d, seed=1)
-    assert proj.nnz / (D * d) == pytest.approx(1 / math.sqrt(D), rel=0.03)  # Li, Hastie, Church: s = sqrt(D)
+    assert proj.nnz / (D * d) == pytest.approx(
+        1 / math.sqrt(D), rel=0.03
+    )  # Li, Hastie, Church: s = sqrt(D)
     P = proj.matrix()
     nonzero = P != 0
-    assert torch.allclose(P[nonzero].abs(), (1 / nonzero.sum(0).double().sqrt()).expand(D, d)[nonzero])
+    assert torch.allclose(
+        P[nonzero].abs(), (1 / nonzero.sum(0).double().sqrt()).expand(D, d)[nonzero]
+    )
     assert torch.equal(proj.sparse_matrix().to_dense(), P)
 
 
 def test_sparse_projection_never_has_an_empty_column():
-    P = SparseProjection(4, 4, seed=0).matrix()  # s = 2: each column is empty with probability 1/16 before the fix
+    P = SparseProjection(
+        4, 4, seed=0
+    ).matrix()  # s = 2: each column is empty with probability 1/16 before the fix
     assert (P != 0).any(0).all()
     assert torch.allclose(P.norm(dim=0), torch.ones(4))
 
@@ -130,7 +148,9 @@ def test_fastfood_columns_unit_norm_when_L_divides_D_and_close_otherwise():
     exact = FastfoodProjection(4096, 100, seed=0)  # L = 128 divides D
     assert exact.L == 128 and exact.blocks == 32
     assert torch.allclose(exact.matrix().norm(dim=0), torch.ones(100), atol=1e-12)
-    approx = FastfoodProjection(3000, 100, seed=0)  # 23.4 blocks: the truncated block makes norms ~1
+    approx = FastfoodProjection(
+        3000, 100, seed=0
+    )  # 23.4 blocks: the truncated block makes norms ~1
     norms = approx.matrix().norm(dim=0)
     assert (norms - 1).abs().max() < 0.05
     assert norms.pow(2).mean().item() == pytest.approx(1.0, abs=0.02)
@@ -174,12 +194,14 @@ def offdiagonal(gram: torch.Tensor) -> torch.Tensor:
 
 
 def test_fastfood_and_dense_agree_in_distribution():
-    """Both: E[P^T P] = I with unit diagonal, off-diagonals of order 1/sqrt(D), P theta ~ N(0, ||theta||^2 / D).
+    """Both: E[P^T P] = I with unit diagonal, off-diagonals of order 1/sqrt(D), P theta ~ N(0,
+    ||theta||^2 / D).
 
-    Dense: an off-diagonal entry is the dot product of two independent uniform unit vectors, variance 1/D.
-    Fastfood: per block (P^T P)_jk = b_j b_k sum_i (w_i - 1/L) h_ij h_ik with w_i = G_i^2 / ||G||^2 (H's columns
-    are orthogonal), variance ~ sum_i Var(G_i^2) / L^2 = 2 / L; averaged over D / L blocks: 2 / D, a sqrt(2)
-    larger spread than dense, as the Gaussian scaling G adds the variance of G_i^2.
+    Dense: an off-diagonal entry is the dot product of two independent uniform unit vectors,
+    variance 1/D. Fastfood: per block (P^T P)_jk = b_j b_k sum_i (w_i - 1/L) h_ij h_ik with w_i =
+    G_i^2 / ||G||^2 (H's columns are orthogonal), variance ~ sum_i Var(G_i^2) / L^2 = 2 / L;
+    averaged over D / L blocks: 2 / D, a sqrt(2) larger spread than dense, as the Gaussian scaling G
+    adds the variance of G_i^2.
     """
     D, d = 16_384, 64
     expected_off_std = {"dense": 1.0, "fastfood": math.sqrt(2)}  # times 1/sqrt(D)
@@ -189,14 +211,18 @@ def test_fastfood_and_dense_agree_in_distribution():
         gram = P.T @ P
         off = offdiagonal(gram) * math.sqrt(D)
         assert gram.diagonal().sub(1).abs().max() < 1e-12, kind
-        assert abs(off.mean().item()) < 0.1 and off.std().item() == pytest.approx(expected_off_std[kind], rel=0.08), (
-            kind, off.mean().item(), off.std().item())
+        assert abs(off.mean().item()) < 0.1 and off.std().item() == pytest.approx(
+            expected_off_std[kind], rel=0.08
+        ), (kind, off.mean().item(), off.std().item())
         theta = torch.randn(d, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         y = proj(theta) * math.sqrt(D) / theta.norm()  # ~ N(0, 1) entries
         mean, var = y.mean().item(), y.var().item()
         kurtosis = ((y - mean) ** 4).mean().item() / var**2
-        assert abs(mean) < 0.05 and var == pytest.approx(1.0, abs=0.05) and kurtosis == pytest.approx(3.0, abs=0.2), (
-            kind, mean, var, kurtosis)
+        assert (
+            abs(mean) < 0.05
+            and var == pytest.approx(1.0, abs=0.05)
+            and kurtosis == pytest.approx(3.0, abs=0.2)
+        ), (kind, mean, var, kurtosis)
 
 
 @pytest.mark.parametrize("projection", PROJECTIONS)
@@ -250,7 +276,9 @@ def test_subspace_module_starts_at_theta_0_and_only_theta_d_learns(projection):
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
     native = model.native_parameters()
     assert list(native) == [name for name, _ in net.named_parameters()]
-    assert torch.allclose(torch.cat([t.flatten() for t in native.values()]), model.theta(), atol=1e-14)
+    assert torch.allclose(
+        torch.cat([t.flatten() for t in native.values()]), model.theta(), atol=1e-14
+    )
     trained_net = small_net()
     trained_net.load_state_dict(native)
     assert torch.allclose(trained_net(x), model(x), atol=1e-12)
@@ -260,7 +288,9 @@ def test_theta_is_theta_0_plus_p_theta_d():
     model = SubspaceModule(small_net(), 6, "dense", seed=2)
     with torch.no_grad():
         model.theta_d.copy_(torch.randn(6))
-    assert torch.allclose(model.theta(), model.theta_0 + model.projection.matrix() @ model.theta_d, atol=1e-14)
+    assert torch.allclose(
+        model.theta(), model.theta_0 + model.projection.matrix() @ model.theta_d, atol=1e-14
+    )
 
 
 def test_compressed_is_d_numbers_and_a_seed_and_rebuilds_theta():
@@ -281,7 +311,10 @@ def test_subspace_module_to_dtype_and_train_mode_reach_the_wrapped_module():
     assert model.theta_d.dtype == torch.float32
     model = model.double()
     assert model.theta_d.dtype == model.theta_0.dtype == torch.float64
-    assert net[1].running_mean.dtype == torch.float64 and model.projection.values.dtype == torch.float64
+    assert (
+        net[1].running_mean.dtype == torch.float64
+        and model.projection.values.dtype == torch.float64
+    )
     model.eval()
     assert not net.training and not net[2].training
     out = model(torch.randn(6, 3))
@@ -302,7 +335,9 @@ def test_subspace_module_errors_name_the_argument():
         SubspaceModule(net, 2.5)
     with pytest.raises(ValueError, match=r"d must be at most D = 147 .*got d = 148"):
         SubspaceModule(net, 148)
-    with pytest.raises(ValueError, match=r"projection must be one of \('dense', 'sparse', 'fastfood'\), got 'qr'"):
+    with pytest.raises(
+        ValueError, match=r"projection must be one of \('dense', 'sparse', 'fastfood'\), got 'qr'"
+    ):
         SubspaceModule(net, 3, "qr")
 
 
@@ -338,14 +373,18 @@ def test_d_int90_is_the_first_d_reaching_90_percent_of_the_baseline():
     result = measure_intrinsic_dimension(scores.__getitem__, list(scores), baseline=0.98)
     assert result.threshold == pytest.approx(0.882)
     assert result.d_int90 == 100 and result.baseline_kind == "direct"
-    lower = measure_intrinsic_dimension(scores.__getitem__, list(scores), baseline=0.98, threshold_fraction=0.5)
+    lower = measure_intrinsic_dimension(
+        scores.__getitem__, list(scores), baseline=0.98, threshold_fraction=0.5
+    )
     assert lower.d_int90 == 50
     never = measure_intrinsic_dimension(scores.__getitem__, [10, 50], baseline=0.98)
     assert never.d_int90 is None
 
 
 def test_result_json_round_trip_and_consistency_check():
-    result = measure_intrinsic_dimension(lambda d: d / 1000, [100, 500, 950], baseline=1.0, baseline_kind="fixed")
+    result = measure_intrinsic_dimension(
+        lambda d: d / 1000, [100, 500, 950], baseline=1.0, baseline_kind="fixed"
+    )
     data = json.loads(json.dumps(result.to_dict()))
     assert IntrinsicDimResult.from_dict(data) == result and result.d_int90 == 950
     data["d_int90"] = 500
@@ -380,7 +419,11 @@ def test_model_sizes_match_the_paper():
     assert num_parameters(fc_net()) == 199_210  # 784-200-200-10
     assert num_parameters(lenet()) == 44_426
     assert num_parameters(fc_net(50, 1)) == 784 * 50 + 50 + 50 * 10 + 10
-    assert lenet()(torch.zeros(2, 1, 28, 28)).shape == fc_net()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert (
+        lenet()(torch.zeros(2, 1, 28, 28)).shape
+        == fc_net()(torch.zeros(2, 1, 28, 28)).shape
+        == (2, 10)
+    )
     with pytest.raises(ValueError, match="width must be a positive int, got 0"):
         fc_net(width=0)
 
@@ -396,8 +439,14 @@ def test_subspace_training_on_digits_learns_and_leaves_the_module_unchanged():
     before = [p.clone() for p in net.parameters()]
     model = SubspaceModule(net, 200, "fastfood")
     chance = accuracy(model, images, labels)
-    train_classifier(model, (images, labels), epochs=20, lr=0.1, batch_size=100,
-                     generator=torch.Generator().manual_seed(0))
+    train_classifier(
+        model,
+        (images, labels),
+        epochs=20,
+        lr=0.1,
+        batch_size=100,
+        generator=torch.Generator().manual_seed(0),
+    )
     trained = accuracy(model, images, labels)
     assert trained > 0.7 and trained > chance + 0.4, (chance, trained)
     assert all(torch.equal(p, q) for p, q in zip(net.parameters(), before))
@@ -412,7 +461,11 @@ def test_sweep_command_writes_a_loadable_record(tmp_path, monkeypatch, capsys):
     from dgm_lib.intrinsic_dim import chapter, recipes
 
     monkeypatch.setattr(recipes, "RECIPE", replace(recipes.RECIPE, epochs=1))
-    monkeypatch.setitem(recipes.SWEEPS, "tiny", recipes.Sweep({"w8": ("fc", {"width": 8, "depth": 1})}, (5, 40), "sparse"))
+    monkeypatch.setitem(
+        recipes.SWEEPS,
+        "tiny",
+        recipes.Sweep({"w8": ("fc", {"width": 8, "depth": 1})}, (5, 40), "sparse"),
+    )
     zoo.register_study(zoo.Study("intrinsic_dim_tiny", run=lambda: recipes.study("tiny")))
     try:
         assert zoo.main(["study", "intrinsic_dim_tiny", "--dir", str(tmp_path)]) == 0
@@ -422,10 +475,18 @@ def test_sweep_command_writes_a_loadable_record(tmp_path, monkeypatch, capsys):
     assert "tiny w8 d = 40: test accuracy" in out and "d_int90" in out
     record = chapter.sweep_record("tiny", tmp_path)
     assert record["command"] == "python -m dgm_lib.zoo study intrinsic_dim_tiny"
-    assert record["D"] == {"w8": 784 * 8 + 8 + 8 * 10 + 10} and record["dims"] == [5, 40] and record["epochs"] == 1
+    assert (
+        record["D"] == {"w8": 784 * 8 + 8 + 8 * 10 + 10}
+        and record["dims"] == [5, 40]
+        and record["epochs"] == 1
+    )
     assert record["threads"] == 1 and record["torch_version"] == torch.__version__
     result = chapter.load_sweep("tiny", tmp_path)
-    assert isinstance(result, IntrinsicDimResult) and result.dims == [5, 40] and 0 < result.baseline <= 1
+    assert (
+        isinstance(result, IntrinsicDimResult)
+        and result.dims == [5, 40]
+        and 0 < result.baseline <= 1
+    )
     with pytest.raises(FileNotFoundError, match="python -m dgm_lib.zoo study intrinsic_dim_nope"):
         chapter.sweep_record("nope")
 
@@ -441,19 +502,37 @@ def test_shipped_sweeps_match_the_recipe_and_resolve_d_int90():
         assert f"intrinsic_dim_{name}" in zoo.study_names()
         assert record["command"] == f"python -m dgm_lib.zoo study intrinsic_dim_{name}"
         assert (record["dims"], record["projection"]) == (list(spec.dims), spec.projection)
-        recipe = (record["epochs"], record["batch_size"], record["lr_direct"], record["lr_subspace"], record["seed"])
+        recipe = (
+            record["epochs"],
+            record["batch_size"],
+            record["lr_direct"],
+            record["lr_subspace"],
+            record["seed"],
+        )
         r = recipes.RECIPE
         assert recipe == (r.epochs, r.batch_size, r.lr, r.subspace_lr, r.seed), name
-        assert record["threads"] == 1 and record["wall_time_s"] < 900, name  # one thread, about 10 minutes at most
+        assert record["threads"] == 1 and record["wall_time_s"] < 900, (
+            name
+        )  # one thread, about 10 minutes at most
         loaded = chapter.load_sweep(name)
         results = loaded if isinstance(loaded, dict) else {next(iter(spec.models)): loaded}
         assert set(results) == set(spec.models) == set(record["D"])
         for key, result in results.items():
             model, kwargs = spec.models[key]
-            assert record["D"][key] == classifiers.num_parameters(partial(classifiers.MODELS[model], **kwargs)())
-            assert result.baseline_kind == "direct" and 0.9 < result.baseline <= 1, (name, key, result.baseline)
+            assert record["D"][key] == classifiers.num_parameters(
+                partial(classifiers.MODELS[model], **kwargs)()
+            )
+            assert result.baseline_kind == "direct" and 0.9 < result.baseline <= 1, (
+                name,
+                key,
+                result.baseline,
+            )
             assert all(0 <= s <= 1 for s in result.scores)
             # the grid brackets the threshold: d_int90 exists and is not the grid's smallest d
-            assert result.d_int90 is not None and result.d_int90 > result.dims[0], (name, key, result)
+            assert result.d_int90 is not None and result.d_int90 > result.dims[0], (
+                name,
+                key,
+                result,
+            )
     assert chapter.sweep_record("fc")["D"] == {"fc": 199_210}
     assert chapter.sweep_record("lenet")["D"] == {"lenet": 44_426}

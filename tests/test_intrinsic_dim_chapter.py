@@ -1,5 +1,6 @@
-"""The claims of the chapter "Intrinsic dimension", in float64: the toy problem's subspace minimum (least squares,
-the rank condition with its counterexample, the average 1 - d/10 for dense projections); plus the exercise checks."""
+"""The claims of the chapter "Intrinsic dimension", in float64: the toy problem's subspace minimum
+(least squares, the rank condition with its counterexample, the average 1 - d/10 for dense
+projections); plus the exercise checks."""
 
 import pytest
 import torch
@@ -13,12 +14,14 @@ DT = torch.float64
 
 
 def group_sums(x: torch.Tensor) -> torch.Tensor:
-    """A x for the 10 x 1000 group matrix A, along the first dimension of x (1000, ...) -> (10, ...)."""
+    """A x for the 10 x 1000 group matrix A, along the first dimension of x (1000, ...) -> (10,
+    ...)."""
     return x.unflatten(0, (10, 100)).sum(1)
 
 
 def subspace_minimum(theta_0: torch.Tensor, P: torch.Tensor) -> float:
-    """min over theta_d of J(theta_0 + P theta_d), thm-toy-dint part 1: ||(I - Pi) b||^2 by least squares."""
+    """min over theta_d of J(theta_0 + P theta_d), thm-toy-dint part 1: ||(I - Pi) b||^2 by least
+    squares."""
     b = 1 - group_sums(theta_0)
     AP = group_sums(P)
     x = torch.linalg.lstsq(AP, b[:, None], driver="gelsd").solution
@@ -30,8 +33,9 @@ def theta_0(seed: int = 0) -> torch.Tensor:
 
 
 def test_subspace_minimum_is_the_distance_to_the_column_space():
-    """Part 1: the least-squares value equals ||(I - Pi) b||^2 with Pi built from an orthonormal basis (QR), and no
-    theta_d does better than it (random perturbations of the optimum only increase J)."""
+    """Part 1: the least-squares value equals ||(I - Pi) b||^2 with Pi built from an orthonormal
+    basis (QR), and no theta_d does better than it (random perturbations of the optimum only
+    increase J)."""
     t0 = theta_0()
     P = make_projection("dense", 1000, 6, seed=3).matrix().to(DT)
     b = 1 - group_sums(t0)
@@ -46,32 +50,38 @@ def test_subspace_minimum_is_the_distance_to_the_column_space():
 
 
 def test_rank_deficient_subspace_misses_a_solution_even_with_d_above_10():
-    """Part 2: with rank(A P) < 10 (here d = 15 but no column touches group 10) the proof's theta_0 gives min J = 1."""
+    """Part 2: with rank(A P) < 10 (here d = 15 but no column touches group 10) the proof's theta_0
+    gives min J = 1."""
     gen = torch.Generator().manual_seed(0)
     P = torch.randn(1000, 15, generator=gen, dtype=DT)
     P[900:] = 0  # group 10 unreachable: rank(A P) = 9
     assert torch.linalg.matrix_rank(group_sums(P)) == 9
     v = torch.zeros(10, dtype=DT)
     v[9] = 1.0  # unit vector orthogonal to the column space of A P
-    t0 = torch.full((1000,), 0.01, dtype=DT) - torch.repeat_interleave(v, 100) / 100  # 1/100 - A^T v / 100: b = v
+    t0 = (
+        torch.full((1000,), 0.01, dtype=DT) - torch.repeat_interleave(v, 100) / 100
+    )  # 1/100 - A^T v / 100: b = v
     assert torch.allclose(1 - group_sums(t0), v, atol=1e-12)
     assert subspace_minimum(t0, P) == pytest.approx(1.0, rel=1e-10)
 
 
 @pytest.mark.parametrize("projection", ["dense", "sparse", "fastfood"])
 def test_toy_minimum_vanishes_exactly_from_d_10(projection):
-    """Part 3 (and the chapter's check for all three projections): positive for d <= 9, zero for d >= 10."""
+    """Part 3 (and the chapter's check for all three projections): positive for d <= 9, zero for d
+    >= 10."""
     t0 = theta_0()
     j0 = toy_objective(t0).item()
     for seed in range(3):
-        values = [subspace_minimum(t0, make_projection(projection, 1000, d, seed).matrix().to(DT)) / j0
-                  for d in (5, 9, 10, 11, 16)]
+        values = [
+            subspace_minimum(t0, make_projection(projection, 1000, d, seed).matrix().to(DT)) / j0
+            for d in (5, 9, 10, 11, 16)
+        ]
         assert min(values[:2]) > 1e-6 and max(values[2:]) < 1e-20
 
 
 def test_dense_average_minimum_is_one_minus_d_over_10():
-    """Part 3: E[min J | theta_0] = (1 - d/10) J(theta_0) for Gaussian P with unit-norm columns, over 2000 draws
-    (Monte Carlo error of the mean below 0.005)."""
+    """Part 3: E[min J | theta_0] = (1 - d/10) J(theta_0) for Gaussian P with unit-norm columns,
+    over 2000 draws (Monte Carlo error of the mean below 0.005)."""
     t0 = theta_0(1)
     b = 1 - group_sums(t0)
     gen = torch.Generator().manual_seed(2)
@@ -116,19 +126,42 @@ def test_exercise_checks_accept_the_solutions(name, fn, capsys):
 @pytest.mark.parametrize(
     "name, fn",
     [
-        ("intrinsic_dim.toy_objective", lambda theta: (1 - theta.reshape(-1, 100).sum(-1)).square().sum()),  # no batch
-        ("intrinsic_dim.toy_objective", lambda theta: (1 - theta.reshape(*theta.shape[:-1], 100, 10).sum(-1))
-         .square().sum(-1)),  # strided groups instead of consecutive ones
-        ("intrinsic_dim.d_int90", lambda dims, scores, baseline, fraction=0.9:
-            next(d for d, s in zip(dims, scores) if s >= fraction * baseline)),  # first in list order
-        ("intrinsic_dim.d_int90", lambda dims, scores, baseline, fraction=0.9:
-            min(d for d, s in zip(dims, scores) if s > fraction * baseline)),  # strict inequality
-        ("intrinsic_dim.d_int90", lambda dims, scores, baseline, fraction=0.9:
-            min(d for d, s in zip(dims, scores) if s >= 0.9 * baseline)),  # ignores fraction
-        ("intrinsic_dim.dense_projection", lambda sizes, d, g: tuple(
-            b / b.norm(dim=0) for b in (torch.randn(s, d, generator=g, dtype=DT) for s in sizes))),  # per layer
-        ("intrinsic_dim.dense_projection", lambda sizes, d, g: tuple(
-            torch.randn(s, d, generator=g, dtype=DT) for s in sizes)),  # not normalised
+        (
+            "intrinsic_dim.toy_objective",
+            lambda theta: (1 - theta.reshape(-1, 100).sum(-1)).square().sum(),
+        ),  # no batch
+        (
+            "intrinsic_dim.toy_objective",
+            lambda theta: (1 - theta.reshape(*theta.shape[:-1], 100, 10).sum(-1)).square().sum(-1),
+        ),  # strided groups instead of consecutive ones
+        (
+            "intrinsic_dim.d_int90",
+            lambda dims, scores, baseline, fraction=0.9: next(
+                d for d, s in zip(dims, scores) if s >= fraction * baseline
+            ),
+        ),  # first in list order
+        (
+            "intrinsic_dim.d_int90",
+            lambda dims, scores, baseline, fraction=0.9: min(
+                d for d, s in zip(dims, scores) if s > fraction * baseline
+            ),
+        ),  # strict inequality
+        (
+            "intrinsic_dim.d_int90",
+            lambda dims, scores, baseline, fraction=0.9: min(
+                d for d, s in zip(dims, scores) if s >= 0.9 * baseline
+            ),
+        ),  # ignores fraction
+        (
+            "intrinsic_dim.dense_projection",
+            lambda sizes, d, g: tuple(
+                b / b.norm(dim=0) for b in (torch.randn(s, d, generator=g, dtype=DT) for s in sizes)
+            ),
+        ),  # per layer
+        (
+            "intrinsic_dim.dense_projection",
+            lambda sizes, d, g: tuple(torch.randn(s, d, generator=g, dtype=DT) for s in sizes),
+        ),  # not normalised
     ],
 )
 def test_exercise_checks_reject_typical_mistakes(name, fn, capsys):
@@ -136,7 +169,8 @@ def test_exercise_checks_reject_typical_mistakes(name, fn, capsys):
     assert "❌" in capsys.readouterr().out
 
 
-# The widget's closed-form subspace optimum (also the chapter's numerical check) and the widget itself.
+# The widget's closed-form subspace optimum (also the chapter's numerical check) and the widget
+# itself.
 
 
 def test_toy_subspace_optimum_matches_least_squares_and_gradient_optimality():

@@ -8,7 +8,14 @@ import torch
 
 import dgm_lib
 from dgm_lib import io as dgm_io
-from dgm_lib.io import CheckpointError, load_checkpoint, save_checkpoint, save_json, save_npz, write_atomic
+from dgm_lib.io import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    save_json,
+    save_npz,
+    write_atomic,
+)
 
 CONFIG = {"hidden": 8, "lr": 1e-3, "dims": (2, 8, 2), "net": {"act": "relu", "layers": 2}}
 

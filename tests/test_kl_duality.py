@@ -1,26 +1,33 @@
-"""The theorems of the KL-duality chapter, in float64: forward KL = NLL - H(pi), reverse KL by LOTUS, the flow KL
-duality, MLE = ELBO with a deterministic encoder and decoder; plus the chapter's zoo configs and estimators."""
+"""The theorems of the KL-duality chapter, in float64: forward KL = NLL - H(pi), reverse KL by
+LOTUS, the flow KL duality, MLE = ELBO with a deterministic encoder and decoder; plus the chapter's
+zoo configs and estimators."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from dgm_lib import zoo
-from dataclasses import replace
-
-from dgm_lib.data.toy2d import ENERGIES, LIM, ConfinedEnergy, get_target, get_target_for_fit, grid_integral
+from dgm_lib.data.toy2d import (
+    ENERGIES,
+    LIM,
+    ConfinedEnergy,
+    get_target,
+    get_target_for_fit,
+    grid_integral,
+)
 from dgm_lib.exercises import check, kl_duality  # noqa: F401  (registers the chapter's checks)
-from dgm_lib.flows import Flow, StandardNormal, Transform, make_realnvp
+from dgm_lib.flows import Flow, StandardNormal, Transform, make_realnvp, recipes
 from dgm_lib.flows import kl_duality as em
-from dgm_lib.flows import recipes
 
 DTYPE = torch.float64
 
 
 class Affine(Transform):
-    """f(x) = A x + b with log|det J_f| = log|det A| (a test-local flow whose densities are Gaussian)."""
+    """f(x) = A x + b with log|det J_f| = log|det A| (a test-local flow whose densities are
+    Gaussian)."""
 
     def __init__(self, a: torch.Tensor, b: torch.Tensor):
         super().__init__()
@@ -30,12 +37,15 @@ class Affine(Transform):
         return x @ self.a.T + self.b, torch.linalg.slogdet(self.a)[1].expand(len(x))
 
     def _inverse(self, z):
-        return torch.linalg.solve(self.a, (z - self.b).T).T, -torch.linalg.slogdet(self.a)[1].expand(len(z))
+        return torch.linalg.solve(self.a, (z - self.b).T).T, -torch.linalg.slogdet(self.a)[
+            1
+        ].expand(len(z))
 
 
 @pytest.fixture
 def gaussian_case():
-    """An affine flow p(x|theta) = N(-A^{-1} b, (A^T A)^{-1}) and a Gaussian target pi = N(mu, Sigma)."""
+    """An affine flow p(x|theta) = N(-A^{-1} b, (A^T A)^{-1}) and a Gaussian target pi = N(mu,
+    Sigma)."""
     a = torch.tensor([[1.3, 0.4], [-0.2, 0.7]], dtype=DTYPE)
     b = torch.tensor([0.5, -1.0], dtype=DTYPE)
     flow = Flow(StandardNormal(2), Affine(a, b)).to(DTYPE)
@@ -73,20 +83,27 @@ def test_forward_kl_is_nll_minus_entropy(gaussian_case):
     flow, model, target, a, b = gaussian_case
     # E_pi[-log p(x|theta)] in closed form: E|A x + b|^2 / 2 + log 2 pi - log|det A|
     mean_z = a @ target.mean + b
-    nll = 0.5 * (mean_z @ mean_z + torch.trace(a @ target.covariance_matrix @ a.T)) + math.log(2 * math.pi)
+    nll = 0.5 * (mean_z @ mean_z + torch.trace(a @ target.covariance_matrix @ a.T)) + math.log(
+        2 * math.pi
+    )
     nll = nll - torch.linalg.slogdet(a)[1]
     assert torch.isclose(nll - target.entropy(), kl_divergence(target, model), atol=1e-12)
     x = target.sample((200_000,))
     assert within(em.mc_estimate(-flow.log_prob(x)), float(nll))
     assert torch.isclose(flow.forward_kl(x), -flow.log_prob(x).mean(), atol=1e-12)
-    assert within(em.mc_estimate(em.forward_kl_terms(flow, target.log_prob, x)), float(kl_divergence(target, model)))
+    assert within(
+        em.mc_estimate(em.forward_kl_terms(flow, target.log_prob, x)),
+        float(kl_divergence(target, model)),
+    )
 
 
 def test_forward_kl_by_quadrature_equals_nll_minus_entropy(realnvp):
     target = get_target("eight_gaussians")
     integrand = lambda x: target.log_prob(x).exp() * (target.log_prob(x) - realnvp.log_prob(x))  # noqa: E731
     kl = grid_integral(integrand, 5.0, dtype=DTYPE)
-    entropy = -grid_integral(lambda x: target.log_prob(x).exp() * target.log_prob(x), 5.0, dtype=DTYPE)
+    entropy = -grid_integral(
+        lambda x: target.log_prob(x).exp() * target.log_prob(x), 5.0, dtype=DTYPE
+    )
     x = target.sample(100_000, torch.Generator().manual_seed(1), dtype=DTYPE)
     assert kl > 0.1
     assert within(em.mc_estimate(-realnvp.log_prob(x)), kl + entropy)
@@ -102,12 +119,16 @@ def test_reverse_kl_by_lotus(gaussian_case):
     assert torch.allclose(flow.base.log_prob(z) - log_det_g, flow.log_prob(x), atol=1e-12)
     generator = torch.Generator().manual_seed(3)
     lotus = em.reverse_kl_terms(flow, target.log_prob, 64, torch.Generator().manual_seed(3)).mean()
-    assert torch.isclose(flow.reverse_kl(target.log_prob, 64, generator=generator), lotus, atol=1e-12)
+    assert torch.isclose(
+        flow.reverse_kl(target.log_prob, 64, generator=generator), lotus, atol=1e-12
+    )
 
 
 def test_reverse_kl_with_an_unnormalized_target_is_shifted_by_log_z(realnvp):
     energy = get_target("u1")
-    terms = em.reverse_kl_terms(realnvp, lambda x: energy.log_prob(x) - 3.0, 100, torch.Generator().manual_seed(0))
+    terms = em.reverse_kl_terms(
+        realnvp, lambda x: energy.log_prob(x) - 3.0, 100, torch.Generator().manual_seed(0)
+    )
     shifted = em.reverse_kl_terms(realnvp, energy.log_prob, 100, torch.Generator().manual_seed(0))
     assert torch.allclose(terms - 3.0, shifted, atol=1e-12)
 
@@ -119,7 +140,9 @@ def test_kl_duality_for_gaussians_in_closed_form(gaussian_case):
     base = MultivariateNormal(torch.zeros(2, dtype=DTYPE), torch.eye(2, dtype=DTYPE))
     assert torch.isclose(kl_divergence(latent, base), kl_divergence(target, model), atol=1e-12)
     z = torch.randn(100, 2, dtype=DTYPE)
-    assert torch.allclose(em.latent_log_prob(flow, target.log_prob, z), latent.log_prob(z), atol=1e-12)
+    assert torch.allclose(
+        em.latent_log_prob(flow, target.log_prob, z), latent.log_prob(z), atol=1e-12
+    )
 
 
 def test_kl_duality_holds_term_by_term(realnvp):
@@ -135,7 +158,10 @@ def test_relaxed_elbo_tends_to_the_log_likelihood(realnvp):
     x = get_target("two_moons").sample(20, torch.Generator().manual_seed(0), dtype=DTYPE)
     log_p = realnvp.log_prob(x).detach()
     gaps = [
-        (em.relaxed_elbo(realnvp, x, sigma, 256, torch.Generator().manual_seed(1))["elbo"] - log_p).abs().max().item()
+        (em.relaxed_elbo(realnvp, x, sigma, 256, torch.Generator().manual_seed(1))["elbo"] - log_p)
+        .abs()
+        .max()
+        .item()
         for sigma in (1e-2, 1e-3, 1e-4)
     ]
     assert gaps[0] > 1e-3 and gaps[2] < 1e-6
@@ -146,7 +172,8 @@ def test_relaxed_elbo_of_an_affine_flow_in_closed_form(gaussian_case):
     flow, _, _, a, _ = gaussian_case
     x = torch.randn(5, 2, dtype=DTYPE)
     sigma = 0.3
-    # with g linear, z - f(x) = sigma A eps and g(z) - x = sigma eps: ELBO = log p(x|theta) - sigma^2 ||A||_F^2 / 2
+    # with g linear, z - f(x) = sigma A eps and g(z) - x = sigma eps: ELBO = log p(x|theta) -
+    # sigma^2 ||A||_F^2 / 2
     exact = flow.log_prob(x) - 0.5 * sigma**2 * a.square().sum()
     terms = em.relaxed_elbo(flow, x, sigma, 100_000, torch.Generator().manual_seed(0))
     assert torch.allclose(terms["elbo"], exact, atol=2e-3)
@@ -163,7 +190,9 @@ def test_relaxed_elbo_rejects_a_non_positive_sigma(realnvp):
 
 def test_mc_estimate_and_its_errors():
     mean, se = em.mc_estimate(torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=DTYPE))
-    assert mean == 2.5 and math.isclose(se, torch.tensor([1.0, 2, 3, 4]).std().item() / 2, rel_tol=1e-6)
+    assert mean == 2.5 and math.isclose(
+        se, torch.tensor([1.0, 2, 3, 4]).std().item() / 2, rel_tol=1e-6
+    )
     with pytest.raises(ValueError, match="non-finite"):
         em.mc_estimate(torch.tensor([1.0, math.inf]))
     with pytest.raises(ValueError, match="shape"):
@@ -172,8 +201,12 @@ def test_mc_estimate_and_its_errors():
 
 def test_grid_integral_of_a_gaussian():
     normal = MultivariateNormal(torch.zeros(2, dtype=DTYPE), 0.25 * torch.eye(2, dtype=DTYPE))
-    assert math.isclose(grid_integral(lambda x: normal.log_prob(x).exp(), dtype=DTYPE), 1.0, abs_tol=1e-9)
-    assert math.isclose(grid_integral(lambda x: torch.ones(len(x), dtype=x.dtype), lim=2.0), 16.0, rel_tol=1e-12)
+    assert math.isclose(
+        grid_integral(lambda x: normal.log_prob(x).exp(), dtype=DTYPE), 1.0, abs_tol=1e-9
+    )
+    assert math.isclose(
+        grid_integral(lambda x: torch.ones(len(x), dtype=x.dtype), lim=2.0), 16.0, rel_tol=1e-12
+    )
 
 
 def test_mode_fractions():
@@ -189,10 +222,14 @@ def test_confined_energy_equals_the_energy_inside_the_box_and_is_integrable():
         assert torch.equal(confined.log_prob(inside), energy.log_prob(inside))
         far = torch.tensor([[LIM + 1.0, 0.0]], dtype=DTYPE)
         assert confined.log_prob(far) < energy.log_prob(far) - 40
-        assert confined.log_normalizer >= energy.log_normalizer - 1e-4  # the box's mass plus the wall's
+        assert (
+            confined.log_normalizer >= energy.log_normalizer - 1e-4
+        )  # the box's mass plus the wall's
     # U1 and the banana decay on their own: the wall adds nothing
     for name in ("u1", "banana"):
-        assert math.isclose(get_target_for_fit(name).log_normalizer, get_target(name).log_normalizer, abs_tol=1e-3)
+        assert math.isclose(
+            get_target_for_fit(name).log_normalizer, get_target(name).log_normalizer, abs_tol=1e-3
+        )
     with pytest.raises(ValueError, match="energies"):
         ConfinedEnergy("two_moons")
 
@@ -202,7 +239,9 @@ def test_every_fit_is_registered_and_named():
     for target, directions in recipes.available_fits().items():
         for direction in directions:
             assert zoo.zoo_name("kl", direction, target) in names
-    assert "forward" not in recipes.available_fits()["u1"]  # no sampler for an energy: no forward KL fit
+    assert (
+        "forward" not in recipes.available_fits()["u1"]
+    )  # no sampler for an energy: no forward KL fit
     with pytest.raises(ValueError, match="no sideways KL fit"):
         em.load_fit("sideways", "u1")
     with pytest.raises(ValueError, match="no forward KL fit"):
@@ -220,7 +259,9 @@ def test_recipes_train_and_decrease_the_loss(direction, target, monkeypatch):
     monkeypatch.setattr(recipes, "KL", replace(recipes.KL, steps=60))
     torch.manual_seed(0)
     flow = recipes.build_flow(target)
-    history = (recipes.train_forward if direction == "forward" else recipes.train_reverse)(flow, target)
+    history = (recipes.train_forward if direction == "forward" else recipes.train_reverse)(
+        flow, target
+    )
     losses = history["reverse_kl" if direction == "reverse" else "loss"]
     assert len(losses) == 60 and all(math.isfinite(v) for v in losses)
     assert sum(losses[-10:]) < sum(losses[:10])

@@ -1,5 +1,6 @@
-"""dgm_lib.metrics: the Frechet distance (eq. 4) in float64 against closed forms, its never-NaN square root, the
-shipped MNIST classifier, and FID growing monotonically with blur and noise on real digits."""
+"""dgm_lib.metrics: the Frechet distance (eq. 4) in float64 against closed forms, its never-NaN
+square root, the shipped MNIST classifier, and FID growing monotonically with blur and noise on real
+digits."""
 
 import math
 
@@ -21,7 +22,8 @@ def random_covariance(d: int, rank: int, seed: int) -> torch.Tensor:
 
 
 def exact_frechet(mu1, s1, mu2, s2) -> float:
-    """Eq. 4 with Tr (S1 S2)^{1/2} = sum sqrt(eig(S1^{1/2} S2 S1^{1/2})) by symmetric eigendecompositions."""
+    """Eq. 4 with Tr (S1 S2)^{1/2} = sum sqrt(eig(S1^{1/2} S2 S1^{1/2})) by symmetric
+    eigendecompositions."""
     e, v = torch.linalg.eigh(s1)
     root = v @ torch.diag(e.clamp(min=0).sqrt()) @ v.T
     tr_covmean = torch.linalg.eigvalsh(root @ s2 @ root).clamp(min=0).sqrt().sum()
@@ -41,21 +43,31 @@ def test_digits():
     return load_mnist("test")[0]
 
 
-# --- frechet_distance and feature_statistics ---------------------------------------------------------------
+# --- frechet_distance and feature_statistics
+# ---------------------------------------------------------------
 
 
 def test_distance_to_itself_is_zero(float64):
-    mu, s = torch.randn(16, generator=torch.Generator().manual_seed(0)), random_covariance(16, 32, 1)
+    mu, s = (
+        torch.randn(16, generator=torch.Generator().manual_seed(0)),
+        random_covariance(16, 32, 1),
+    )
     assert abs(metrics.frechet_distance(mu, s, mu, s)) < 1e-9 * float(s.trace())
 
 
 def test_equal_covariances_give_squared_mean_distance(float64):
-    """pytorch-fid's test: with Sigma1 = Sigma2 the trace term vanishes and FID = ||mu1 - mu2||^2."""
+    """pytorch-fid's test: Sigma1 = Sigma2 cancels the trace term and FID = ||mu1 - mu2||^2."""
     g = torch.Generator().manual_seed(2)
-    mu1, mu2, s = torch.randn(10, generator=g), torch.randn(10, generator=g), random_covariance(10, 20, 3)
+    mu1, mu2, s = (
+        torch.randn(10, generator=g),
+        torch.randn(10, generator=g),
+        random_covariance(10, 20, 3),
+    )
     expected = float((mu1 - mu2).pow(2).sum())
     assert metrics.frechet_distance(mu1, s, mu2, s) == pytest.approx(expected, rel=1e-9)
-    assert metrics.frechet_distance(mu1, torch.eye(10), mu2, torch.eye(10)) == pytest.approx(expected, rel=1e-12)
+    assert metrics.frechet_distance(mu1, torch.eye(10), mu2, torch.eye(10)) == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 def test_commuting_covariances_closed_form(float64):
@@ -64,14 +76,19 @@ def test_commuting_covariances_closed_form(float64):
     mu1, mu2 = torch.randn(8, generator=g), torch.randn(8, generator=g)
     d1, d2 = torch.rand(8, generator=g) + 0.1, torch.rand(8, generator=g) * 5
     expected = float((mu1 - mu2).pow(2).sum() + (d1.sqrt() - d2.sqrt()).pow(2).sum())
-    assert metrics.frechet_distance(mu1, torch.diag(d1), mu2, torch.diag(d2)) == pytest.approx(expected, rel=1e-10)
+    assert metrics.frechet_distance(mu1, torch.diag(d1), mu2, torch.diag(d2)) == pytest.approx(
+        expected, rel=1e-10
+    )
 
 
 def test_general_covariances_match_eigendecomposition_and_are_symmetric(float64):
     g = torch.Generator().manual_seed(5)
     mu1, mu2 = torch.randn(12, generator=g), torch.randn(12, generator=g)
     s1, s2 = random_covariance(12, 30, 6), random_covariance(12, 15, 7)
-    d12, d21 = metrics.frechet_distance(mu1, s1, mu2, s2), metrics.frechet_distance(mu2, s2, mu1, s1)
+    d12, d21 = (
+        metrics.frechet_distance(mu1, s1, mu2, s2),
+        metrics.frechet_distance(mu2, s2, mu1, s1),
+    )
     assert d12 == pytest.approx(exact_frechet(mu1, s1, mu2, s2), rel=1e-8)
     assert d12 == pytest.approx(d21, rel=1e-10)
     assert isinstance(d12, float) and d12 > 0
@@ -85,8 +102,8 @@ def test_numpy_inputs_give_the_same_value(float64):
 
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
 def test_singular_product_where_sqrtm_fails_is_finite(float64):
-    """Rank-one covariances u u^T, v v^T: scipy's sqrtm of the product returns NaN here; the pytorch-fid offset
-    fallback gives Tr (S1 S2)^{1/2} = |u . v| up to the offset's effect."""
+    """Rank-one covariances u u^T, v v^T: scipy's sqrtm of the product returns NaN here; the
+    pytorch-fid offset fallback gives Tr (S1 S2)^{1/2} = |u . v| up to the offset's effect."""
     u = torch.tensor([-1.6110329009398943, 0.5565812104032944, 0.8271360407621694])
     v = torch.tensor([1.1535048318570928, -0.30741064076685276, -1.6363346154578384])
     s1, s2, zero = torch.outer(u, u), torch.outer(v, v), torch.zeros(3)
@@ -96,7 +113,8 @@ def test_singular_product_where_sqrtm_fails_is_finite(float64):
 
 
 def test_offset_fallback_is_used_when_sqrtm_is_not_finite(float64, monkeypatch):
-    """Force the first sqrtm to fail: the result comes from the offset covariances and stays accurate."""
+    """Force the first sqrtm to fail: the result comes from the offset covariances and stays
+    accurate."""
     calls, original = [], scipy.linalg.sqrtm
 
     def failing_once(a):
@@ -107,18 +125,23 @@ def test_offset_fallback_is_used_when_sqrtm_is_not_finite(float64, monkeypatch):
     mu, s1, s2 = torch.zeros(5), random_covariance(5, 8, 10), random_covariance(5, 8, 11)
     value = metrics.frechet_distance(mu, s1, mu, s2)
     assert len(calls) == 2
-    np.testing.assert_allclose(calls[1], ((s1 + 1e-6 * torch.eye(5)) @ (s2 + 1e-6 * torch.eye(5))).numpy())
+    np.testing.assert_allclose(
+        calls[1], ((s1 + 1e-6 * torch.eye(5)) @ (s2 + 1e-6 * torch.eye(5))).numpy()
+    )
     assert value == pytest.approx(exact_frechet(mu, s1, mu, s2), rel=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
 def test_low_rank_sample_covariances_are_finite(float64):
-    """Fewer samples than features (N = 5 < F = 40): singular covariances, still a finite, accurate distance."""
+    """Fewer samples than features (N = 5 < F = 40): singular covariances, still a finite, accurate
+    distance."""
     g = torch.Generator().manual_seed(12)
     a, b = torch.randn(5, 40, generator=g), torch.randn(5, 40, generator=g) + 0.5
     (mu1, s1), (mu2, s2) = metrics.feature_statistics(a), metrics.feature_statistics(b)
     value = metrics.frechet_distance(mu1, s1, mu2, s2)
-    assert math.isfinite(value) and value == pytest.approx(exact_frechet(mu1, s1, mu2, s2), rel=1e-4)
+    assert math.isfinite(value) and value == pytest.approx(
+        exact_frechet(mu1, s1, mu2, s2), rel=1e-4
+    )
 
 
 def test_feature_statistics_float64_like_numpy():
@@ -134,11 +157,22 @@ def test_feature_statistics_float64_like_numpy():
     ("args", "name"),
     [
         ((torch.tensor([float("nan"), 0.0]), torch.eye(2), torch.zeros(2), torch.eye(2)), "mu1"),
-        ((torch.zeros(2), torch.eye(2), torch.zeros(2), torch.tensor([[1.0, 0], [0, float("inf")]])), "sigma2"),
+        (
+            (
+                torch.zeros(2),
+                torch.eye(2),
+                torch.zeros(2),
+                torch.tensor([[1.0, 0], [0, float("inf")]]),
+            ),
+            "sigma2",
+        ),
         ((torch.zeros(2), torch.eye(3), torch.zeros(2), torch.eye(2)), "sigma1"),
         ((torch.zeros(2, 1), torch.eye(2), torch.zeros(2), torch.eye(2)), "mu1"),
         ((torch.zeros(2), torch.eye(2), torch.zeros(3), torch.eye(3)), "mu2"),
-        ((torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]]), torch.zeros(2), torch.eye(2)), "sigma1"),
+        (
+            (torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]]), torch.zeros(2), torch.eye(2)),
+            "sigma1",
+        ),
         ((torch.zeros(2), -torch.eye(2), torch.zeros(2), torch.eye(2)), "positive semi-definite"),
     ],
 )
@@ -148,14 +182,21 @@ def test_frechet_distance_errors_name_the_argument(args, name):
 
 
 @pytest.mark.parametrize(
-    "features", [torch.zeros(5), torch.zeros(1, 3), torch.zeros(4, 0), torch.tensor([[0.0, 1], [float("inf"), 0]])]
+    "features",
+    [
+        torch.zeros(5),
+        torch.zeros(1, 3),
+        torch.zeros(4, 0),
+        torch.tensor([[0.0, 1], [float("inf"), 0]]),
+    ],
 )
 def test_feature_statistics_errors(features):
     with pytest.raises(ValueError, match="features"):
         metrics.feature_statistics(features)
 
 
-# --- the shipped classifier and FID on images ------------------------------------------------------------
+# --- the shipped classifier and FID on images
+# ------------------------------------------------------------
 
 
 def test_shipped_classifier_accuracy_and_features(classifier, test_digits):
@@ -193,7 +234,8 @@ def test_fid_floor_and_its_sample_size_bias(classifier):
 
 
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur with standard deviation sigma (pixels), separable kernel of radius 3 sigma, reflect padding."""
+    """Gaussian blur with standard deviation sigma (pixels), separable kernel of radius 3 sigma,
+    reflect padding."""
     radius = max(1, math.ceil(3 * sigma))
     k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=images.dtype) / sigma) ** 2)
     k = k / k.sum()
@@ -211,7 +253,9 @@ def test_fid_grows_monotonically_with_noise(classifier, test_digits):
     x = test_digits[:500]
     g = torch.Generator().manual_seed(14)
     eps = torch.randn(x.shape, generator=g)
-    values = [metrics.fid(x, (x + s * eps).clamp(0, 1), classifier) for s in (0.05, 0.1, 0.2, 0.35, 0.5)]
+    values = [
+        metrics.fid(x, (x + s * eps).clamp(0, 1), classifier) for s in (0.05, 0.1, 0.2, 0.35, 0.5)
+    ]
     assert all(a < b for a, b in zip(values, values[1:])), values
 
 

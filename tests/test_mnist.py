@@ -1,4 +1,5 @@
-"""dgm_lib.data.mnist.load_mnist: the real subset, its deterministic split, and the offline fallback (no network)."""
+"""dgm_lib.data.mnist.load_mnist: the real subset, its deterministic split, and the offline fallback
+(no network)."""
 
 import threading
 import time
@@ -34,7 +35,9 @@ def test_split_is_deterministic_and_disjoint(subset):
     train, test = subset["train"][0].flatten(1), subset["test"][0].flatten(1)
     everything = torch.cat([train, test])
     assert torch.unique(everything, dim=0).shape[0] == 5000  # no digit in both splits (or twice)
-    assert load_mnist("train")[0].data_ptr() != subset["train"][0].data_ptr()  # callers get their own tensors
+    assert (
+        load_mnist("train")[0].data_ptr() != subset["train"][0].data_ptr()
+    )  # callers get their own tensors
 
 
 def test_bad_arguments():
@@ -45,7 +48,8 @@ def test_bad_arguments():
 
 
 def _fake_mnist(fail_download=None, fail_local=True):
-    """A stand-in for torchvision.datasets.MNIST: local files missing, download raising `fail_download`."""
+    """A stand-in for torchvision.datasets.MNIST: local files missing, download raising
+    `fail_download`."""
 
     def make(root, train=True, download=False):
         if not download and fail_local:
@@ -53,7 +57,9 @@ def _fake_mnist(fail_download=None, fail_local=True):
         if download and fail_download is not None:
             raise fail_download
         n = 6 if train else 4
-        return SimpleNamespace(data=torch.full((n, 28, 28), 255, dtype=torch.uint8), targets=torch.arange(n))
+        return SimpleNamespace(
+            data=torch.full((n, 28, 28), 255, dtype=torch.uint8), targets=torch.arange(n)
+        )
 
     make.mirrors = ["https://mirror.invalid/mnist/"]
     return make
@@ -62,7 +68,9 @@ def _fake_mnist(fail_download=None, fail_local=True):
 def test_offline_falls_back_to_subset_quickly(monkeypatch, no_network, tmp_path, subset):
     monkeypatch.setattr(torchvision.datasets, "MNIST", _fake_mnist())
     start = time.perf_counter()
-    with pytest.warns(UserWarning, match=r"no MNIST mirror reachable .*using the real 5,000-digit subset") as record:
+    with pytest.warns(
+        UserWarning, match=r"no MNIST mirror reachable .*using the real 5,000-digit subset"
+    ) as record:
         images, labels = load_mnist("test", source="torchvision", root=tmp_path)
     assert time.perf_counter() - start < 2.0
     assert len(record) == 1 and "\n" not in str(record[0].message)
@@ -79,7 +87,12 @@ def test_failed_download_falls_back(monkeypatch, tmp_path, subset):
     unreachable = _fake_mnist(fail_download=OSError("[Errno 101] Network is unreachable"))
     monkeypatch.setattr(torchvision.datasets, "MNIST", unreachable)
     with pytest.warns(UserWarning, match="Network is unreachable"):
-        assert load_mnist("train", source="torchvision", root=tmp_path)[0].shape == (4000, 1, 28, 28)
+        assert load_mnist("train", source="torchvision", root=tmp_path)[0].shape == (
+            4000,
+            1,
+            28,
+            28,
+        )
 
 
 def test_torchvision_path_when_available(monkeypatch, no_network, tmp_path):
@@ -91,7 +104,9 @@ def test_torchvision_path_when_available(monkeypatch, no_network, tmp_path):
 
 def test_reachable_is_bounded_in_time(no_network):
     start = time.perf_counter()
-    assert not mnist._reachable(["https://mirror.invalid/a", "http://other.invalid:8080/b"], timeout=0.5)
+    assert not mnist._reachable(
+        ["https://mirror.invalid/a", "http://other.invalid:8080/b"], timeout=0.5
+    )
     assert time.perf_counter() - start < 1.0
 
 

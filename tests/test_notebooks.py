@@ -1,4 +1,5 @@
-"""Hygiene of the committed chapter notebooks (book/*.ipynb): executed, clean outputs, small, nbval-ready."""
+"""Hygiene of the committed chapter notebooks (book/*.ipynb): executed, clean outputs, small,
+nbval-ready."""
 
 import json
 import re
@@ -26,7 +27,8 @@ def code_cells(nb: nbformat.NotebookNode) -> list:
 
 
 def output_texts(cell: nbformat.NotebookNode):
-    """Every text an output of `cell` shows (streams, text-like MIME data, error text); no base64 images."""
+    """Every text an output of `cell` shows (streams, text-like MIME data, error text); no base64
+    images."""
     for output in cell.get("outputs", []):
         if output.output_type == "stream":
             yield output.text
@@ -40,7 +42,11 @@ def output_texts(cell: nbformat.NotebookNode):
 
 def displayed_widgets(cell: nbformat.NotebookNode) -> list[str]:
     """The model ids of the widgets that `cell` displays."""
-    return [out.data[WIDGET_VIEW]["model_id"] for out in cell.get("outputs", []) if WIDGET_VIEW in out.get("data", {})]
+    return [
+        out.data[WIDGET_VIEW]["model_id"]
+        for out in cell.get("outputs", [])
+        if WIDGET_VIEW in out.get("data", {})
+    ]
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=ids)
@@ -67,7 +73,11 @@ def test_is_committed_executed_in_order(notebook):
 
 def test_has_no_error_outputs(notebook):
     path, nb = notebook
-    errors = [i for i, cell in enumerate(nb.cells) if any(o.output_type == "error" for o in cell.get("outputs", []))]
+    errors = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if any(o.output_type == "error" for o in cell.get("outputs", []))
+    ]
     assert not errors, f"{path.name}: error outputs in cells {errors}"
 
 
@@ -77,12 +87,16 @@ def test_outputs_have_no_local_paths_or_memory_addresses(notebook):
         for text in output_texts(cell):
             for pattern in (LOCAL_PATH, MEMORY_ADDRESS):
                 match = pattern.search(text)
-                assert match is None, f"{path.name}, cell {index}: output shows {match.group()!r}: {text[:200]!r}"
+                assert match is None, (
+                    f"{path.name}, cell {index}: output shows {match.group()!r}: {text[:200]!r}"
+                )
 
 
 def test_is_at_most_3_mb(notebook):
     path, _ = notebook
-    assert path.stat().st_size <= MAX_BYTES, f"{path.name} is {path.stat().st_size / 2**20:.1f} MB (max 3 MB)"
+    assert path.stat().st_size <= MAX_BYTES, (
+        f"{path.name} is {path.stat().st_size / 2**20:.1f} MB (max 3 MB)"
+    )
 
 
 def test_widget_cells_ignore_output_and_state_is_saved(notebook):
@@ -97,7 +111,9 @@ def test_widget_cells_ignore_output_and_state_is_saved(notebook):
     if shown:
         state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
         missing = [model for model in shown if model not in state]
-        assert not missing, f"{path.name}: no saved widget state for {missing}; re-execute it with `make execute`"
+        assert not missing, (
+            f"{path.name}: no saved widget state for {missing}; re-execute it with `make execute`"
+        )
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=ids)
@@ -110,7 +126,9 @@ def test_chapter_has_a_check_output_cell(path):
 
 def sanitize(text: str) -> str:
     """`text` after the regexes of book/sanitize.cfg, applied the way nbval applies them."""
-    for regex, replace in get_sanitize_patterns((ROOT / "book" / "sanitize.cfg").read_text(encoding="utf-8")):
+    for regex, replace in get_sanitize_patterns(
+        (ROOT / "book" / "sanitize.cfg").read_text(encoding="utf-8")
+    ):
         text = re.sub(regex, replace, text)
     return text
 
@@ -118,12 +136,18 @@ def sanitize(text: str) -> str:
 @pytest.mark.parametrize(
     ("raw", "clean"),
     [
-        ("<Figure size 640x480 with 1 Axes at 0x7f3a2c1b9e50>", "<Figure size 640x480 with 1 Axes at 0xADDRESS>"),
+        (
+            "<Figure size 640x480 with 1 Axes at 0x7f3a2c1b9e50>",
+            "<Figure size 640x480 with 1 Axes at 0xADDRESS>",
+        ),
         ("trained in 12.3 s (4 ms per step)", "trained in DURATION (DURATION per step)"),
         ("Wall time: 1.52 s", "Wall time: TIME"),
         ("epoch 3: 100%|██████████| 200/200 [00:03<00:00, 61.23it/s, loss=1.2]", "PROGRESS-BAR"),
         ("saved to /tmp/tmpab12cd/model.pt", "saved to TEMP-PATH"),
-        ("log p(x) = -1.837877, bits/dim = 1.25, 3 samples", "log p(x) = -1.837877, bits/dim = 1.25, 3 samples"),
+        (
+            "log p(x) = -1.837877, bits/dim = 1.25, 3 samples",
+            "log p(x) = -1.837877, bits/dim = 1.25, 3 samples",
+        ),
     ],
 )
 def test_sanitizer_masks_only_what_changes_between_runs(raw, clean):

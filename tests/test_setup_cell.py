@@ -1,4 +1,5 @@
-"""Every chapter and exercise notebook starts with the canonical setup cell, pointing at `repository.url`."""
+"""Every chapter and exercise notebook starts with the canonical setup cell, pointing at
+`repository.url`."""
 
 from pathlib import Path
 
@@ -13,7 +14,8 @@ CONFIG = ROOT / "_config.yml"
 NOTEBOOKS = sorted(ROOT.glob("book/*.ipynb")) + sorted(ROOT.glob("book/exercises/*.ipynb"))
 
 CANONICAL = """\
-# Setup (identical in every chapter): install dgm_lib only when missing (Colab), pick the device, seed everything.
+# Setup (identical in every chapter): install dgm_lib only when missing (Colab),
+# pick the device, seed everything.
 try:
     import dgm_lib
 except ImportError:
@@ -29,8 +31,12 @@ seed_everything(0)"""
 def repo_url() -> str:
     """`repository.url` from _config.yml (the single source of the URL)."""
     if not CONFIG.is_file():
-        pytest.skip("_config.yml does not exist yet: it holds repository.url, which the setup cell must use")
-    url = (yaml.safe_load(CONFIG.read_text(encoding="utf-8")) or {}).get("repository", {}).get("url")
+        pytest.skip(
+            "_config.yml does not exist yet: it holds repository.url, which the setup cell must use"
+        )
+    url = (
+        (yaml.safe_load(CONFIG.read_text(encoding="utf-8")) or {}).get("repository", {}).get("url")
+    )
     assert url, "_config.yml has no repository.url"
     return url
 
@@ -55,5 +61,6 @@ def test_first_code_cell_is_the_setup_cell(path, repo_url):
     first = next((cell for cell in nb.cells if cell.cell_type == "code"), None)
     assert first is not None, f"{path.name} has no code cell"
     assert first.source == setup_cell(repo_url), (
-        f"{path.name}: the first code cell must be exactly dgm_lib.exercises.setup_cell({repo_url!r})"
+        f"{path.name}: the first code cell must be exactly "
+        f"dgm_lib.exercises.setup_cell({repo_url!r})"
     )

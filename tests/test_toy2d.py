@@ -1,4 +1,5 @@
-"""dgm_lib.data.toy2d: exact densities integrate to one and match their samplers; energies and errors."""
+"""dgm_lib.data.toy2d: exact densities integrate to one and match their samplers; energies and
+errors."""
 
 import math
 
@@ -37,20 +38,28 @@ def test_density_integrates_to_one(name):
 
 @pytest.mark.parametrize("name", NORMALIZED)
 def test_samples_match_density(name):
-    """Total variation between a 25 x 25 histogram of 200k samples and the bin masses of exp(log_prob)."""
+    """Total variation between a 25 x 25 histogram of 200k samples and the bin masses of
+    exp(log_prob)."""
     bins, sub, lim = 25, 16, 5.0
-    x = get_target(name).sample(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = get_target(name).sample(
+        200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     assert x.shape == (200_000, 2) and x.abs().max() < lim
     idx = ((x + lim) / (2 * lim) * bins).long()
     counts = torch.bincount(idx[:, 0] * bins + idx[:, 1], minlength=bins * bins).double()
     grid, area = _grid(lim, bins * sub)
-    mass = (get_target(name).log_prob(grid).exp() * area).reshape(bins, sub, bins, sub).sum((1, 3)).flatten()
+    mass = (
+        (get_target(name).log_prob(grid).exp() * area)
+        .reshape(bins, sub, bins, sub)
+        .sum((1, 3))
+        .flatten()
+    )
     tv = 0.5 * (counts / counts.sum() - mass).abs().sum().item()
     assert tv < 0.03, f"{name}: total variation {tv:.4f}"
 
 
 def test_banana_normalizer_against_quadrature():
-    """log Z of the banana over [-4, 4]^2: Gaussian in x2 given x1, so a 1D integral in x1 is exact."""
+    """log Z of the banana over [-4, 4]^2: Gaussian in x2 given x1, so a 1D integral is exact."""
 
     def integrand(x1):
         m = x1**2 / 2 - 1
@@ -74,7 +83,11 @@ def test_energy_shapes_follow_the_paper():
     u1, u2 = get_target("u1"), get_target("u2")
     ring = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
     lp = u1.log_prob(ring)
-    assert lp[0] == pytest.approx(lp[1]) and lp[0] == pytest.approx(0.0, abs=1e-9) and lp[2] < lp[0] - 4
+    assert (
+        lp[0] == pytest.approx(lp[1])
+        and lp[0] == pytest.approx(0.0, abs=1e-9)
+        and lp[2] < lp[0] - 4
+    )
     x1 = torch.linspace(-4, 4, 9, dtype=torch.float64)
     ridge = torch.stack([x1, torch.sin(math.pi * x1 / 2)], dim=-1)
     assert torch.allclose(u2.log_prob(ridge), torch.zeros(9, dtype=torch.float64), atol=1e-12)
@@ -99,8 +112,16 @@ def test_log_prob_follows_dtype_device_and_has_gradients(name):
 
 def test_checkerboard_support():
     board = get_target("checkerboard")
-    points = torch.tensor([[-3.0, -3.0], [-1.0, -3.0], [1.0, 1.0], [4.5, 0.0], [3.9, -3.9]], dtype=torch.float64)
-    assert board.log_prob(points).tolist() == [-math.log(32), -math.inf, -math.log(32), -math.inf, -math.inf]
+    points = torch.tensor(
+        [[-3.0, -3.0], [-1.0, -3.0], [1.0, 1.0], [4.5, 0.0], [3.9, -3.9]], dtype=torch.float64
+    )
+    assert board.log_prob(points).tolist() == [
+        -math.log(32),
+        -math.inf,
+        -math.log(32),
+        -math.inf,
+        -math.inf,
+    ]
 
 
 @pytest.mark.parametrize("name", NORMALIZED)

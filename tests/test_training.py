@@ -1,4 +1,5 @@
-"""dgm_lib.training.fit: history, progress bar, exact resume after a crash, NaN guard, argument checks."""
+"""dgm_lib.training.fit: history, progress bar, exact resume after a crash, NaN guard, argument
+checks."""
 
 from collections import namedtuple
 
@@ -8,13 +9,21 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dgm_lib.core import seed_everything
-from dgm_lib.io import CheckpointError, load_checkpoint
 from dgm_lib.data.toy2d import get_target
-from dgm_lib.training import FitOptions, History, NonFiniteLossError, ShuffledBatches, _to_device, fit
+from dgm_lib.io import CheckpointError, load_checkpoint
+from dgm_lib.training import (
+    FitOptions,
+    History,
+    NonFiniteLossError,
+    ShuffledBatches,
+    _to_device,
+    fit,
+)
 
 
 class Net(nn.Module):
-    """A small regressor with dropout (so training consumes the global RNG) returning named loss terms."""
+    """A small regressor with dropout (so training consumes the global RNG) returning named loss
+    terms."""
 
     def __init__(self):
         super().__init__()
@@ -39,12 +48,16 @@ class Sampled:
 
 def _loader(generator):
     points = get_target("eight_gaussians").sample(100, generator=torch.Generator().manual_seed(5))
-    return DataLoader(TensorDataset(points), batch_size=16, shuffle=True, generator=generator)  # 7 batches
+    return DataLoader(
+        TensorDataset(points), batch_size=16, shuffle=True, generator=generator
+    )  # 7 batches
 
 
 def _global_loader(generator):
     points = get_target("rings").sample(100, generator=torch.Generator().manual_seed(5))
-    return DataLoader(TensorDataset(points), batch_size=16, shuffle=True)  # shuffles with the global RNG
+    return DataLoader(
+        TensorDataset(points), batch_size=16, shuffle=True
+    )  # shuffles with the global RNG
 
 
 DATA = {"sampled": Sampled, "loader": _loader, "global_loader": _global_loader}
@@ -57,12 +70,24 @@ def _setup(seed, data_seed, make_data):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=4, gamma=0.7)
     generator = torch.Generator().manual_seed(data_seed)
-    return dict(model=model, optimizer=optimizer, scheduler=scheduler, generator=generator, data=make_data(generator))
+    return dict(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        generator=generator,
+        data=make_data(generator),
+    )
 
 
 def _run(setup, steps, **options):
-    return fit(setup["model"], setup["optimizer"], setup["data"], FitOptions(steps=steps, progress=False, **options),
-               scheduler=setup["scheduler"], generator=setup["generator"])
+    return fit(
+        setup["model"],
+        setup["optimizer"],
+        setup["data"],
+        FitOptions(steps=steps, progress=False, **options),
+        scheduler=setup["scheduler"],
+        generator=setup["generator"],
+    )
 
 
 def _params(model):
@@ -102,12 +127,16 @@ def straight():
 
 
 @pytest.mark.parametrize("kind", DATA)
-@pytest.mark.parametrize("every, crash_at", [(5, 13), (7, 16)])  # mid-epoch, and at an epoch boundary
+@pytest.mark.parametrize(
+    "every, crash_at", [(5, 13), (7, 16)]
+)  # mid-epoch, and at an epoch boundary
 def test_resume_after_crash_is_bit_for_bit(kind, every, crash_at, straight, tmp_path):
     path = tmp_path / "run.pt"
     crashed = _setup(0, 1, DATA[kind])
     with pytest.raises(KeyboardInterrupt):
-        _run(crashed, STEPS, checkpoint_path=path, checkpoint_every=every, loss_fn=CrashAt(crash_at))
+        _run(
+            crashed, STEPS, checkpoint_path=path, checkpoint_every=every, loss_fn=CrashAt(crash_at)
+        )
     saved = load_checkpoint(path)["state"]
     assert saved["step"] == (crash_at - 1) // every * every
     resumed = _setup(42, 99, DATA[kind])  # another process: other seeds, other initial weights
@@ -123,7 +152,9 @@ def test_resume_extends_a_finished_run(straight, tmp_path):
     assert len(half) == 11 and load_checkpoint(path)["state"]["step"] == 11
     second = _setup(3, 4, Sampled)
     history = _run(second, STEPS, checkpoint_path=path)
-    _assert_identical(_params(second["model"]), straight["sampled"][0], history, straight["sampled"][1])
+    _assert_identical(
+        _params(second["model"]), straight["sampled"][0], history, straight["sampled"][1]
+    )
     again = _setup(5, 6, Sampled)  # already done: loads and returns without training
     assert _run(again, STEPS, checkpoint_path=path).terms == history.terms
     _assert_identical(_params(again["model"]), straight["sampled"][0], history, history)
@@ -161,9 +192,15 @@ def test_nan_stops_and_restores_last_checkpoint(tmp_path):
         _run(setup, STEPS, checkpoint_path=path, checkpoint_every=5, loss_fn=NanAt(8))
     error = info.value
     assert (error.step, error.term, len(error.history)) == (8, "kl", 7)
-    assert "loss term 'kl' = nan at step 8" in str(error) and "step 5" in str(error) and "\n" not in str(error)
+    assert (
+        "loss term 'kl' = nan at step 8" in str(error)
+        and "step 5" in str(error)
+        and "\n" not in str(error)
+    )
     assert load_checkpoint(path)["state"]["step"] == 5  # the last good checkpoint is kept
-    assert all(torch.equal(a, b) for a, b in zip(_params(setup["model"]), _params(reference["model"])))
+    assert all(
+        torch.equal(a, b) for a, b in zip(_params(setup["model"]), _params(reference["model"]))
+    )
     assert setup["optimizer"].state_dict()["state"][0]["step"] == 5
 
 
@@ -173,7 +210,9 @@ def test_nan_without_checkpoint_leaves_last_stepped_model():
     setup = _setup(0, 1, Sampled)
     with pytest.raises(NonFiniteLossError, match="at step 8; optimizer not stepped; no checkpoint"):
         _run(setup, STEPS, loss_fn=NanAt(8))
-    assert all(torch.equal(a, b) for a, b in zip(_params(setup["model"]), _params(reference["model"])))
+    assert all(
+        torch.equal(a, b) for a, b in zip(_params(setup["model"]), _params(reference["model"]))
+    )
 
 
 def test_non_finite_gradient_is_caught():
@@ -185,7 +224,12 @@ def test_non_finite_gradient_is_caught():
         return {"loss": torch.sqrt(model(batch).sum() * 0)}
 
     with pytest.raises(NonFiniteLossError, match="gradient norm = nan at step 1") as info:
-        fit(model, optimizer, [torch.ones(4, 2)], FitOptions(steps=3, loss_fn=sqrt_of_zero, progress=False))
+        fit(
+            model,
+            optimizer,
+            [torch.ones(4, 2)],
+            FitOptions(steps=3, loss_fn=sqrt_of_zero, progress=False),
+        )
     assert info.value.term == "gradient norm"
     assert all(torch.equal(a, b) for a, b in zip(_params(model), before))
     assert all(p.grad is None for p in model.parameters())
@@ -194,7 +238,9 @@ def test_non_finite_gradient_is_caught():
 def test_history_and_progress_bar(capsys):
     setup = _setup(0, 1, Sampled)
     setup["model"].eval()
-    history = fit(setup["model"], setup["optimizer"], setup["data"], FitOptions(steps=9, grad_clip=1.0))
+    history = fit(
+        setup["model"], setup["optimizer"], setup["data"], FitOptions(steps=9, grad_clip=1.0)
+    )
     assert not setup["model"].training  # the caller's mode is restored
     arrays = history.as_arrays()
     assert set(arrays) == {"loss", "mse", "reg"} and all(a.shape == (9,) for a in arrays.values())
@@ -211,9 +257,18 @@ def test_history_and_progress_bar(capsys):
 
 def test_batches_move_to_device_and_are_unpacked():
     Pair = namedtuple("Pair", "x y")
-    batch = {"a": torch.zeros(2), "b": [torch.ones(1), (torch.ones(1), 3)], "c": Pair(torch.zeros(1), "s")}
+    batch = {
+        "a": torch.zeros(2),
+        "b": [torch.ones(1), (torch.ones(1), 3)],
+        "c": Pair(torch.zeros(1), "s"),
+    }
     moved = _to_device(batch, torch.device("meta"))
-    assert moved["a"].is_meta and moved["b"][0].is_meta and moved["b"][1][0].is_meta and moved["b"][1][1] == 3
+    assert (
+        moved["a"].is_meta
+        and moved["b"][0].is_meta
+        and moved["b"][1][0].is_meta
+        and moved["b"][1][1] == 3
+    )
     assert isinstance(moved["c"], Pair) and moved["c"].x.is_meta and moved["c"].y == "s"
 
     class TwoArgs(nn.Module):
@@ -226,10 +281,20 @@ def test_batches_move_to_device_and_are_unpacked():
 
     model = TwoArgs()
     data = DataLoader(TensorDataset(torch.randn(8, 2), torch.randn(8)), batch_size=4)
-    history = fit(model, torch.optim.SGD(model.parameters(), lr=0.1), data, FitOptions(steps=3, progress=False))
+    history = fit(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        data,
+        FitOptions(steps=3, progress=False),
+    )
     assert len(history) == 3
     model_kw = TwoArgs()
-    fit(model_kw, torch.optim.SGD(model_kw.parameters(), lr=0.1), [{"x": torch.ones(3, 2), "y": torch.zeros(3)}], FitOptions(steps=2, progress=False))
+    fit(
+        model_kw,
+        torch.optim.SGD(model_kw.parameters(), lr=0.1),
+        [{"x": torch.ones(3, 2), "y": torch.zeros(3)}],
+        FitOptions(steps=2, progress=False),
+    )
 
 
 def test_argument_errors():
@@ -245,7 +310,12 @@ def test_argument_errors():
     with pytest.raises(TypeError, match="not a tensor"):
         fit(model, optimizer, torch.randn(10, 2), FitOptions(steps=1))
     with pytest.raises(TypeError, match="'loss' key, got Tensor"):
-        fit(model, optimizer, data, FitOptions(steps=1, loss_fn=lambda m, b: m(b)["loss"], progress=False))
+        fit(
+            model,
+            optimizer,
+            data,
+            FitOptions(steps=1, loss_fn=lambda m, b: m(b)["loss"], progress=False),
+        )
     with pytest.raises(ValueError, match="no batches"):
         fit(model, optimizer, [], FitOptions(steps=1, progress=False))
     one_shot = (torch.randn(4, 2) for _ in range(2))
@@ -258,7 +328,9 @@ def test_shuffled_batches_cover_the_data_once_per_epoch_in_a_fresh_order():
     batches = ShuffledBatches(data, 4, torch.Generator().manual_seed(0))
     first, second = list(batches), list(batches)
     assert len(batches) == 3 and [len(b) for b in first] == [4, 4, 2]
-    assert torch.equal(torch.cat(first).sort().values, data) and torch.equal(torch.cat(second).sort().values, data)
+    assert torch.equal(torch.cat(first).sort().values, data) and torch.equal(
+        torch.cat(second).sort().values, data
+    )
     assert not torch.equal(torch.cat(first), torch.cat(second))
     doubled = ShuffledBatches(data, 4, torch.Generator().manual_seed(0), lambda x, g: 2 * x)
     assert torch.equal(torch.cat(list(doubled)), 2 * torch.cat(first))
@@ -275,26 +347,40 @@ def _noisy_metric(model):
 def test_evaluate_records_metrics_without_changing_the_training_stream(straight, tmp_path):
     setup = _setup(0, 1, _global_loader)
     history = _run(setup, STEPS, evaluate=_noisy_metric, evaluate_every=10)
-    _assert_identical(_params(setup["model"]), straight["global_loader"][0], history, straight["global_loader"][1])
+    _assert_identical(
+        _params(setup["model"]), straight["global_loader"][0], history, straight["global_loader"][1]
+    )
     assert [step for step, _ in history.evaluations["norm"]] == [10, 20, STEPS]
-    assert history.evaluations["norm"][-1][1] == pytest.approx(float(setup["model"].net[0].weight.norm()))
+    assert history.evaluations["norm"][-1][1] == pytest.approx(
+        float(setup["model"].net[0].weight.norm())
+    )
     assert setup["model"].training  # back in train mode
 
 
 def test_evaluations_survive_resume(tmp_path):
     path = tmp_path / "run.pt"
     first = _setup(0, 1, Sampled)
-    _run(first, 12, checkpoint_path=path, checkpoint_every=4, evaluate=_noisy_metric, evaluate_every=5)
+    _run(
+        first,
+        12,
+        checkpoint_path=path,
+        checkpoint_every=4,
+        evaluate=_noisy_metric,
+        evaluate_every=5,
+    )
     second = _setup(7, 8, Sampled)
     history = _run(second, STEPS, checkpoint_path=path, evaluate=_noisy_metric, evaluate_every=5)
     assert [step for step, _ in history.evaluations["norm"]] == [5, 10, 12, 15, 20, STEPS]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"evaluate": "fid"}, "evaluate must be a callable"),
-    ({"evaluate": _noisy_metric, "evaluate_every": 0}, "evaluate_every must be a positive int"),
-    ({"evaluate": lambda model: 3.0}, "evaluate must return a dict"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"evaluate": "fid"}, "evaluate must be a callable"),
+        ({"evaluate": _noisy_metric, "evaluate_every": 0}, "evaluate_every must be a positive int"),
+        ({"evaluate": lambda model: 3.0}, "evaluate must return a dict"),
+    ],
+)
 def test_evaluate_errors(kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):
         _run(_setup(0, 1, Sampled), 3, **kwargs)

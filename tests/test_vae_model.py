@@ -1,4 +1,4 @@
-"""dgm_lib.vae.VAE: likelihoods, ELBO and IWAE, gradients, fit(), shapes, dtypes and input errors."""
+"""dgm_lib.vae.VAE: likelihoods, ELBO and IWAE, gradients, fit(), shapes, dtypes, input errors."""
 
 from __future__ import annotations
 
@@ -33,11 +33,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_vae(
-    prior: str = "standard", posterior: str = "gaussian", likelihood: str = "bernoulli", conv: bool = False
+    prior: str = "standard",
+    posterior: str = "gaussian",
+    likelihood: str = "bernoulli",
+    conv: bool = False,
 ) -> VAE:
     """A small VAE on 8x8 images with z_dim = 2."""
     if conv:
-        encoder, decoder = ConvEncoder(X_SHAPE, (4, 8), 2), ConvDecoder(2, (8, 4), X_SHAPE, likelihood)
+        encoder, decoder = (
+            ConvEncoder(X_SHAPE, (4, 8), 2),
+            ConvDecoder(2, (8, 4), X_SHAPE, likelihood),
+        )
     else:
         encoder, decoder = MLPEncoder(64, (32,), 2), MLPDecoder(2, (32,), X_SHAPE, likelihood)
     priors = {
@@ -69,7 +75,9 @@ def test_bernoulli_and_gaussian_log_likelihood_against_torch_distributions(float
     bern = small_vae()
     expected = torch.distributions.Bernoulli(logits=bern.decode(z)).log_prob(x).sum((1, 2, 3))
     torch.testing.assert_close(bern.log_likelihood(x, z), expected)
-    torch.testing.assert_close(bern.log_likelihood(x.reshape(5, 64), z), expected)  # flat x is accepted
+    torch.testing.assert_close(
+        bern.log_likelihood(x.reshape(5, 64), z), expected
+    )  # flat x is accepted
     gauss = small_vae(likelihood="gaussian", conv=True)
     mean, log_var = gauss.decode(z)
     expected = torch.distributions.Normal(mean, (0.5 * log_var).exp()).log_prob(x).sum((1, 2, 3))
@@ -101,15 +109,24 @@ def test_iwae_with_one_sample_is_the_monte_carlo_elbo(float64):
 
 @pytest.mark.parametrize("prior", ["standard", "vamp"])
 def test_iwae_is_above_the_elbo_and_increases_with_k(float64, prior):
-    """E[IWAE_k] is non-decreasing in k and IWAE_1 = ELBO in expectation (Burda et al., Theorem 1); averaged over
-    64 points and 5 seeds the steps are far larger than the Monte Carlo noise."""
+    """E[IWAE_k] is non-decreasing in k and IWAE_1 = ELBO in expectation (Burda et al., Theorem 1);
+    averaged over 64 points and 5 seeds the steps are far larger than the Monte Carlo noise."""
     torch.manual_seed(0)
     model, x = small_vae(prior), digits(64)
-    fit(model, torch.optim.Adam(model.parameters(), lr=1e-2), [x], FitOptions(steps=30, progress=False))
+    fit(
+        model,
+        torch.optim.Adam(model.parameters(), lr=1e-2),
+        [x],
+        FitOptions(steps=30, progress=False),
+    )
     with torch.no_grad():
-        elbo = torch.stack([model.elbo(x, 20, torch.Generator().manual_seed(s)) for s in range(5)]).mean()
+        elbo = torch.stack(
+            [model.elbo(x, 20, torch.Generator().manual_seed(s)) for s in range(5)]
+        ).mean()
         bounds = [
-            torch.stack([model.iwae(x, k, torch.Generator().manual_seed(s)) for s in range(5)]).mean()
+            torch.stack(
+                [model.iwae(x, k, torch.Generator().manual_seed(s)) for s in range(5)]
+            ).mean()
             for k in (1, 10, 100)
         ]
     assert bounds[0].item() == pytest.approx(elbo.item(), abs=0.3)
@@ -118,8 +135,14 @@ def test_iwae_is_above_the_elbo_and_increases_with_k(float64, prior):
 
 @pytest.mark.parametrize(
     "prior,posterior,conv",
-    [("standard", "gaussian", True), ("mog", "gaussian", False), ("vamp", "gaussian", False),
-     ("realnvp", "gaussian", False), ("maf", "gaussian", False), ("standard", "iaf", False)],
+    [
+        ("standard", "gaussian", True),
+        ("mog", "gaussian", False),
+        ("vamp", "gaussian", False),
+        ("realnvp", "gaussian", False),
+        ("maf", "gaussian", False),
+        ("standard", "iaf", False),
+    ],
 )
 def test_every_parameter_gets_a_gradient(prior, posterior, conv):
     torch.manual_seed(0)
@@ -127,7 +150,9 @@ def test_every_parameter_gets_a_gradient(prior, posterior, conv):
     terms = model(digits(16))
     assert set(terms) == {"loss", "elbo", "recon", "kl"}
     terms["loss"].backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [
+        name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
     assert not missing, f"no gradient for {missing}"
 
 
@@ -148,7 +173,12 @@ def test_beta_weights_the_kl_in_the_loss():
 def test_fit_on_a_tiny_subset_decreases_the_loss(prior, posterior):
     torch.manual_seed(0)
     model, x = small_vae(prior, posterior), digits(64)
-    history = fit(model, torch.optim.Adam(model.parameters(), lr=3e-3), list(x.split(32)), FitOptions(steps=150, progress=False))
+    history = fit(
+        model,
+        torch.optim.Adam(model.parameters(), lr=3e-3),
+        list(x.split(32)),
+        FitOptions(steps=150, progress=False),
+    )
     assert history.last("loss", 10) < history["loss"][0] - 10
     assert all(math.isfinite(v) for v in history["loss"])
 
@@ -170,7 +200,8 @@ def test_float64_model_follows_its_dtype(float64):
 
 
 def test_extreme_inputs_give_finite_values():
-    """Huge encoder outputs are clamped: log-variances stay in (-LOG_VAR_BOUND, LOG_VAR_BOUND), no NaN or inf."""
+    """Huge encoder outputs are clamped: log-variances stay in (-LOG_VAR_BOUND, LOG_VAR_BOUND), no
+    NaN or inf."""
     torch.manual_seed(0)
     model = small_vae("mog", "iaf")
     x = 1e4 * digits(8)
@@ -206,7 +237,12 @@ def test_errors_name_the_argument_and_the_allowed_values():
     with pytest.raises(TypeError, match="Transform"):
         FlowPrior(nn.Linear(2, 2), 2)
     with pytest.raises(TypeError, match="posterior_flow"):
-        VAE(MLPEncoder(64, (8,), 2), MLPDecoder(2, (8,), X_SHAPE), StandardNormalPrior(2), nn.Linear(2, 2))
+        VAE(
+            MLPEncoder(64, (8,), 2),
+            MLPDecoder(2, (8,), X_SHAPE),
+            StandardNormalPrior(2),
+            nn.Linear(2, 2),
+        )
     with pytest.raises(ValueError, match="at least 2 data points"):
         elbo_surgery(model, digits(1))
     with pytest.raises(ValueError, match="x contains NaN"):

@@ -1,4 +1,5 @@
-"""ELBO surgery on trained VAEs (a small one trained here, and the zoo's MNIST VAEs) and the zoo data helpers."""
+"""ELBO surgery on trained VAEs (a small one trained here, and the zoo's MNIST VAEs) and the zoo
+data helpers."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ import pytest
 import torch
 
 from dgm_lib import zoo
-from dgm_lib.training import FitOptions, ShuffledBatches, fit
-from dgm_lib.vae import VAE, MLPDecoder, MLPEncoder, StandardNormalPrior, VampPrior, elbo_surgery, gaussian_kl
 from dgm_lib.data.mnist import mnist_images
-from dgm_lib.vae import recipes
+from dgm_lib.training import FitOptions, ShuffledBatches, fit
+from dgm_lib.vae import (
+    VAE,
+    MLPDecoder,
+    MLPEncoder,
+    StandardNormalPrior,
+    VampPrior,
+    elbo_surgery,
+    gaussian_kl,
+    recipes,
+)
 from dgm_lib.vae.chapter import evaluate
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,12 +32,17 @@ def mnist_test() -> torch.Tensor:
 
 
 def test_surgery_on_a_small_trained_vae_matches_the_closed_form_kl(float64, mnist_test):
-    """MI + marginal KL (Monte Carlo, q_agg over all n points) = 1/n sum_i KL(q(z|x_i) || N(0, I)) (closed form)
-    within the Monte Carlo error measured across 8 seeds; 0 <= MI <= log n."""
+    """MI + marginal KL (Monte Carlo, q_agg over all n points) = 1/n sum_i KL(q(z|x_i) || N(0, I))
+    (closed form) within the Monte Carlo error measured across 8 seeds; 0 <= MI <= log n."""
     torch.manual_seed(0)
     x = mnist_test[:300].double()
     model = VAE(MLPEncoder(784, (64,), 2), MLPDecoder(2, (64,)), StandardNormalPrior(2))
-    fit(model, torch.optim.Adam(model.parameters(), lr=3e-3), list(x.split(50)), FitOptions(steps=300, progress=False))
+    fit(
+        model,
+        torch.optim.Adam(model.parameters(), lr=3e-3),
+        list(x.split(50)),
+        FitOptions(steps=300, progress=False),
+    )
     with torch.no_grad():
         closed = gaussian_kl(*model.encode(x)).mean().item()
     runs = [elbo_surgery(model, x, 20, torch.Generator().manual_seed(s)) for s in range(8)]
@@ -61,7 +74,8 @@ def test_binarized_batches_shuffle_and_redraw_every_epoch():
 
 @pytest.mark.parametrize("name", list(recipes.PRIORS))
 def test_zoo_vae_loads_and_its_surgery_terms_are_consistent(name, mnist_test):
-    """The shipped weights load into the registered model (within the size budget) and give a sensible test ELBO."""
+    """The shipped weights load into the registered model (within the size budget) and give a
+    sensible test ELBO."""
     assert zoo.checkpoint_path(name).stat().st_size <= zoo.entry(name).max_bytes
     model = zoo.load(name, train_if_missing=False, device="cpu")
     assert isinstance(model, VAE) and model.z_dim == 2
@@ -71,4 +85,6 @@ def test_zoo_vae_loads_and_its_surgery_terms_are_consistent(name, mnist_test):
     assert s["avg_kl"] == pytest.approx(s["mi"] + s["marginal_kl"], abs=1e-6)
     assert 0 < s["mi"] <= s["log_n"] and s["marginal_kl"] > -0.5
     if isinstance(model.prior, VampPrior):
-        assert model.prior.encoder is model.encoder  # the VampPrior shares phi with the encoder after loading
+        assert (
+            model.prior.encoder is model.encoder
+        )  # the VampPrior shares phi with the encoder after loading

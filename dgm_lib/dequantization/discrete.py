@@ -1,4 +1,5 @@
-"""Discrete data y in {0, ..., K-1}^D (K = num_bins, 256 for pixels) and bits per dimension (Lecture 7).
+"""Discrete data y in {0, ..., K-1}^D (K = num_bins, 256 for pixels) and bits per dimension (Lecture
+7).
 
 Bits per dimension = -log2 P(y) / D: the code length of an image per pixel under a model P.
 """
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from dgm_lib.checks import check_float_tensor, check_integer_valued, check_positive_int
@@ -17,7 +17,8 @@ LN2 = math.log(2.0)
 
 
 def check_discrete(y: Tensor, num_bins: int, name: str = "y") -> None:
-    """ValueError naming `name` unless every entry of `y` is a finite integer in {0, ..., num_bins - 1}.
+    """ValueError naming `name` unless every entry of `y` is a finite integer in {0, ..., num_bins -
+    1}.
 
     Integer and floating dtypes are accepted (pixels are usually integer-valued floats).
     """

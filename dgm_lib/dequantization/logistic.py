@@ -24,8 +24,13 @@ def _inv_scale(log_s: Tensor) -> Tensor:
 
 
 def _log1mexp(a: Tensor) -> Tensor:
-    """log(1 - exp(-a)) for a > 0, stably (Maechler, 2012): log(-expm1(-a)) below ln 2, log1p(-exp(-a)) above."""
-    return torch.where(a < LN2, torch.log(-torch.expm1(-a.clamp(max=LN2))), torch.log1p(-torch.exp(-a.clamp(min=LN2))))
+    """log(1 - exp(-a)) for a > 0, stably (Maechler, 2012): log(-expm1(-a)) below ln 2,
+    log1p(-exp(-a)) above."""
+    return torch.where(
+        a < LN2,
+        torch.log(-torch.expm1(-a.clamp(max=LN2))),
+        torch.log1p(-torch.exp(-a.clamp(min=LN2))),
+    )
 
 
 def _check_logistic(x: Tensor, name: str, *params: tuple[Tensor, str]) -> None:
@@ -34,10 +39,11 @@ def _check_logistic(x: Tensor, name: str, *params: tuple[Tensor, str]) -> None:
 
 
 def logistic_log_prob(x: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
-    """log p(x|mu, s) of the logistic density p = exp(-(x - mu)/s) / (s (1 + exp(-(x - mu)/s))^2), elementwise.
+    """log p(x|mu, s) of the logistic density p = exp(-(x - mu)/s) / (s (1 + exp(-(x - mu)/s))^2),
+    elementwise.
 
-    Computed as log sigmoid(t) + log sigmoid(-t) - log s with t = (x - mu) / s; log s is clamped below at
-    LOG_SCALE_MIN (Salimans et al., PixelCNN++, 2017).
+    Computed as log sigmoid(t) + log sigmoid(-t) - log s with t = (x - mu) / s; log s is clamped
+    below at LOG_SCALE_MIN (Salimans et al., PixelCNN++, 2017).
     """
     _check_logistic(x, "x", (mu, "mu"), (log_s, "log_s"))
     inv_s = _inv_scale(log_s)
@@ -52,22 +58,27 @@ def logistic_cdf(x: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
 
 
 def _check_mixture(x: Tensor, name: str, logit_pi: Tensor, mu: Tensor, log_s: Tensor) -> None:
-    """Float tensors; logit_pi, mu, log_s broadcast with x[..., None] (the component dimension is last)."""
+    """Float tensors; logit_pi, mu, log_s broadcast with x[..., None] (the component dimension is
+    last)."""
     _check_logistic(x, name, (logit_pi, "logit_pi"), (mu, "mu"), (log_s, "log_s"))
     try:
         torch.broadcast_shapes(x.unsqueeze(-1).shape, logit_pi.shape, mu.shape, log_s.shape)
     except RuntimeError:
         raise ValueError(
-            f"{name} (...), logit_pi, mu and log_s (..., n_components) must broadcast with the component dimension "
-            f"last, got {name} {tuple(x.shape)}, logit_pi {tuple(logit_pi.shape)}, mu {tuple(mu.shape)}, "
+            f"{name} (...), logit_pi, mu and log_s (..., n_components) must broadcast with the "
+            "component dimension "
+            f"last, got {name} {tuple(x.shape)}, logit_pi {tuple(logit_pi.shape)}, mu "
+            f"{tuple(mu.shape)}, "
             f"log_s {tuple(log_s.shape)}"
         ) from None
 
 
 def mix_logistic_log_prob(x: Tensor, logit_pi: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
-    """Continuous mixture log-density log p(x|pi, mu, s) = logsumexp_k [log pi_k + log p(x|mu_k, s_k)].
+    """Continuous mixture log-density log p(x|pi, mu, s) = logsumexp_k [log pi_k + log p(x|mu_k,
+    s_k)].
 
-    x has shape (...); logit_pi, mu, log_s have shape (..., K) (broadcastable), pi = softmax(logit_pi).
+    x has shape (...); logit_pi, mu, log_s have shape (..., K) (broadcastable), pi =
+    softmax(logit_pi).
     """
     _check_mixture(x, "x", logit_pi, mu, log_s)
     log_pi = torch.log_softmax(logit_pi, dim=-1)
@@ -75,25 +86,37 @@ def mix_logistic_log_prob(x: Tensor, logit_pi: Tensor, mu: Tensor, log_s: Tensor
 
 
 def mix_logistic_cdf(x: Tensor, logit_pi: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
-    """Mixture CDF F(x) = sum_k pi_k sigmoid((x - mu_k) / s_k), pi = softmax(logit_pi); shapes as in mix_logistic_*."""
+    """Mixture CDF F(x) = sum_k pi_k sigmoid((x - mu_k) / s_k), pi = softmax(logit_pi); shapes as in
+    mix_logistic_*."""
     _check_mixture(x, "x", logit_pi, mu, log_s)
     pi = torch.softmax(logit_pi, dim=-1)
     return (pi * logistic_cdf(x.unsqueeze(-1), mu, log_s)).sum(-1)
 
 
 def _log_interval_mass(
-    lo: Tensor, hi: Tensor, mu: Tensor, log_s: Tensor, open_lo: Tensor | None = None, open_hi: Tensor | None = None
+    lo: Tensor,
+    hi: Tensor,
+    mu: Tensor,
+    log_s: Tensor,
+    open_lo: Tensor | None = None,
+    open_hi: Tensor | None = None,
 ) -> Tensor:
-    """log[F(hi) - F(lo)] of a logistic, exactly and stably, with F(lo) = 0 where open_lo and F(hi) = 1 where open_hi.
+    """log[F(hi) - F(lo)] of a logistic, exactly and stably, with F(lo) = 0 where open_lo and F(hi)
+    = 1 where open_hi.
 
-    With a = (lo - mu)/s, b = (hi - mu)/s, the identity sigmoid(b) - sigmoid(a) = sigmoid(b) sigmoid(-a) (1 - exp(a-b))
-    gives log[F(hi) - F(lo)] = log sigmoid(b) + log sigmoid(-a) + log(1 - e^(-(hi - lo)/s)): three terms that are
-    finite with finite gradients for any mu and s (no cancellation, no underflow of the difference). An open lower
-    edge (F(lo) = 0) keeps only log sigmoid(b), an open upper edge (F(hi) = 1) only log sigmoid(-a).
+    With a = (lo - mu)/s, b = (hi - mu)/s, the identity sigmoid(b) - sigmoid(a) = sigmoid(b)
+    sigmoid(-a) (1 - exp(a-b)) gives log[F(hi) - F(lo)] = log sigmoid(b) + log sigmoid(-a) + log(1 -
+    e^(-(hi - lo)/s)): three terms that are finite with finite gradients for any mu and s (no
+    cancellation, no underflow of the difference). An open lower edge (F(lo) = 0) keeps only log
+    sigmoid(b), an open upper edge (F(hi) = 1) only log sigmoid(-a).
     """
     inv_s = _inv_scale(log_s)
     a, b = (lo - mu) * inv_s, (hi - mu) * inv_s
-    log_upper, log_lower, log_width = F.logsigmoid(b), F.logsigmoid(-a), _log1mexp((hi - lo) * inv_s)
+    log_upper, log_lower, log_width = (
+        F.logsigmoid(b),
+        F.logsigmoid(-a),
+        _log1mexp((hi - lo) * inv_s),
+    )
     if open_lo is None and open_hi is None:
         return log_upper + log_lower + log_width
     zero = torch.zeros((), dtype=log_upper.dtype, device=log_upper.device)
@@ -106,13 +129,17 @@ def _log_interval_mass(
     )
 
 
-def discretized_logistic_log_prob(y: Tensor, mu: Tensor, log_s: Tensor, num_bins: int = NUM_BINS) -> Tensor:
-    """log P(y) = log[F(y + 0.5) - F(y - 0.5)] of a discretized logistic on {0, ..., K-1}, elementwise.
+def discretized_logistic_log_prob(
+    y: Tensor, mu: Tensor, log_s: Tensor, num_bins: int = NUM_BINS
+) -> Tensor:
+    """log P(y) = log[F(y + 0.5) - F(y - 0.5)] of a discretized logistic on {0, ..., K-1},
+    elementwise.
 
-    Edge bins: y = 0 uses F(-inf) = 0 and y = K-1 uses F(+inf) = 1, so sum_y P(y) = 1 exactly (PixelCNN++,
-    Salimans et al., 2017). Computed in log space by the identity of `_log_interval_mass` (finite values and
-    gradients for any mu and s >= exp(LOG_SCALE_MIN)), which makes PixelCNN++'s midpoint-density fallback for an
-    underflowing CDF difference unnecessary. y must be integers in {0, ..., num_bins - 1}.
+    Edge bins: y = 0 uses F(-inf) = 0 and y = K-1 uses F(+inf) = 1, so sum_y P(y) = 1 exactly
+    (PixelCNN++, Salimans et al., 2017). Computed in log space by the identity of
+    `_log_interval_mass` (finite values and gradients for any mu and s >= exp(LOG_SCALE_MIN)), which
+    makes PixelCNN++'s midpoint-density fallback for an underflowing CDF difference unnecessary. y
+    must be integers in {0, ..., num_bins - 1}.
     """
     check_discrete(y, num_bins)
     _check_logistic(mu, "mu", (log_s, "log_s"))
@@ -123,23 +150,29 @@ def discretized_logistic_log_prob(y: Tensor, mu: Tensor, log_s: Tensor, num_bins
 def discretized_mix_logistic_log_prob(
     y: Tensor, logit_pi: Tensor, mu: Tensor, log_s: Tensor, num_bins: int = NUM_BINS
 ) -> Tensor:
-    """log P(y) = logsumexp_k [log pi_k + log P_k(y)] of a discretized logistic mixture (PixelCNN++), shape of y.
+    """log P(y) = logsumexp_k [log pi_k + log P_k(y)] of a discretized logistic mixture
+    (PixelCNN++), shape of y.
 
-    y has shape (...), logit_pi / mu / log_s have shape (..., K) (broadcastable), P_k as discretized_logistic_log_prob.
+    y has shape (...), logit_pi / mu / log_s have shape (..., K) (broadcastable), P_k as
+    discretized_logistic_log_prob.
     """
     check_discrete(y, num_bins)
     check_float_tensor(mu, "mu")
     _check_mixture(y.to(mu.dtype), "y", logit_pi, mu, log_s)
     log_pi = torch.log_softmax(logit_pi, dim=-1)
-    return torch.logsumexp(log_pi + discretized_logistic_log_prob(y.unsqueeze(-1), mu, log_s, num_bins), dim=-1)
+    return torch.logsumexp(
+        log_pi + discretized_logistic_log_prob(y.unsqueeze(-1), mu, log_s, num_bins), dim=-1
+    )
 
 
 class MixtureOfLogistics(nn.Module):
-    """p(x|pi, mu, s) = prod_j sum_k pi_jk Logistic(x_j|mu_jk, s_jk): a learnable mixture, independent per dimension.
+    """p(x|pi, mu, s) = prod_j sum_k pi_jk Logistic(x_j|mu_jk, s_jk): a learnable mixture,
+    independent per dimension.
 
-    Parameters logit_pi, mu, log_s have shape (dim, n_components); mu starts at loc + scale * N(0, 1) draws, s at
-    `scale`. It is a continuous density on R^D, discretizable through its CDF (PixelCNN++, Salimans et al., 2017)
-    and with an exact dequantized likelihood log int_{[0,1]^D} p(y + u) du (the uniform-dequantization theorem).
+    Parameters logit_pi, mu, log_s have shape (dim, n_components); mu starts at loc + scale * N(0,
+    1) draws, s at `scale`. It is a continuous density on R^D, discretizable through its CDF
+    (PixelCNN++, Salimans et al., 2017) and with an exact dequantized likelihood log int_{[0,1]^D}
+    p(y + u) du (the uniform-dequantization theorem).
     """
 
     def __init__(self, n_components: int, dim: int = 1, *, loc: float = 0.0, scale: float = 1.0):
@@ -173,15 +206,20 @@ class MixtureOfLogistics(nn.Module):
         return mix_logistic_cdf(x, self.logit_pi, self.mu, self.log_s)
 
     def discrete_log_prob(self, y: Tensor, num_bins: int = NUM_BINS) -> Tensor:
-        """log P(y|theta) = sum_j log[F_j(y_j + 0.5) - F_j(y_j - 0.5)], edge bins 0 and K-1 open, shape (B,)."""
+        """log P(y|theta) = sum_j log[F_j(y_j + 0.5) - F_j(y_j - 0.5)], edge bins 0 and K-1 open,
+        shape (B,)."""
         self._check_x(y, "y")
-        return discretized_mix_logistic_log_prob(y, self.logit_pi, self.mu, self.log_s, num_bins).sum(1)
+        return discretized_mix_logistic_log_prob(
+            y, self.logit_pi, self.mu, self.log_s, num_bins
+        ).sum(1)
 
     def dequantized_log_prob(self, y: Tensor) -> Tensor:
-        """log P(y|theta) = log int_{[0,1]^D} p(y + u|theta) du = sum_j log[F_j(y_j + 1) - F_j(y_j)], exact, shape (B,).
+        """log P(y|theta) = log int_{[0,1]^D} p(y + u|theta) du = sum_j log[F_j(y_j + 1) -
+        F_j(y_j)], exact, shape (B,).
 
-        The discrete model behind uniform dequantization: E_u log p(y + u) <= log P(y) (Jensen). Its bins [y, y + 1)
-        cover [0, K) only, so over y in {0..K-1} it sums to F(K) - F(0) <= 1 (the rest of the mass is outside).
+        The discrete model behind uniform dequantization: E_u log p(y + u) <= log P(y) (Jensen). Its
+        bins [y, y + 1) cover [0, K) only, so over y in {0..K-1} it sums to F(K) - F(0) <= 1 (the
+        rest of the mass is outside).
         """
         self._check_x(y, "y")
         check_integer_valued(y, "y")
@@ -191,7 +229,8 @@ class MixtureOfLogistics(nn.Module):
         return torch.logsumexp(log_pi + log_mass, dim=-1).sum(1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n draws x ~ p(x|theta): a component k ~ pi_j per dimension, then x_j = mu_jk + s_jk logit(v), v ~ U(0, 1)."""
+        """n draws x ~ p(x|theta): a component k ~ pi_j per dimension, then x_j = mu_jk + s_jk
+        logit(v), v ~ U(0, 1)."""
         check_positive_int(n, "n")
         with torch.no_grad():
             device = generator.device if generator is not None else self.mu.device

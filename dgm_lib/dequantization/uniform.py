@@ -20,10 +20,11 @@ def _float_dtype(y: Tensor) -> torch.dtype:
 
 
 def uniform_dequantize(y: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """x = y + u with u ~ U[0, 1)^D drawn independently per entry (uniform dequantization, Theis et al., 2016).
+    """x = y + u with u ~ U[0, 1)^D drawn independently per entry (uniform dequantization, Theis et
+    al., 2016).
 
-    The noise is drawn on the generator's device (y's device without one) and x is returned on y's device, in y's
-    dtype if floating, else in the default dtype.
+    The noise is drawn on the generator's device (y's device without one) and x is returned on y's
+    device, in y's dtype if floating, else in the default dtype.
     """
     check_integer_valued(y, "y")
     dtype = _float_dtype(y)
@@ -33,7 +34,8 @@ def uniform_dequantize(y: Tensor, generator: torch.Generator | None = None) -> T
 
 
 class UniformDequantizer(nn.Module):
-    """q(u|y) = U[0, 1]^D: x = y + u and log q(u|y) = 0 (Theis et al., 2016; Dinh et al., RealNVP, 2017)."""
+    """q(u|y) = U[0, 1]^D: x = y + u and log q(u|y) = 0 (Theis et al., 2016; Dinh et al., RealNVP,
+    2017)."""
 
     def forward(self, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """(x = y + u, log q(u|y) = 0 of shape (B,)), u ~ U[0, 1)^D."""

@@ -19,14 +19,16 @@ from dgm_lib.flows.coupling import AffineCoupling, checkerboard_mask, half_mask
 
 
 class VariationalDequantizer(nn.Module):
-    """Flow++ dequantization noise q(u|y): eps ~ N(0, I), h = g(eps; y) by conditional affine couplings, u = sigmoid(h).
+    """Flow++ dequantization noise q(u|y): eps ~ N(0, I), h = g(eps; y) by conditional affine
+    couplings, u = sigmoid(h).
 
-    log q(u|y) = log N(eps; 0, I) - log|det dg/deps| - sum_j log sigmoid'(h_j), sigmoid'(h) = sigmoid(h) sigmoid(-h)
-    (Ho et al., Flow++, ICML 2019). Each coupling is a RealNVP AffineCoupling on the stack [eps, c(y)] along dim 1,
-    c(y) = y / num_bins - 0.5, whose mask keeps c(y) and half of eps fixed: the conditioner sees the untouched half
-    of eps AND y. Vectors (B, D) use MLP conditioners and alternating half masks (D = 1: an elementwise affine map
-    of eps depending on y only); images (B, C, H, W) use conv conditioners and alternating checkerboard masks.
-    Couplings start at the identity, so the initial q is u = sigmoid(eps).
+    log q(u|y) = log N(eps; 0, I) - log|det dg/deps| - sum_j log sigmoid'(h_j), sigmoid'(h) =
+    sigmoid(h) sigmoid(-h) (Ho et al., Flow++, ICML 2019). Each coupling is a RealNVP AffineCoupling
+    on the stack [eps, c(y)] along dim 1, c(y) = y / num_bins - 0.5, whose mask keeps c(y) and half
+    of eps fixed: the conditioner sees the untouched half of eps AND y. Vectors (B, D) use MLP
+    conditioners and alternating half masks (D = 1: an elementwise affine map of eps depending on y
+    only); images (B, C, H, W) use conv conditioners and alternating checkerboard masks. Couplings
+    start at the identity, so the initial q is u = sigmoid(eps).
     """
 
     def __init__(
@@ -43,7 +45,9 @@ class VariationalDequantizer(nn.Module):
             event_shape = (event_shape,)
         event_shape = tuple(event_shape)
         if len(event_shape) not in (1, 3):
-            raise ValueError(f"event_shape must be (D,) for vectors or (C, H, W) for images, got {event_shape!r}")
+            raise ValueError(
+                f"event_shape must be (D,) for vectors or (C, H, W) for images, got {event_shape!r}"
+            )
         for k, size in enumerate(event_shape):
             check_positive_int(size, f"event_shape[{k}]")
         check_positive_int(depth, "depth")
@@ -55,7 +59,9 @@ class VariationalDequantizer(nn.Module):
         for k in range(depth):
             if len(event_shape) == 1:
                 d = event_shape[0]
-                eps_mask = torch.zeros(1, dtype=torch.bool) if d == 1 else half_mask(d) ^ (k % 2 == 1)
+                eps_mask = (
+                    torch.zeros(1, dtype=torch.bool) if d == 1 else half_mask(d) ^ (k % 2 == 1)
+                )
                 mask = torch.cat([eps_mask, torch.ones(d, dtype=torch.bool)])
                 layer = AffineCoupling(mask, hidden, bound=bound)
             else:
@@ -68,7 +74,8 @@ class VariationalDequantizer(nn.Module):
         self.couplings = nn.ModuleList(layers)
 
     def extra_repr(self) -> str:
-        return f"event_shape={tuple(self.event_shape)}, depth={len(self.couplings)}, num_bins={self.num_bins}"
+        shape, depth = tuple(self.event_shape), len(self.couplings)
+        return f"event_shape={shape}, depth={depth}, num_bins={self.num_bins}"
 
     def _condition(self, y: Tensor, name: str, dtype: torch.dtype) -> Tensor:
         """c(y) = y / num_bins - 0.5 after checking y (B, *event_shape) is discrete."""
@@ -79,7 +86,8 @@ class VariationalDequantizer(nn.Module):
         return y.to(dtype) / self.num_bins - 0.5
 
     def _through_couplings(self, v: Tensor, c: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        """Apply g (eps -> h) or g^{-1} (h -> eps) given c(y); returns the result and its log|det| (B,)."""
+        """Apply g (eps -> h) or g^{-1} (h -> eps) given c(y); returns the result and its log|det|
+        (B,)."""
         d = v.shape[1]
         stack, total = torch.cat([v, c], dim=1), 0
         for layer in reversed(self.couplings) if inverse else self.couplings:
@@ -93,7 +101,7 @@ class VariationalDequantizer(nn.Module):
         return sum_except_batch(F.logsigmoid(h) + F.logsigmoid(-h))
 
     def forward(self, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """(x = y + u, log q(u|y)) with u = sigmoid(g(eps; y)), eps ~ N(0, I); log q of shape (B,)."""
+        """(x = y + u, log q(u|y) of shape (B,)) with u = sigmoid(g(eps; y)), eps ~ N(0, I)."""
         dtype = next(self.parameters()).dtype
         c = self._condition(y, "y", dtype)
         eps = self.base.sample(y.shape[0], generator=generator).to(c.device)
@@ -105,11 +113,14 @@ class VariationalDequantizer(nn.Module):
     def log_q(self, u: Tensor, y: Tensor) -> Tensor:
         """log q(u|y) by the inverse pass h = logit(u), eps = g^{-1}(h; y), shape (B,).
 
-        log q(u|y) = log N(eps) + log|det dg^{-1}/dh| - sum_j log sigmoid'(h_j); u must lie in (0, 1)^D.
+        log q(u|y) = log N(eps) + log|det dg^{-1}/dh| - sum_j log sigmoid'(h_j); u must lie in (0,
+        1)^D.
         """
         check_tensor(u, "u")
         if (u <= 0).any() or (u >= 1).any():
-            raise ValueError(f"u must lie in (0, 1), got values in [{u.min().item():.4g}, {u.max().item():.4g}]")
+            raise ValueError(
+                f"u must lie in (0, 1), got values in [{u.min().item():.4g}, {u.max().item():.4g}]"
+            )
         c = self._condition(y, "y", u.dtype)
         h = torch.log(u) - torch.log1p(-u)
         eps, log_det = self._through_couplings(h, c, inverse=True)

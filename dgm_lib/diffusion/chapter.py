@@ -1,4 +1,5 @@
-"""Chapter 07 "DDPM vs blur": the study that samples every diffusion zoo model and scores it with FID.
+"""Chapter 07 "DDPM vs blur": the study that samples every diffusion zoo model and scores it with
+FID.
 
 `python -m dgm_lib.zoo study diffusion` (after the zoo trainings; one CPU thread) draws N_SAMPLES
 images per model and sampling mode with a fixed seed: Algorithm 2 for the DDPMs (T = 18300 ancestral
@@ -38,7 +39,17 @@ LOSS_BLOCK = 50  # steps per point of the loss curve
 LOSS_LAST = 100  # steps averaged into the final loss
 JSON_PATH = zoo.results_dir() / "diffusion_study.json"
 NPZ_PATH = zoo.results_dir() / "diffusion_samples.npz"
-DEFAULT_STEPS = (1000, 750, 500, 250, 100, 50, 10, 5, 1)  # the report's appendix tables (sample timesteps)
+DEFAULT_STEPS = (
+    1000,
+    750,
+    500,
+    250,
+    100,
+    50,
+    10,
+    5,
+    1,
+)  # the report's appendix tables (sample timesteps)
 CAPTURE: dict[str, tuple[int, ...]] = {
     "ddpm_default": DEFAULT_STEPS,
     "ddpm_model1": (1840, 1000, 540, 140, 40, 10, 5, 2, 1),
@@ -48,7 +59,12 @@ CAPTURE: dict[str, tuple[int, ...]] = {
     "cold_blur": (500, 400, 300, 250, 200, 100, 50, 25, 1),
     "cold_hybrid": (500, 400, 300, 250, 200, 100, 50, 25, 1),
 }
-COLD_MODES = ("conditional", "naive", "black", "prior")  # the hybrid skips "naive": it equals Algorithm 4 there
+COLD_MODES = (
+    "conditional",
+    "naive",
+    "black",
+    "prior",
+)  # the hybrid skips "naive": it equals Algorithm 4 there
 
 
 def as_uint8(images: Tensor) -> np.ndarray:
@@ -57,25 +73,28 @@ def as_uint8(images: Tensor) -> np.ndarray:
 
 
 def training_record(name: str) -> dict:
-    """Final loss (mean of the last LOSS_LAST steps), loss curve (means of LOSS_BLOCK steps), steps and config of a
-    zoo model, from its checkpoint."""
+    """Final loss (mean of the last LOSS_LAST steps), loss curve (means of LOSS_BLOCK steps), steps
+    and config of a zoo model, from its checkpoint."""
     checkpoint = load_checkpoint(zoo.checkpoint_path(name), map_location="cpu")
     loss = np.asarray(checkpoint["state"]["history"]["loss"], dtype=np.float64)
     blocks = loss[: len(loss) // LOSS_BLOCK * LOSS_BLOCK].reshape(-1, LOSS_BLOCK).mean(1)
     return {
-        "final_loss": float(loss[-LOSS_LAST:].mean()), "loss_curve": blocks.round(6).tolist(), "steps": len(loss),
+        "final_loss": float(loss[-LOSS_LAST:].mean()),
+        "loss_curve": blocks.round(6).tolist(),
+        "steps": len(loss),
         "zoo_config": checkpoint["config"]["config"],
     }
 
 
 def training_times(log: Path | None) -> tuple[str | None, dict[str, float]]:
-    """The training command (the log's first "COMMAND: ..." line) and each config's wall seconds (/usr/bin/time -v)."""
+    """The training command (the log's first "COMMAND: ..." line) and each config's wall seconds
+    (/usr/bin/time -v)."""
     if log is None or not log.is_file():
         return None, {}
     command, times, name = None, {}, None
     for line in log.read_text().splitlines():
         if line.startswith("COMMAND: ") and command is None:
-            command = line[len("COMMAND: "):]
+            command = line[len("COMMAND: ") :]
         saved = re.match(r"^(\w+): saved ", line)
         if saved:
             name = saved.group(1)
@@ -94,18 +113,26 @@ def _timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float]:
 
 
 def cold_starts(model: ColdDiffusion, mode: str, n: int, generator: torch.Generator) -> Tensor:
-    """x_T for a sampling mode: D(x_test[:n], T) (conditional, naive), D(black, T) (black) or the degraded prior."""
+    """x_T for a sampling mode: D(x_test[:n], T) (conditional, naive), D(black, T) (black) or the
+    degraded prior."""
     d, T = model.degradation, model.T
-    degrade = (lambda x: d(x, T)) if isinstance(d, BlurDegradation) else (lambda x: d(x, T, generator=generator))
+    degrade = (
+        (lambda x: d(x, T))
+        if isinstance(d, BlurDegradation)
+        else (lambda x: d(x, T, generator=generator))
+    )
     if mode in ("conditional", "naive"):
         return degrade(mnist_images("test", "signed")[:n])
     if mode == "black":
         return degrade(torch.full((n, 1, 28, 28), -1.0))
-    return model.degraded_prior(mnist_images("train", "signed"), generator=generator).sample(n, generator=generator)
+    return model.degraded_prior(mnist_images("train", "signed"), generator=generator).sample(
+        n, generator=generator
+    )
 
 
 def sample_model(name: str, n: int) -> dict[str, tuple[Tensor, dict[int, Tensor], float]]:
-    """{mode: (samples, trajectory of the first N_TRAJECTORIES samples at CAPTURE[name] + (0,), seconds)}."""
+    """{mode: (samples, trajectory of the first N_TRAJECTORIES samples at CAPTURE[name] + (0,),
+    seconds)}."""
     model = zoo.load(name, device="cpu", train_if_missing=False)
     capture = (*CAPTURE[name], 0)
     out = {}
@@ -143,22 +170,35 @@ def run_study(
     test01 = to_unit(mnist_images("test", "signed"))
     command, times = training_times(log)
     record = {
-        "n": n, "seed": SEED, "loss_last_steps": LOSS_LAST, "loss_block": LOSS_BLOCK, "n_trajectories": N_TRAJECTORIES,
+        "n": n,
+        "seed": SEED,
+        "loss_last_steps": LOSS_LAST,
+        "loss_block": LOSS_BLOCK,
+        "n_trajectories": N_TRAJECTORIES,
         "fid_reference": "the 1000 test digits of load_mnist()",
-        "fid_floor_n": fid_floor(n_train=n), "fid_floor_all_train": fid_floor(),
-        "train_command": command, "configs": {},
+        "fid_floor_n": fid_floor(n_train=n),
+        "fid_floor_all_train": fid_floor(),
+        "train_command": command,
+        "configs": {},
     }
     arrays: dict[str, np.ndarray] = {}
     for name in names:
         entry = {**training_record(name), "train_wall_seconds": times.get(name)}
         entry["modes"] = {}
         for mode, (x, kept, seconds) in sample_model(name, n).items():
-            entry["modes"][mode] = {"fid": fid(to_unit(x), test01), "sampling_seconds": round(seconds, 2)}
+            entry["modes"][mode] = {
+                "fid": fid(to_unit(x), test01),
+                "sampling_seconds": round(seconds, 2),
+            }
             arrays[f"{name}__{mode}"] = as_uint8(x)
             steps = sorted(kept, reverse=True)
-            arrays[f"{name}__{mode}__trajectory"] = np.stack([as_uint8(kept[t][:N_TRAJECTORIES]) for t in steps])
+            arrays[f"{name}__{mode}__trajectory"] = np.stack(
+                [as_uint8(kept[t][:N_TRAJECTORIES]) for t in steps]
+            )
             arrays[f"{name}__{mode}__trajectory_steps"] = np.asarray(steps, dtype=np.int64)
-            print(f"{name} {mode}: FID {entry['modes'][mode]['fid']:.2f}, {seconds:.1f} s", flush=True)
+            print(
+                f"{name} {mode}: FID {entry['modes'][mode]['fid']:.2f}, {seconds:.1f} s", flush=True
+            )
         record["configs"][name] = entry
     record["study_wall_seconds"] = round(time.perf_counter() - start, 1)
     return record, arrays

@@ -1,7 +1,9 @@
-"""Denoising diffusion probabilistic model (Ho et al. 2020; Prince 2023, ch. 18): Algorithms 1 and 2 of the report.
+"""Denoising diffusion probabilistic model (Ho et al. 2020; Prince 2023, ch. 18): Algorithms 1 and 2
+of the report.
 
-Images live in [-1, 1] (see dgm_lib.diffusion.mnist_images). The network g_t[z_t, phi_t] = net(z_t, t) predicts the
-noise eps of z_t = sqrt(alpha_t) x + sqrt(1 - alpha_t) eps (eq. 3), with t an int64 tensor (B,) in 1..T.
+Images live in [-1, 1] (see dgm_lib.diffusion.mnist_images). The network g_t[z_t, phi_t] = net(z_t,
+t) predicts the noise eps of z_t = sqrt(alpha_t) x + sqrt(1 - alpha_t) eps (eq. 3), with t an int64
+tensor (B,) in 1..T.
 """
 
 from __future__ import annotations
@@ -17,11 +19,20 @@ from dgm_lib.diffusion.schedules import NoiseSchedule
 
 
 def timesteps(t: int | Tensor, n: int, T: int, device: torch.device, low: int = 1) -> Tensor:
-    """`t` (an int, or an integer tensor of shape () or (n,)) as an int64 tensor (n,) on `device`, checked in low..T."""
+    """`t` (an int, or an integer tensor of shape () or (n,)) as an int64 tensor (n,) on `device`,
+    checked in low..T."""
     if isinstance(t, Tensor):
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.dim() > 1 or t.numel() not in (1, n):
+        if (
+            t.is_floating_point()
+            or t.is_complex()
+            or t.dtype == torch.bool
+            or t.dim() > 1
+            or t.numel() not in (1, n)
+        ):
             got = f"{t.dtype} {tuple(t.shape)}"
-            raise ValueError(f"t must be an int or an integer tensor of shape () or ({n},), got {got}")
+            raise ValueError(
+                f"t must be an int or an integer tensor of shape () or ({n},), got {got}"
+            )
         t = t.to(device=device, dtype=torch.int64).reshape(-1).expand(n)
     elif isinstance(t, bool) or not isinstance(t, int):
         raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__} {t!r}")
@@ -46,7 +57,8 @@ def _per_sample(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
 
 
 class DDPM(nn.Module):
-    """A noise-predicting network `net(z_t, t)` with a NoiseSchedule; samples have shape (n, *shape), in [-1, 1]."""
+    """A noise-predicting network `net(z_t, t)` with a NoiseSchedule; samples have shape (n,
+    *shape), in [-1, 1]."""
 
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, shape: Sequence[int] = (1, 28, 28)):
         super().__init__()
@@ -62,26 +74,38 @@ class DDPM(nn.Module):
         """Closed-form forward sample (eq. 3): z_t = sqrt(alpha_t) x + sqrt(1 - alpha_t) eps."""
         check_tensor(x, "x")
         if eps.shape != x.shape:
-            raise ValueError(f"eps must have the shape of x {tuple(x.shape)}, got {tuple(eps.shape)}")
+            raise ValueError(
+                f"eps must have the shape of x {tuple(x.shape)}, got {tuple(eps.shape)}"
+            )
         alpha = _per_sample(self.schedule.alpha, timesteps(t, len(x), self.T, x.device, low=0), x)
         return alpha.sqrt() * x + (1 - alpha).sqrt() * eps
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Algorithm 1: t ~ U{1..T}, eps ~ N(0, I), loss = pixel mean of (g_t[sqrt(a_t) x + sqrt(1-a_t) eps] - eps)^2"""
+        """Algorithm 1: t ~ U{1..T}, eps ~ N(0, I), loss = pixel mean of (g_t[sqrt(a_t) x +
+        sqrt(1-a_t) eps] - eps)^2"""
         check_tensor(x, "x")
         t = torch.randint(1, self.T + 1, (len(x),), device=x.device)
         eps = torch.randn_like(x)
         return {"loss": F.mse_loss(self.net(self.add_noise(x, eps, t), t), eps)}
 
-    def step(self, eps_hat: Tensor, t: int | Tensor, z_t: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def step(
+        self,
+        eps_hat: Tensor,
+        t: int | Tensor,
+        z_t: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Algorithm 2, lines 3-5 (line 7 at t = 1, no noise): one ancestral step z_t -> z_{t-1}.
 
-        z_{t-1} = z_t / sqrt(1 - beta_t) - beta_t / (sqrt(1 - alpha_t) sqrt(1 - beta_t)) eps_hat + sigma_t eps,
-        sigma_t = sqrt(beta_t), eps ~ N(0, I) drawn with `generator`, and sigma_1 eps left out.
+        z_{t-1} = z_t / sqrt(1 - beta_t) - beta_t / (sqrt(1 - alpha_t) sqrt(1 - beta_t)) eps_hat +
+        sigma_t eps, sigma_t = sqrt(beta_t), eps ~ N(0, I) drawn with `generator`, and sigma_1 eps
+        left out.
         """
         check_tensor(z_t, "z_t")
         if eps_hat.shape != z_t.shape:
-            raise ValueError(f"eps_hat must have the shape of z_t {tuple(z_t.shape)}, got {tuple(eps_hat.shape)}")
+            raise ValueError(
+                f"eps_hat must have the shape of z_t {tuple(z_t.shape)}, got {tuple(eps_hat.shape)}"
+            )
         t = timesteps(t, len(z_t), self.T, z_t.device)
         beta = _per_sample(self.schedule.beta, t, z_t)
         alpha = _per_sample(self.schedule.alpha, t, z_t)
@@ -93,7 +117,8 @@ class DDPM(nn.Module):
     def sample(
         self, n: int, generator: torch.Generator | None = None, capture: Sequence[int] = ()
     ) -> Tensor | tuple[Tensor, dict[int, Tensor]]:
-        """Algorithm 2: z_T ~ N(0, I), then T ancestral steps; x (n, *shape), or (x, {t: z_t}) when `capture` is given.
+        """Algorithm 2: z_T ~ N(0, I), then T ancestral steps; x (n, *shape), or (x, {t: z_t}) when
+        `capture` is given.
 
         z_0 is the sample x; captured states are copies on the CPU.
         """
@@ -113,11 +138,13 @@ class DDPM(nn.Module):
     def forward_trajectory(
         self, x: Tensor, steps: int | Sequence[int], generator: torch.Generator | None = None
     ) -> Tensor | dict[int, Tensor]:
-        """Iterate the forward chain (eq. 1-2) z_t = sqrt(1 - beta_t) z_{t-1} + sqrt(beta_t) eps_t from z_{-1} = x.
+        """Iterate the forward chain (eq. 1-2) z_t = sqrt(1 - beta_t) z_{t-1} + sqrt(beta_t) eps_t
+        from z_{-1} = x.
 
-        The chain starts with the report's extra index t = 0 (z_0 = sqrt(1 - beta_0) x + sqrt(beta_0) eps_0), so that
-        z_t ~ N(sqrt(alpha_t) x, (1 - alpha_t) I) with eq. 6's alpha_t, which eq. 3 samples in one go. `steps` an int:
-        returns z_steps; a sequence of timesteps: returns {t: z_t} for each of them.
+        The chain starts with the report's extra index t = 0 (z_0 = sqrt(1 - beta_0) x +
+        sqrt(beta_0) eps_0), so that z_t ~ N(sqrt(alpha_t) x, (1 - alpha_t) I) with eq. 6's alpha_t,
+        which eq. 3 samples in one go. `steps` an int: returns z_steps; a sequence of timesteps:
+        returns {t: z_t} for each of them.
         """
         check_tensor(x, "x")
         wanted = (steps,) if isinstance(steps, int) and not isinstance(steps, bool) else steps

@@ -1,4 +1,5 @@
-"""The explorers of chapter 07 "DDPM vs blur": beta schedules (eqs. 3, 5, 6) and the blur schedule (eq. 7)."""
+"""The explorers of chapter 07 "DDPM vs blur": beta schedules (eqs. 3, 5, 6) and the blur schedule
+(eq. 7)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from dgm_lib.explorer import explorer
 
 @lru_cache(maxsize=1)
 def _test_digits() -> torch.Tensor:
-    """The first test digit of each class 0..7, in [-1, 1] (dgm_lib.diffusion.mnist_images), loaded once."""
+    """The first test digit of each class 0..7, in [-1, 1] (dgm_lib.diffusion.mnist_images), loaded
+    once."""
     labels = load_mnist("test")[1]
     return mnist_images("test", "signed")[[int((labels == c).nonzero()[0]) for c in range(8)]]
 
 
 def _digit_rows(rows: list[tuple[str, torch.Tensor]], ax) -> None:
-    """Rows of images in [-1, 1] (each (n, 1, 28, 28)) stacked into one grid on `ax`, each row's label on the left."""
+    """Rows of images in [-1, 1] (each (n, 1, 28, 28)) stacked into one grid on `ax`, each row's
+    label on the left."""
     n = len(rows[0][1])
     viz.image_grid(to_unit(torch.cat([images for _, images in rows])), nrow=n, ax=ax)
     for k, (label, _) in enumerate(rows):
@@ -32,10 +35,16 @@ def _digit_rows(rows: list[tuple[str, torch.Tensor]], ax) -> None:
 
 
 def beta_schedule_explorer() -> widgets.VBox:
-    """Pick a preset of the report (default, model 1, model 2 at T = 18,300 or 1,000) or set the schedule yourself
-    (linear, eq. 5, from beta_1 to beta_2, or cosine) and T: alpha_t (eq. 6) against t next to the presets, the signal
-    alpha_T left at t = T, and test digits noised in closed form (eq. 3) at a chosen t and at T."""
-    labels = {"default": "default", "model1": "model 1", "model2": "model 2", "model2_t1000": "model 2, T = 1000"}
+    """Pick a preset of the report (default, model 1, model 2 at T = 18,300 or 1,000) or set the
+    schedule yourself (linear, eq. 5, from beta_1 to beta_2, or cosine) and T: alpha_t (eq. 6)
+    against t next to the presets, the signal alpha_T left at t = T, and test digits noised in
+    closed form (eq. 3) at a chosen t and at T."""
+    labels = {
+        "default": "default",
+        "model1": "model 1",
+        "model2": "model 2",
+        "model2_t1000": "model 2, T = 1000",
+    }
     eps = torch.randn(_test_digits().shape, generator=torch.Generator().manual_seed(0))
 
     def draw(kind: str, beta1: float, beta2: float, T: int, t: int) -> None:
@@ -44,34 +53,71 @@ def beta_schedule_explorer() -> widgets.VBox:
         t = min(t, T)
         fig, axes = plt.subplots(1, 2, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1, 1.25]})
         for name, (b1, b2, steps) in PRESETS.items():
-            axes[0].plot(linear_schedule(b1, b2, steps).alpha, lw=1, ls="--", alpha=0.7, label=labels[name])
+            axes[0].plot(
+                linear_schedule(b1, b2, steps).alpha, lw=1, ls="--", alpha=0.7, label=labels[name]
+            )
         what = f"linear {beta1:.2g} $\\to$ {beta2:.2g}" if kind == "linear" else "cosine"
         axes[0].plot(alpha, color="black", lw=2.5, label=f"this schedule ({what})")
         axes[0].axvline(t, color="gray", ls=":")
-        axes[0].set(xscale="log", xlim=(1, 20_000), ylim=(0, 1.02), xlabel="timestep t (log scale)",
-                    ylabel="$\\alpha_t$", title=f"T = {T}: signal left $\\alpha_T$ = {alpha[-1].item():.3g}")
+        axes[0].set(
+            xscale="log",
+            xlim=(1, 20_000),
+            ylim=(0, 1.02),
+            xlabel="timestep t (log scale)",
+            ylabel="$\\alpha_t$",
+            title=f"T = {T}: signal left $\\alpha_T$ = {alpha[-1].item():.3g}",
+        )
         axes[0].legend(loc="lower left", fontsize=9)
         x = _test_digits()
         a_t, a_T = alpha[t].item(), alpha[-1].item()
-        rows = [("x", x), (f"$z_{{{t}}}$", math.sqrt(a_t) * x + math.sqrt(1 - a_t) * eps),
-                ("$z_T$", math.sqrt(a_T) * x + math.sqrt(1 - a_T) * eps)]
+        rows = [
+            ("x", x),
+            (f"$z_{{{t}}}$", math.sqrt(a_t) * x + math.sqrt(1 - a_t) * eps),
+            ("$z_T$", math.sqrt(a_T) * x + math.sqrt(1 - a_T) * eps),
+        ]
         _digit_rows(rows, axes[1])
-        axes[1].set_title(f"$z_t = \\sqrt{{\\alpha_t}}\\,x + \\sqrt{{1 - \\alpha_t}}\\,\\epsilon$: "
-                          f"$\\alpha_{{{t}}}$ = {a_t:.3g}, $\\alpha_T$ = {a_T:.3g}")
+        axes[1].set_title(
+            f"$z_t = \\sqrt{{\\alpha_t}}\\,x + \\sqrt{{1 - \\alpha_t}}\\,\\epsilon$: "
+            f"$\\alpha_{{{t}}}$ = {a_t:.3g}, $\\alpha_T$ = {a_T:.3g}"
+        )
         fig.tight_layout()
 
     style, wide = {"description_width": "initial"}, widgets.Layout(width="270px")
-    kind = widgets.ToggleButtons(options=["linear", "cosine"], value="linear", description="schedule", style=style)
-    beta1 = widgets.FloatLogSlider(value=1e-4, base=10, min=-6, max=-1, step=0.05, description="$\\beta_1$",
-                                   readout_format=".1e", layout=wide)
-    beta2 = widgets.FloatLogSlider(value=0.02, base=10, min=-5, max=-0.5, step=0.05, description="$\\beta_2$",
-                                   readout_format=".1e", layout=wide)
+    kind = widgets.ToggleButtons(
+        options=["linear", "cosine"], value="linear", description="schedule", style=style
+    )
+    beta1 = widgets.FloatLogSlider(
+        value=1e-4,
+        base=10,
+        min=-6,
+        max=-1,
+        step=0.05,
+        description="$\\beta_1$",
+        readout_format=".1e",
+        layout=wide,
+    )
+    beta2 = widgets.FloatLogSlider(
+        value=0.02,
+        base=10,
+        min=-5,
+        max=-0.5,
+        step=0.05,
+        description="$\\beta_2$",
+        readout_format=".1e",
+        layout=wide,
+    )
     steps = widgets.IntSlider(value=1000, min=10, max=20_000, step=10, description="T", layout=wide)
     t = widgets.IntSlider(value=300, min=0, max=1000, description="t", layout=wide)
-    preset = widgets.Dropdown(options=[("custom", "custom")] + [(labels[p], p) for p in PRESETS], value="default",
-                              description="preset", style=style, layout=widgets.Layout(width="230px"))
+    preset = widgets.Dropdown(
+        options=[("custom", "custom")] + [(labels[p], p) for p in PRESETS],
+        value="default",
+        description="preset",
+        style=style,
+        layout=widgets.Layout(width="230px"),
+    )
     box = explorer(draw, kind=kind, beta1=beta1, beta2=beta2, T=steps, t=t)
-    applying = []  # non-empty while a preset sets the sliders (their changes must not reset the preset to custom)
+    # non-empty while a preset sets the sliders (their changes must not reset the preset to custom)
+    applying = []
 
     def apply_preset(change: dict) -> None:
         if change["new"] == "custom":
@@ -95,9 +141,10 @@ def beta_schedule_explorer() -> widgets.VBox:
 
 
 def blur_schedule_explorer() -> widgets.VBox:
-    """Set the blur schedule sigma_t = sigma_base + sigma_scale t (eq. 7), T and a step t, optionally with noise
-    (the hybrid degradation): sigma_t and the std of the 27-tap kernel actually applied against t, and test digits
-    degraded at t and at T."""
+    """Set the blur schedule sigma_t = sigma_base + sigma_scale t (eq. 7), T and a step t,
+    optionally with noise (the hybrid degradation): sigma_t and the std of the 27-tap kernel
+    actually applied against t, and test digits degraded at t and at T."""
+
     def draw(sigma_base: float, sigma_scale: float, T: int, t: int, noise_scale: float) -> None:
         blur = BlurDegradation(sigma_base, sigma_scale, T)
         t = min(t, T)
@@ -105,11 +152,22 @@ def blur_schedule_explorer() -> widgets.VBox:
         offsets = torch.arange(blur.kernel_size, dtype=torch.float64) - blur.kernel_size // 2
         kernel_std = (blur.kernels.double() * offsets**2).sum(1).sqrt()
         fig, axes = plt.subplots(1, 2, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1, 1.25]})
-        axes[0].plot(steps, blur.sigma(steps), lw=2.5, label="$\\sigma_t = \\sigma_{base} + \\sigma_{scale}\\, t$")
-        axes[0].plot(steps, kernel_std, ls="--", label=f"std of the {blur.kernel_size}-tap kernel applied")
+        axes[0].plot(
+            steps,
+            blur.sigma(steps),
+            lw=2.5,
+            label="$\\sigma_t = \\sigma_{base} + \\sigma_{scale}\\, t$",
+        )
+        axes[0].plot(
+            steps, kernel_std, ls="--", label=f"std of the {blur.kernel_size}-tap kernel applied"
+        )
         axes[0].axvline(t, color="gray", ls=":")
-        axes[0].set(xlabel="timestep t", ylabel="blur std (pixels)",
-                    title=f"$\\sigma_t$ at t = {t}: {blur.sigma(t).item():.2f}, at T = {T}: {blur.sigma(T).item():.2f}")
+        axes[0].set(
+            xlabel="timestep t",
+            ylabel="blur std (pixels)",
+            title=f"$\\sigma_t$ at t = {t}: {blur.sigma(t).item():.2f}, "
+            f"at T = {T}: {blur.sigma(T).item():.2f}",
+        )
         axes[0].legend(loc="upper left", fontsize=9)
         x = _test_digits()
         if noise_scale > 0:
@@ -129,12 +187,21 @@ def blur_schedule_explorer() -> widgets.VBox:
     widgets.dlink((steps, "value"), (t, "max"))
     return explorer(
         draw,
-        sigma_base=widgets.FloatSlider(value=0.02, min=0.01, max=2.0, step=0.01, description="$\\sigma_{base}$",
-                                       layout=wide),
-        sigma_scale=widgets.FloatSlider(value=0.01, min=0.0, max=0.05, step=0.001, readout_format=".3f",
-                                        description="$\\sigma_{scale}$", layout=wide),
+        sigma_base=widgets.FloatSlider(
+            value=0.02, min=0.01, max=2.0, step=0.01, description="$\\sigma_{base}$", layout=wide
+        ),
+        sigma_scale=widgets.FloatSlider(
+            value=0.01,
+            min=0.0,
+            max=0.05,
+            step=0.001,
+            readout_format=".3f",
+            description="$\\sigma_{scale}$",
+            layout=wide,
+        ),
         T=steps,
         t=t,
-        noise_scale=widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="noise", layout=wide,
-                                        style=style),
+        noise_scale=widgets.FloatSlider(
+            value=0.0, min=0.0, max=1.0, step=0.05, description="noise", layout=wide, style=style
+        ),
     )

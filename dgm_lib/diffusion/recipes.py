@@ -1,4 +1,5 @@
-"""Zoo configs and the study of chapter 07 "DDPM vs blur": the report's DDPMs, cold diffusion, a UNet.
+"""Zoo configs and the study of chapter 07 "DDPM vs blur": the report's DDPMs, cold diffusion, a
+UNet.
 
 ddpm_default, ddpm_model1, ddpm_model2 (T = 18300) and ddpm_model2_t1000 are the report's CNN
 (ReportCNN) with the linear schedules of PRESETS; cold_blur and cold_hybrid are the same CNN as
@@ -67,7 +68,8 @@ def _cnn(T: int) -> ReportCNN:
 
 
 def build_ddpm(preset: str) -> DDPM:
-    """The untrained ddpm_<preset>: ReportCNN noise predictor with the linear schedule PRESETS[preset]."""
+    """The untrained ddpm_<preset>: ReportCNN noise predictor with the linear schedule
+    PRESETS[preset]."""
     schedule = preset_schedule(preset)
     return DDPM(_cnn(schedule.T), schedule)
 
@@ -79,7 +81,8 @@ def build_unet() -> DDPM:
 
 
 def build_cold(hybrid: bool) -> ColdDiffusion:
-    """The untrained cold_blur (blur of eq. 7) or cold_hybrid (plus noise noise_scale sqrt(t/T) eps)."""
+    """The untrained cold_blur (blur of eq. 7) or cold_hybrid (plus noise noise_scale sqrt(t/T)
+    eps)."""
     T = RECIPE.cold_T
     degradation = HybridDegradation(RECIPE.noise_scale, T=T) if hybrid else BlurDegradation(T=T)
     return ColdDiffusion(_cnn(T), degradation)
@@ -88,11 +91,14 @@ def build_cold(hybrid: bool) -> ColdDiffusion:
 def train(
     model: nn.Module, steps: int = RECIPE.steps, lr: float = RECIPE.lr, progress: bool = False
 ) -> History:
-    """Adam(lr) for `steps` steps of shuffled training digits in [-1, 1] (model(x) returns {"loss"})."""
+    """Adam(lr) for `steps` steps of shuffled training digits in [-1, 1] (model(x) returns
+    {"loss"})."""
     generator = torch.Generator().manual_seed(RECIPE.data_seed)
     data = ShuffledBatches(mnist_images("train", "signed"), RECIPE.batch_size, generator)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return fit(model, optimizer, data, FitOptions(steps=steps, progress=progress), generator=generator)
+    return fit(
+        model, optimizer, data, FitOptions(steps=steps, progress=progress), generator=generator
+    )
 
 
 CONFIGS: dict[str, tuple[Callable[[], nn.Module], dict]] = {
@@ -109,12 +115,21 @@ CONFIGS: dict[str, tuple[Callable[[], nn.Module], dict]] = {
     ),
     "cold_hybrid": (
         partial(build_cold, True),
-        {"kind": "cold", "net": "report_cnn", "degradation": "hybrid", "noise_scale": RECIPE.noise_scale},
+        {
+            "kind": "cold",
+            "net": "report_cnn",
+            "degradation": "hybrid",
+            "noise_scale": RECIPE.noise_scale,
+        },
     ),
     "ddpm_unet_default": (
         build_unet,
-        {"kind": "ddpm", "net": "unet", "channels": list(RECIPE.unet_channels),
-         "schedule": list(PRESETS["default"])},  # fmt: skip
+        {
+            "kind": "ddpm",
+            "net": "unet",
+            "channels": list(RECIPE.unet_channels),
+            "schedule": list(PRESETS["default"]),
+        },  # fmt: skip
     ),
 }
 
@@ -130,8 +145,13 @@ def _register(name: str, build: Callable[[], nn.Module], config: dict) -> None:
     if config["kind"] == "cold":
         full["T"] = RECIPE.cold_T
     zoo.register(
-        zoo.Entry(name, build=build, train=partial(train, **recipe), config=full,
-                  max_bytes=RECIPE.max_bytes)  # fmt: skip
+        zoo.Entry(
+            name,
+            build=build,
+            train=partial(train, **recipe),
+            config=full,
+            max_bytes=RECIPE.max_bytes,
+        )  # fmt: skip
     )
 
 

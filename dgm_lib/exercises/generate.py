@@ -1,8 +1,10 @@
-"""Generate the student notebooks: `python -m dgm_lib.exercises.generate [--check]` (run from the repository root).
+"""Generate the student notebooks: `python -m dgm_lib.exercises.generate [--check]` (run from the
+repository root).
 
-Every book/*.ipynb containing a `### BEGIN SOLUTION` line becomes book/exercises/<same name>.ipynb with outputs
-cleared, the setup cell kept verbatim (and verified), solutions replaced by `raise NotImplementedError(...)` stubs,
-and cells tagged `remove-in-exercise` dropped. The output is deterministic, so regenerating gives no diff.
+Every book/*.ipynb containing a `### BEGIN SOLUTION` line becomes book/exercises/<same name>.ipynb
+with outputs cleared, the setup cell kept verbatim (and verified), solutions replaced by `raise
+NotImplementedError(...)` stubs, and cells tagged `remove-in-exercise` dropped. The output is
+deterministic, so regenerating gives no diff.
 """
 
 from __future__ import annotations
@@ -23,22 +25,29 @@ END = "### END SOLUTION"
 REMOVE_TAG = "remove-in-exercise"
 KEPT_NOTEBOOK_METADATA = ("kernelspec",)
 HEADER = (
-    "**Exercise notebook**, generated from the chapter `{name}` by `make exercises`.\n"
-    "Replace every `raise NotImplementedError(...)` with your code, then run the `check(...)` cell that follows it."
+    "**Exercise notebook**, generated from the chapter `{name}` by `make exercises`.\nReplace "
+    "every `raise NotImplementedError(...)` with your code, then run the `check(...)` cell that "
+    "follows it."
 )
 
 
 def stub_solutions(source: str) -> str:
-    """Replace each BEGIN..END SOLUTION block by `raise NotImplementedError("Exercise: ...")` at the marker's indentation."""
+    """Replace each BEGIN..END SOLUTION block by `raise NotImplementedError("Exercise: ...")` at the
+    marker's indentation."""
     lines, out, begin = source.split("\n"), [], None
     for number, line in enumerate(lines, start=1):
         marker = line.strip()
         if marker == BEGIN:
             if begin is not None:
-                raise ValueError(f"line {number}: {BEGIN!r} inside the solution block opened on line {begin}")
+                raise ValueError(
+                    f"line {number}: {BEGIN!r} inside the solution block opened on line {begin}"
+                )
             begin = number
             indent = line[: len(line) - len(line.lstrip())]
-            out.append(f'{indent}raise NotImplementedError("Exercise: {_task(lines[: number - 1], indent)}")')
+            out.append(
+                f"{indent}raise NotImplementedError("
+                f'"Exercise: {_task(lines[: number - 1], indent)}")'
+            )
         elif marker == END:
             if begin is None:
                 raise ValueError(f"line {number}: {END!r} without a matching {BEGIN!r}")
@@ -51,7 +60,8 @@ def stub_solutions(source: str) -> str:
 
 
 def _task(before: list[str], indent: str) -> str:
-    """What the stub asks for: complete the innermost enclosing function, else write the solution here."""
+    """What the stub asks for: complete the innermost enclosing function, else write the solution
+    here."""
     for line in reversed(before):
         match = re.match(r"(\s*)(?:async\s+)?def\s+(\w+)", line)
         if match and len(match.group(1)) < len(indent):
@@ -62,26 +72,39 @@ def _task(before: list[str], indent: str) -> str:
 def has_solution(nb: nbformat.NotebookNode) -> bool:
     """Whether any code cell of `nb` contains a BEGIN SOLUTION marker line."""
     return any(
-        cell.cell_type == "code" and any(line.strip() == BEGIN for line in cell.source.split("\n")) for cell in nb.cells
+        cell.cell_type == "code" and any(line.strip() == BEGIN for line in cell.source.split("\n"))
+        for cell in nb.cells
     )
 
 
 class ExercisePreprocessor(ClearOutputPreprocessor):
-    """Turn an executed chapter into a student notebook (outputs cleared, solutions stubbed, tagged cells dropped)."""
+    """Turn an executed chapter into a student notebook (outputs cleared, solutions stubbed, tagged
+    cells dropped)."""
 
-    remove_metadata_fields = Set({"collapsed", "scrolled", "execution", "ExecuteTime"}).tag(config=True)
+    remove_metadata_fields = Set({"collapsed", "scrolled", "execution", "ExecuteTime"}).tag(
+        config=True
+    )
 
-    def preprocess(self, nb: nbformat.NotebookNode, resources: dict) -> tuple[nbformat.NotebookNode, dict]:
-        """Drop tagged cells, keep minimal notebook metadata, add the header cell, then process each cell."""
+    def preprocess(
+        self, nb: nbformat.NotebookNode, resources: dict
+    ) -> tuple[nbformat.NotebookNode, dict]:
+        """Drop tagged cells, keep minimal notebook metadata, add the header cell, then process each
+        cell."""
         name = resources["chapter"]
-        nb.cells = [cell for cell in nb.cells if REMOVE_TAG not in cell.get("metadata", {}).get("tags", [])]
+        nb.cells = [
+            cell for cell in nb.cells if REMOVE_TAG not in cell.get("metadata", {}).get("tags", [])
+        ]
         header = nbformat.v4.new_markdown_cell(HEADER.format(name=name))
         header.id = "exercise-header"
         nb.cells.insert(0, header)
-        nb.metadata = nbformat.NotebookNode({k: nb.metadata[k] for k in KEPT_NOTEBOOK_METADATA if k in nb.metadata})
+        nb.metadata = nbformat.NotebookNode(
+            {k: nb.metadata[k] for k in KEPT_NOTEBOOK_METADATA if k in nb.metadata}
+        )
         nb.nbformat, nb.nbformat_minor = 4, 5
         for index, cell in enumerate(nb.cells):
-            cell.setdefault("id", f"cell-{index}")  # deterministic ids for chapters saved without them
+            cell.setdefault(
+                "id", f"cell-{index}"
+            )  # deterministic ids for chapters saved without them
         return super().preprocess(nb, resources)
 
     def preprocess_cell(self, cell: nbformat.NotebookNode, resources: dict, index: int) -> tuple:
@@ -100,7 +123,8 @@ def verify_setup_cell(nb: nbformat.NotebookNode, repo_url: str, name: str) -> No
     first = next((cell for cell in nb.cells if cell.cell_type == "code"), None)
     if first is None or first.source != setup_cell(repo_url):
         raise ValueError(
-            f"{name}: the first code cell must be exactly dgm_lib.exercises.setup_cell({repo_url!r}); "
+            f"{name}: the first code cell must be exactly "
+            f"dgm_lib.exercises.setup_cell({repo_url!r}); "
             "copy it from book/00_how_to_use.ipynb"
         )
 
@@ -115,8 +139,13 @@ def exercise_notebook(chapter: Path, repo_url: str) -> str:
 
 
 def chapters_with_solutions(book: Path) -> list[Path]:
-    """The notebooks directly in `book` (not in subfolders such as book/exercises/) that contain solutions."""
-    return [path for path in sorted(book.glob("*.ipynb")) if has_solution(nbformat.read(path, as_version=4))]
+    """The notebooks directly in `book` (not in subfolders such as book/exercises/) that contain
+    solutions."""
+    return [
+        path
+        for path in sorted(book.glob("*.ipynb"))
+        if has_solution(nbformat.read(path, as_version=4))
+    ]
 
 
 def repository_url(config: Path) -> str:
@@ -124,16 +153,24 @@ def repository_url(config: Path) -> str:
     import yaml  # a build-time dependency, not one of dgm_lib's
 
     if not config.is_file():
-        raise FileNotFoundError(f"config={str(config)!r} does not exist; run from the repository root")
-    url = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("repository", {}).get("url")
+        raise FileNotFoundError(
+            f"config={str(config)!r} does not exist; run from the repository root"
+        )
+    url = (
+        (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("repository", {}).get("url")
+    )
     if not url:
         raise ValueError(f"{config}: missing repository.url")
     return url
 
 
 def generate(book: Path, out: Path, repo_url: str, check: bool = False) -> list[str]:
-    """Write (or with `check`, only compare) the student notebooks in `out`; return the names that were stale."""
-    expected = {chapter.name: exercise_notebook(chapter, repo_url) for chapter in chapters_with_solutions(book)}
+    """Write (or with `check`, only compare) the student notebooks in `out`; return the names that
+    were stale."""
+    expected = {
+        chapter.name: exercise_notebook(chapter, repo_url)
+        for chapter in chapters_with_solutions(book)
+    }
     stale = sorted(
         {name for name, text in expected.items() if _read(out / name) != text}
         | {path.name for path in out.glob("*.ipynb") if path.name not in expected}
@@ -154,12 +191,27 @@ def _read(path: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; exit status 1 with `--check` when any exercise notebook is stale."""
-    parser = argparse.ArgumentParser(prog="python -m dgm_lib.exercises.generate", description=__doc__.split("\n")[0])
-    parser.add_argument("--book", type=Path, default=Path("book"), help="folder of the chapter notebooks")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: BOOK/exercises)")
-    parser.add_argument("--config", type=Path, default=Path("_config.yml"), help="Jupyter Book config with repository.url")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale exercise notebooks")
+    """Command line entry point; exit status 1 with `--check` when an exercise notebook is stale."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dgm_lib.exercises.generate", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--book", type=Path, default=Path("book"), help="folder of the chapter notebooks"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: BOOK/exercises)"
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("_config.yml"),
+        help="Jupyter Book config with repository.url",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 listing stale exercise notebooks",
+    )
     args = parser.parse_args(argv)
     out = args.out or args.book / "exercises"
     stale = generate(args.book, out, repository_url(args.config), check=args.check)

@@ -1,4 +1,4 @@
-"""Checks of the intro chapter's exercises (the worked example on the "How to use this book" page)."""
+"""Checks of the intro chapter's exercises (the worked example of "How to use this book")."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from .registry import Case, register
 
 _HINT = (
-    "sum the terms -(x_d - mu_d)^2 / (2 sigma_d^2) - log sigma_d - log(2 pi) / 2 over the last dimension,"
-    " giving one number per row of x."
+    "sum the terms -(x_d - mu_d)^2 / (2 sigma_d^2) - log sigma_d - log(2 pi) / 2 over the last "
+    "dimension, giving one number per row of x."
 )
 
 
@@ -22,7 +22,9 @@ def _gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -
 
 def _gaussian_case(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> Case:
     """A case comparing the student's log-density with the reference."""
-    return Case(args=(x, mu, sigma), expected=_gaussian_log_prob(x, mu, sigma), rtol=1e-9, atol=1e-9)
+    return Case(
+        args=(x, mu, sigma), expected=_gaussian_log_prob(x, mu, sigma), rtol=1e-9, atol=1e-9
+    )
 
 
 @register("intro.gaussian_log_prob", "standard normal at the origin in 2D", hint=_HINT)
@@ -31,7 +33,9 @@ def _standard_normal_at_origin() -> Case:
     return _gaussian_case(zeros.unsqueeze(0), zeros, torch.ones(2, dtype=torch.float64))
 
 
-@register("intro.gaussian_log_prob", "batch of 5 points in 3D, per-dimension mu and sigma", hint=_HINT)
+@register(
+    "intro.gaussian_log_prob", "batch of 5 points in 3D, per-dimension mu and sigma", hint=_HINT
+)
 def _batch_with_broadcasting() -> Case:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
@@ -43,8 +47,11 @@ def _batch_with_broadcasting() -> Case:
 @register(
     "intro.gaussian_log_prob",
     "far in the tail: (x - mu) / sigma = 40",
-    hint="work in log space: exp(-800) underflows to 0 and log(0) = -inf, so never compute exp(...) and then log.",
+    hint="work in log space: exp(-800) underflows to 0 and log(0) = -inf, so never compute "
+    "exp(...) and then log.",
 )
 def _far_tail() -> Case:
     x = torch.tensor([[40.0, 0.0]], dtype=torch.float64)
-    return _gaussian_case(x, torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
+    return _gaussian_case(
+        x, torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    )

@@ -1,7 +1,9 @@
-"""Checks of the KL-duality chapter's exercises: the LOTUS reverse-KL estimator and the importance-sampling log Z.
+"""Checks of the KL-duality chapter's exercises: the LOTUS reverse-KL estimator and the
+importance-sampling log Z.
 
-Expected answers are computed by another route than the one the student takes: through f and Flow.log_prob at
-x = g(z) instead of through g's log-determinant, so the checks also catch a wrong sign of log|det J_g|.
+Expected answers are computed by another route than the one the student takes: through f and
+Flow.log_prob at x = g(z) instead of through g's log-determinant, so the checks also catch a wrong
+sign of log|det J_g|.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ import torch
 from torch import Tensor
 
 from dgm_lib.data.toy2d import get_target
-from dgm_lib.flows.builders import make_realnvp
 from dgm_lib.flows.base import Flow
+from dgm_lib.flows.builders import make_realnvp
 
 from .registry import Case, register
 
 _LOTUS_HINT = (
-    "x, log_det_g = flow.transform.inverse(z) gives x = g(z) and log|det J_g(z)|; then log p(x|theta) ="
-    " flow.base.log_prob(z) - log_det_g (minus: J_g is the inverse of J_f) and the terms are"
-    " log p(x|theta) - log_target(x), one per row of z, not averaged."
+    "x, log_det_g = flow.transform.inverse(z) gives x = g(z) and log|det J_g(z)|; then log "
+    "p(x|theta) = flow.base.log_prob(z) - log_det_g (minus: J_g is the inverse of J_f) and the "
+    "terms are log p(x|theta) - log_target(x), one per row of z, not averaged."
 )
 _IS_HINT = (
     "the log-weights are w_i = log_target(x_i) - log p(x_i|theta) at x_i = g(z_i); return"
@@ -30,7 +32,8 @@ _IS_HINT = (
 
 
 def _flow(seed: int, dtype: torch.dtype = torch.float64) -> Flow:
-    """A small RealNVP (depth 4) with non-trivial random weights, built without touching the global RNG."""
+    """A small RealNVP (depth 4) with non-trivial random weights, built without touching the global
+    RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         flow = make_realnvp(m=2, depth=4, hidden=(16,))
@@ -58,12 +61,20 @@ def _lotus_case(seed: int, target: str, n: int, dtype: torch.dtype = torch.float
     return Case(args=(flow, log_target, z), expected=-_log_weights(flow, log_target, z), **tol)
 
 
-@register("kl_duality.reverse_kl_lotus", "5 base points, a RealNVP of depth 4, the U1 energy", hint=_LOTUS_HINT)
+@register(
+    "kl_duality.reverse_kl_lotus",
+    "5 base points, a RealNVP of depth 4, the U1 energy",
+    hint=_LOTUS_HINT,
+)
 def _lotus_u1() -> Case:
     return _lotus_case(seed=0, target="u1", n=5)
 
 
-@register("kl_duality.reverse_kl_lotus", "200 base points, 8 Gaussians target (normalized)", hint=_LOTUS_HINT)
+@register(
+    "kl_duality.reverse_kl_lotus",
+    "200 base points, 8 Gaussians target (normalized)",
+    hint=_LOTUS_HINT,
+)
 def _lotus_eight_gaussians() -> Case:
     return _lotus_case(seed=1, target="eight_gaussians", n=200)
 
@@ -85,7 +96,12 @@ def _is_case(seed: int, target: str, n: int, offset: float) -> Case:
         return energy(x) + offset
 
     w = _log_weights(flow, log_target, z)
-    return Case(args=(flow, log_target, z), expected=float(torch.logsumexp(w, 0) - math.log(n)), rtol=1e-9, atol=1e-9)
+    return Case(
+        args=(flow, log_target, z),
+        expected=float(torch.logsumexp(w, 0) - math.log(n)),
+        rtol=1e-9,
+        atol=1e-9,
+    )
 
 
 @register("kl_duality.log_normalizer_is", "1000 base points, the banana energy", hint=_IS_HINT)

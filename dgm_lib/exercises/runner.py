@@ -1,4 +1,5 @@
-"""`check(name, fn)`: run an exercise's registered checks on a student's function and print a friendly verdict."""
+"""`check(name, fn)`: run an exercise's registered checks on a student's function and print a
+friendly verdict."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ NOT_IMPLEMENTED = "not implemented yet: replace the `raise NotImplementedError` 
 
 
 def check(name: str, fn: Callable) -> bool:
-    """Run every check of exercise `name` on `fn`, print one pass/fail line with a hint, and return whether all passed."""
+    """Run every check of exercise `name` on `fn`, print one pass/fail line with a hint, and return
+    whether all passed."""
     checks = checks_for(name)
     if not callable(fn):
-        raise TypeError(f"fn={fn!r} is a {type(fn).__name__}; pass the function itself, e.g. check({name!r}, my_function)")
+        raise TypeError(
+            f"fn={fn!r} is a {type(fn).__name__}; pass the function itself, e.g. check({name!r}, "
+            "my_function)"
+        )
     for i, chk in enumerate(checks, start=1):
         case = chk.make_case()
         where = f"check {i}/{len(checks)} ({chk.description})"
@@ -35,7 +40,8 @@ def check(name: str, fn: Callable) -> bool:
 
 
 def compare(got: Any, expected: Any, rtol: float, atol: float, what: str = "output") -> str | None:
-    """None if `got` matches `expected` (type, shape, dtype, finiteness, values), else what is wrong."""
+    """None if `got` matches `expected` (type, shape, dtype, finiteness, values), else what is
+    wrong."""
     if isinstance(expected, tuple):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
             return f"{what} should be a tuple of {len(expected)} values, got {_describe(got)}"
@@ -57,22 +63,33 @@ def compare(got: Any, expected: Any, rtol: float, atol: float, what: str = "outp
     return None
 
 
-def _compare_tensor(got: Any, expected: torch.Tensor, rtol: float, atol: float, what: str) -> str | None:
+def _compare_tensor(
+    got: Any, expected: torch.Tensor, rtol: float, atol: float, what: str
+) -> str | None:
     """The tensor part of `compare`."""
     if not isinstance(got, torch.Tensor):
         return f"{what} should be a torch.Tensor, got {_describe(got)}"
     if got.shape != expected.shape:
         return f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
     if got.dtype != expected.dtype:
-        return f"{what}: expected dtype {expected.dtype}, got {got.dtype} (keep the dtype of the inputs)"
+        return (
+            f"{what}: expected dtype {expected.dtype}, got {got.dtype} "
+            "(keep the dtype of the inputs)"
+        )
     got = got.detach().cpu()
     expected = expected.cpu()
     bad = ~torch.isfinite(got) & torch.isfinite(expected)
     if bad.any():
-        return f"{what} contains NaN or inf in {int(bad.sum())} of {got.numel()} entries: got {_preview(got)}"
+        return (
+            f"{what} contains NaN or inf in {int(bad.sum())} of {got.numel()} entries: "
+            f"got {_preview(got)}"
+        )
     if not torch.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True):
         error = (got - expected).abs().nan_to_num().max().item()
-        return f"{what} has wrong values (max abs error {error:.3g}): expected {_preview(expected)}, got {_preview(got)}"
+        return (
+            f"{what} has wrong values (max abs error {error:.3g}): "
+            f"expected {_preview(expected)}, got {_preview(got)}"
+        )
     return None
 
 
@@ -99,7 +116,8 @@ def _preview(t: torch.Tensor, k: int = 4) -> str:
 
 
 def _error_text(error: BaseException, limit: int = 200) -> str:
-    """An exception's type and the first line of its message (shortened to `limit` characters), no traceback."""
+    """An exception's type and the first line of its message (shortened to `limit` characters), no
+    traceback."""
     text = (str(error).strip().splitlines() or [""])[0]
     text = text if len(text) <= limit else text[: limit - 3] + "..."
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

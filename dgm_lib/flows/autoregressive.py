@@ -1,9 +1,9 @@
 """MADE, and the Gaussian autoregressive flows MAF and IAF (Lecture 2).
 
-Gaussian autoregressive flow: x_j = sigma_j(x_{1:j-1}) z_j + mu_j(x_{1:j-1}) (g, sequential) and
-z_j = (x_j - mu_j(x_{1:j-1})) / sigma_j(x_{1:j-1}) (f, one parallel pass): MAF. IAF conditions on z instead,
-x_j = sigma_j(z_{1:j-1}) z_j + mu_j(z_{1:j-1}): g is one pass, f needs m sequential passes. The Jacobian is
-triangular in the autoregressive order, log|det J_f| = -sum_j log sigma_j.
+Gaussian autoregressive flow: x_j = sigma_j(x_{1:j-1}) z_j + mu_j(x_{1:j-1}) (g, sequential) and z_j
+= (x_j - mu_j(x_{1:j-1})) / sigma_j(x_{1:j-1}) (f, one parallel pass): MAF. IAF conditions on z
+instead, x_j = sigma_j(z_{1:j-1}) z_j + mu_j(z_{1:j-1}): g is one pass, f needs m sequential passes.
+The Jacobian is triangular in the autoregressive order, log|det J_f| = -sum_j log sigma_j.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from dgm_lib.checks import check_positive_int, check_sizes, check_vector
 from dgm_lib.flows.base import Transform, as_index, soft_clamp
 
 
-
 class MaskedLinear(nn.Linear):
-    """A linear layer whose weight is multiplied by a fixed 0/1 mask (a buffer): y = (W * M) x + b."""
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask M: y = (W * M) x + b."""
 
     def __init__(self, mask: Tensor):
         super().__init__(mask.shape[1], mask.shape[0])
@@ -33,10 +32,10 @@ class MaskedLinear(nn.Linear):
 class MADE(nn.Module):
     """Masked autoencoder: an MLP whose output j depends only on x_i with order[i] < order[j].
 
-    Degrees: input i gets d_i = order[i] + 1, hidden units cycle through 1..m-1; a hidden unit of degree
-    d' sees inputs with d_i <= d', an output of variable j sees hidden units with d' < d_j.
-    Returns (B, m, out_per_dim). `order[j]` is the rank of x_j (default 0..m-1).
-    Germain, Gregor, Murray, Larochelle, MADE: Masked Autoencoder for Distribution Estimation, ICML 2015.
+    Degrees: input i gets d_i = order[i] + 1, hidden units cycle through 1..m-1; a hidden unit of
+    degree d' sees inputs with d_i <= d', an output of variable j sees hidden units with d' < d_j.
+    Returns (B, m, out_per_dim). `order[j]` is the rank of x_j (default 0..m-1). Germain, Gregor,
+    Murray, Larochelle, MADE: Masked Autoencoder for Distribution Estimation, ICML 2015.
     """
 
     def __init__(
@@ -66,13 +65,14 @@ class MADE(nn.Module):
         return f"m={self.m}, out_per_dim={self.out_per_dim}, order={self.order.tolist()}"
 
     def forward(self, x: Tensor) -> Tensor:
-        """Outputs (B, m, out_per_dim); output [:, j] depends only on x_i with order[i] < order[j]."""
+        """Outputs (B, m, out_per_dim); [:, j] depends only on the x_i with order[i] < order[j]."""
         check_vector(x, "x", self.m)
         return self.net(x).unflatten(1, (self.m, self.out_per_dim))
 
 
 class _GaussianAutoregressive(Transform):
-    """Shared parts of MAF and IAF: a MADE giving (mu_j, log sigma_j) with log sigma soft-clamped to (-bound, bound)."""
+    """Shared parts of MAF and IAF: a MADE giving (mu_j, log sigma_j) with log sigma soft-clamped to
+    (-bound, bound)."""
 
     def __init__(
         self,
@@ -119,7 +119,7 @@ class _GaussianAutoregressive(Transform):
         return z * torch.exp(log_sigma) + mu, log_sigma.sum(1)
 
     def _normalize_sequential(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """z_j = (x_j - mu_j(z_<j)) / sigma_j(z_<j): m passes, pass k fixes the variable of rank k."""
+        """z_j = (x_j - mu_j(z_<j)) / sigma_j(z_<j): m passes, pass k fixes the rank-k variable."""
         z = torch.zeros_like(x)
         for _ in range(self.m):
             mu, log_sigma = self._params(z)
@@ -128,10 +128,12 @@ class _GaussianAutoregressive(Transform):
 
 
 class MAF(_GaussianAutoregressive):
-    """Masked autoregressive flow: f: z_j = (x_j - mu_j(x_<j)) / sigma_j(x_<j) in one pass, g in m sequential passes.
+    """Masked autoregressive flow: f: z_j = (x_j - mu_j(x_<j)) / sigma_j(x_<j) in one pass, g in m
+    sequential passes.
 
-    log|det J_f(x)| = -sum_j log sigma_j(x_<j). `order[j]` is the rank of x_j in the autoregressive order.
-    Papamakarios, Pavlakou, Murray, Masked Autoregressive Flow for Density Estimation, NeurIPS 2017.
+    log|det J_f(x)| = -sum_j log sigma_j(x_<j). `order[j]` is the rank of x_j in the autoregressive
+    order. Papamakarios, Pavlakou, Murray, Masked Autoregressive Flow for Density Estimation,
+    NeurIPS 2017.
     """
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -142,11 +144,12 @@ class MAF(_GaussianAutoregressive):
 
 
 class IAF(_GaussianAutoregressive):
-    """Inverse autoregressive flow: g: x_j = sigma_j(z_<j) z_j + mu_j(z_<j) in one pass, f in m sequential passes.
+    """Inverse autoregressive flow: g: x_j = sigma_j(z_<j) z_j + mu_j(z_<j) in one pass, f in m
+    sequential passes.
 
-    log|det J_g(z)| = sum_j log sigma_j(z_<j). `order[j]` is the rank of z_j in the autoregressive order.
-    Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling, Improved Variational Inference with Inverse
-    Autoregressive Flow, NeurIPS 2016.
+    log|det J_g(z)| = sum_j log sigma_j(z_<j). `order[j]` is the rank of z_j in the autoregressive
+    order. Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling, Improved Variational Inference
+    with Inverse Autoregressive Flow, NeurIPS 2016.
     """
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

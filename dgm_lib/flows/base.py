@@ -1,9 +1,10 @@
 """Transforms, their composition and inverse, the standard normal base and the Flow (Lecture 2).
 
-Notation of the lecture: x is data, z is noise, f: x -> z normalizes and g = f^{-1}: z -> x generates.
-`Transform.forward(x) -> (z, log|det J_f(x)|)` and `Transform.inverse(z) -> (x, log|det J_g(z)|)`; x has
-shape (batch, *event) and log-dets have shape (batch,). Every transform checks its input (floating point,
-the right event shape, no NaN) and raises ValueError/TypeError naming the argument.
+Notation of the lecture: x is data, z is noise, f: x -> z normalizes and g = f^{-1}: z -> x
+generates. `Transform.forward(x) -> (z, log|det J_f(x)|)` and `Transform.inverse(z) -> (x, log|det
+J_g(z)|)`; x has shape (batch, *event) and log-dets have shape (batch,). Every transform checks its
+input (floating point, the right event shape, no NaN) and raises ValueError/TypeError naming the
+argument.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def soft_clamp(raw: Tensor, bound: float) -> Tensor:
-    """Bounded log-scale: log sigma = bound * tanh(raw / bound), in (-bound, bound), identity near 0."""
+    """Bounded log-scale: log sigma = bound * tanh(raw / bound), in (-bound, bound), identity near
+    0."""
     return bound * torch.tanh(raw / bound)
 
 
 def batch_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Per-sample autograd Jacobians J[b] = d fn(x)[b] / d x[b], shape (B, m, m), for a row-wise fn on x (B, m).
+    """Per-sample autograd Jacobians J[b] = d fn(x)[b] / d x[b], shape (B, m, m), for a row-wise fn
+    on x (B, m).
 
-    Rows of the batch are independent, so the Jacobian of the batch sum sum_b fn(x)[b] holds all of them.
+    Rows of the batch are independent, so the Jacobian of the batch sum sum_b fn(x)[b] holds all of
+    them.
     """
     check_tensor(x, "x")
     if x.dim() != 2:
@@ -42,7 +46,8 @@ def sum_except_batch(x: Tensor) -> Tensor:
 
 
 class Transform(nn.Module):
-    """An invertible map f: x -> z with log|det J_f(x)|; `inverse` is g = f^{-1} with log|det J_g(z)|.
+    """An invertible map f: x -> z with log|det J_f(x)|; `inverse` is g = f^{-1} with log|det
+    J_g(z)|.
 
     Subclasses implement `_forward` and `_inverse` and may extend `_check` (called on every input).
     """
@@ -69,7 +74,8 @@ class Transform(nn.Module):
 
 
 class Compose(Transform):
-    """f = f_K o ... o f_1: log|det J_f(x)| = sum_k log|det J_{f_k}(x_{k-1})| (composition of flows, Lecture 2).
+    """f = f_K o ... o f_1: log|det J_f(x)| = sum_k log|det J_{f_k}(x_{k-1})| (composition of flows,
+    Lecture 2).
 
     `forward` applies transforms[0] first, `inverse` applies the inverses in reverse order.
     """
@@ -129,7 +135,8 @@ class Inverse(Transform):
 
 
 class StandardNormal(nn.Module):
-    """The base density p(z) = N(z; 0, I) on events of shape `event_shape`: log p(z) = -|z|^2 / 2 - (d/2) log 2 pi.
+    """The base density p(z) = N(z; 0, I) on events of shape `event_shape`: log p(z) = -|z|^2 / 2 -
+    (d/2) log 2 pi.
 
     Follows the device/dtype of its buffer (`.to(...)`) for sampling and of `z` for `log_prob`.
     """
@@ -139,7 +146,9 @@ class StandardNormal(nn.Module):
         if len(event_shape) == 1 and isinstance(event_shape[0], (tuple, list, torch.Size)):
             event_shape = tuple(event_shape[0])
         if not event_shape:
-            raise ValueError("event_shape must be given, e.g. StandardNormal(2) or StandardNormal(1, 28, 28)")
+            raise ValueError(
+                "event_shape must be given, e.g. StandardNormal(2) or StandardNormal(1, 28, 28)"
+            )
         for i, size in enumerate(event_shape):
             check_positive_int(size, f"event_shape[{i}]")
         self.event_shape = torch.Size(event_shape)
@@ -160,23 +169,31 @@ class StandardNormal(nn.Module):
         return -0.5 * sum_except_batch(z.square()) - 0.5 * self.event_shape.numel() * LOG_2PI
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n draws z ~ N(0, I) on the generator's device (CPU without one), returned on this module's device."""
+        """n draws z ~ N(0, I) on the generator's device (CPU without one), returned on this
+        module's device."""
         check_positive_int(n, "n")
         device = generator.device if generator is not None else self._anchor.device
-        z = torch.randn((n, *self.event_shape), generator=generator, device=device, dtype=self._anchor.dtype)
+        z = torch.randn(
+            (n, *self.event_shape), generator=generator, device=device, dtype=self._anchor.dtype
+        )
         return z.to(self._anchor.device)
 
 
 class Flow(nn.Module):
-    """A normalizing flow: p(x|theta) = p(f(x)) |det J_f(x)| with base p(z) and transform f (Lecture 2).
+    """A normalizing flow: p(x|theta) = p(f(x)) |det J_f(x)| with base p(z) and transform f (Lecture
+    2).
 
-    `forward(x)` returns the loss terms of forward-KL training, so `dgm_lib.training.fit(flow, ...)` works.
+    `forward(x)` returns the loss terms of forward-KL training, so `dgm_lib.training.fit(flow, ...)`
+    works.
     """
 
     def __init__(self, base: StandardNormal, transform: Transform):
         super().__init__()
         if not hasattr(base, "log_prob") or not hasattr(base, "sample"):
-            raise TypeError(f"base must have log_prob and sample (e.g. StandardNormal), got {type(base).__name__}")
+            raise TypeError(
+                "base must have log_prob and sample (e.g. StandardNormal), got "
+                f"{type(base).__name__}"
+            )
         if not isinstance(transform, Transform):
             raise TypeError(f"transform must be a Transform, got {type(transform).__name__}")
         self.base, self.transform = base, transform
@@ -189,14 +206,18 @@ class Flow(nn.Module):
         """log p(x|theta) = log p(f(x)) + log|det J_f(x)|, shape (B,)."""
         return self._log_prob_and_log_det(x)[0]
 
-    def sample_with_log_prob(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """x = g(z), z ~ p(z), and log p(x|theta) = log p(z) - log|det J_g(z)|, in one differentiable pass of g."""
+    def sample_with_log_prob(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """x = g(z), z ~ p(z), and log p(x|theta) = log p(z) - log|det J_g(z)|, in one
+        differentiable pass of g."""
         z = self.base.sample(n, generator=generator)
         x, log_det = self.transform.inverse(z)
         return x, self.base.log_prob(z) - log_det
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n samples x = g(z), z ~ p(z), without gradients (use sample_with_log_prob to differentiate)."""
+        """n samples x = g(z), z ~ p(z), without gradients (use sample_with_log_prob to
+        differentiate)."""
         with torch.no_grad():
             return self.transform.inverse(self.base.sample(n, generator=generator))[0]
 
@@ -205,9 +226,13 @@ class Flow(nn.Module):
         return -self.log_prob(x).mean()
 
     def reverse_kl(
-        self, log_target: Callable[[Tensor], Tensor], n: int, generator: torch.Generator | None = None
+        self,
+        log_target: Callable[[Tensor], Tensor],
+        n: int,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Reverse KL by LOTUS: E_{p(z)}[log p(z) - log|det J_g(z)| - log pi(g(z))] with n base samples.
+        """Reverse KL by LOTUS: E_{p(z)}[log p(z) - log|det J_g(z)| - log pi(g(z))] with n base
+        samples.
 
         `log_target` may be unnormalized (the KL is then shifted by log Z).
         """
@@ -215,11 +240,13 @@ class Flow(nn.Module):
         log_pi = log_target(x)
         if not isinstance(log_pi, Tensor) or log_pi.shape != log_p.shape:
             got = tuple(log_pi.shape) if isinstance(log_pi, Tensor) else type(log_pi).__name__
-            raise ValueError(f"log_target must map x of shape {tuple(x.shape)} to shape ({n},), got {got}")
+            raise ValueError(
+                f"log_target must map x of shape {tuple(x.shape)} to shape ({n},), got {got}"
+            )
         return (log_p - log_pi).mean()
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Loss terms for fit(): loss = nll = -mean log p(x|theta), log_det = mean log|det J_f(x)|."""
+        """Loss terms for fit(): loss = nll = -mean log p(x|theta), log_det = mean log|det J_f|."""
         log_p, log_det = self._log_prob_and_log_det(x)
         nll = -log_p.mean()
         return {"loss": nll, "nll": nll.detach(), "log_det": log_det.mean().detach()}

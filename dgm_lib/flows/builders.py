@@ -1,4 +1,4 @@
-"""Ready-made vector flows (RealNVP, MAF) on a standard normal base, for the chapters and the zoo."""
+"""Ready-made vector flows (RealNVP, MAF) on a standard normal base, for chapters and the zoo."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from dgm_lib.flows.autoregressive import MAF
 from dgm_lib.checks import check_positive_int
+from dgm_lib.flows.autoregressive import MAF
 from dgm_lib.flows.base import Compose, Flow, StandardNormal
 from dgm_lib.flows.coupling import AffineCoupling, half_mask
 
@@ -21,7 +21,8 @@ def make_realnvp(
     bound: float = 5.0,
     activation: type[nn.Module] = nn.ReLU,
 ) -> Flow:
-    """RealNVP: `depth` affine couplings with MLP conditioners, alternating half_mask(m) and its complement.
+    """RealNVP: `depth` affine couplings with MLP conditioners, alternating half_mask(m) and its
+    complement.
 
     Alternating the mask is the same as a Reverse between layers, without the copy.
     Dinh, Sohl-Dickstein, Bengio, Density estimation using Real NVP, ICLR 2017.
@@ -29,7 +30,8 @@ def make_realnvp(
     check_positive_int(depth, "depth")
     mask = half_mask(m)
     layers = [
-        AffineCoupling(mask if k % 2 == 0 else ~mask, hidden, bound=bound, activation=activation) for k in range(depth)
+        AffineCoupling(mask if k % 2 == 0 else ~mask, hidden, bound=bound, activation=activation)
+        for k in range(depth)
     ]
     return Flow(StandardNormal(m), Compose(*layers))
 
@@ -42,12 +44,15 @@ def make_maf(
     bound: float = 5.0,
     activation: type[nn.Module] = nn.ReLU,
 ) -> Flow:
-    """MAF: `depth` MAF layers whose autoregressive order is reversed every other layer (a Reverse between layers).
+    """MAF: `depth` MAF layers whose autoregressive order is reversed every other layer (a Reverse
+    between layers).
 
     Papamakarios, Pavlakou, Murray, Masked Autoregressive Flow for Density Estimation, NeurIPS 2017.
     """
     check_positive_int(depth, "depth")
     check_positive_int(m, "m")
     orders = (torch.arange(m), torch.arange(m).flip(0))
-    layers = [MAF(m, hidden, orders[k % 2], bound=bound, activation=activation) for k in range(depth)]
+    layers = [
+        MAF(m, hidden, orders[k % 2], bound=bound, activation=activation) for k in range(depth)
+    ]
     return Flow(StandardNormal(m), Compose(*layers))

@@ -1,8 +1,9 @@
 """RealNVP affine coupling layers with half, checkerboard and channel masks (Dinh et al., 2017).
 
 A coupling layer splits x = (x_1, x_2) by a boolean mask (True = the conditioning part x_1) and maps
-z_1 = x_1, z_2 = (x_2 - mu(x_1)) / sigma(x_1): a special Gaussian autoregressive flow whose Jacobian is
-triangular with diagonal (1, 1/sigma), so log|det J_f| = -sum log sigma(x_1) and both directions are one pass.
+z_1 = x_1, z_2 = (x_2 - mu(x_1)) / sigma(x_1): a special Gaussian autoregressive flow whose Jacobian
+is triangular with diagonal (1, 1/sigma), so log|det J_f| = -sum log sigma(x_1) and both directions
+are one pass.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def half_mask(m: int) -> Tensor:
 
 
 def checkerboard_mask(h: int, w: int) -> Tensor:
-    """Image mask (1, h, w): True where (i + j) is even, shared by all channels (RealNVP's spatial mask)."""
+    """Image mask (1, h, w): True where (i + j) is even, shared by all channels (RealNVP's spatial
+    mask)."""
     check_positive_int(h, "h")
     check_positive_int(w, "w")
     if h * w < 2:
@@ -36,15 +38,19 @@ def checkerboard_mask(h: int, w: int) -> Tensor:
 
 
 def channel_mask(c: int) -> Tensor:
-    """Image mask (c, 1, 1): True on the first c // 2 channels, for every pixel (RealNVP's channel-wise mask)."""
+    """Image mask (c, 1, 1): True on the first c // 2 channels, for every pixel (RealNVP's
+    channel-wise mask)."""
     check_positive_int(c, "c")
     if c < 2:
         raise ValueError(f"c must be >= 2 for a channel mask (both parts non-empty), got {c}")
     return (torch.arange(c) < c // 2).reshape(c, 1, 1)
 
 
-def conv_net(channels: int, hidden: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Small conditioner CNN: 3x3 conv, 1x1 convs through `hidden`, 3x3 conv to 2 * channels (mu, raw log sigma)."""
+def conv_net(
+    channels: int, hidden: Sequence[int], activation: type[nn.Module] = nn.ReLU
+) -> nn.Sequential:
+    """Small conditioner CNN: 3x3 conv, 1x1 convs through `hidden`, 3x3 conv to 2 * channels (mu,
+    raw log sigma)."""
     sizes = [channels, *hidden, 2 * channels]
     layers: list[nn.Module] = []
     for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -56,15 +62,17 @@ def conv_net(channels: int, hidden: Sequence[int], activation: type[nn.Module] =
 
 
 class AffineCoupling(Transform):
-    """RealNVP affine coupling: z_1 = x_1, z_2 = (x_2 - mu(x_1)) / sigma(x_1); log|det J_f| = -sum log sigma(x_1).
+    """RealNVP affine coupling: z_1 = x_1, z_2 = (x_2 - mu(x_1)) / sigma(x_1); log|det J_f| = -sum
+    log sigma(x_1).
 
-    `mask` (True = conditioning part x_1) is a vector mask (m,) for x of shape (B, m) (see `half_mask`) or an
-    image mask broadcastable to (C, H, W) for x of shape (B, C, H, W) (`checkerboard_mask`, `channel_mask`).
-    `net_or_hidden` is either hidden sizes of the conditioner (an MLP on x_1 for vectors, a small CNN on
-    x * mask for images) or your own nn.Module: for vectors it maps x_1 (B, m_1) to (B, 2 m_2), for images
-    x * mask (B, C, H, W) to (B, 2C, H, W); the output is split in half along dim 1 into (mu, raw), and
-    log sigma = bound * tanh(raw / bound) (soft clamp). For a checkerboard mask pass `channels`.
-    Dinh, Sohl-Dickstein, Bengio, Density estimation using Real NVP, ICLR 2017.
+    `mask` (True = conditioning part x_1) is a vector mask (m,) for x of shape (B, m) (see
+    `half_mask`) or an image mask broadcastable to (C, H, W) for x of shape (B, C, H, W)
+    (`checkerboard_mask`, `channel_mask`). `net_or_hidden` is either hidden sizes of the conditioner
+    (an MLP on x_1 for vectors, a small CNN on x * mask for images) or your own nn.Module: for
+    vectors it maps x_1 (B, m_1) to (B, 2 m_2), for images x * mask (B, C, H, W) to (B, 2C, H, W);
+    the output is split in half along dim 1 into (mu, raw), and log sigma = bound * tanh(raw /
+    bound) (soft clamp). For a checkerboard mask pass `channels`. Dinh, Sohl-Dickstein, Bengio,
+    Density estimation using Real NVP, ICLR 2017.
     """
 
     def __init__(
@@ -79,9 +87,13 @@ class AffineCoupling(Transform):
         super().__init__()
         mask = torch.as_tensor(mask)
         if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a bool tensor (True = conditioning part x_1), got dtype {mask.dtype}")
+            raise TypeError(
+                f"mask must be a bool tensor (True = conditioning part x_1), got dtype {mask.dtype}"
+            )
         if mask.dim() not in (1, 3):
-            raise ValueError(f"mask must have shape (m,) or (C or 1, H or 1, W or 1), got {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask must have shape (m,) or (C or 1, H or 1, W or 1), got {tuple(mask.shape)}"
+            )
         if not 0 < bound:
             raise ValueError(f"bound must be positive, got {bound!r}")
         self.bound = float(bound)
@@ -91,38 +103,51 @@ class AffineCoupling(Transform):
                 channels = mask.shape[0]
             check_positive_int(channels, "channels")
             if mask.shape[0] not in (1, channels):
-                raise ValueError(f"mask has {mask.shape[0]} channels, expected 1 or channels={channels}")
+                raise ValueError(
+                    f"mask has {mask.shape[0]} channels, expected 1 or channels={channels}"
+                )
             full = mask.expand(channels, *mask.shape[1:])
         else:
             full = mask
         n_cond = int(full.sum())
         if n_cond == 0 or n_cond == full.numel():
             raise ValueError(
-                f"mask must contain both True (conditioning x_1) and False (transformed x_2) entries, got "
+                "mask must contain both True (conditioning x_1) and False (transformed x_2) "
+                "entries, got "
                 f"{n_cond} True of {full.numel()}; allowed: 0 < mask.sum() < mask.numel()"
             )
         self.register_buffer("mask", mask)
         if self.image:
             self.channels = channels
-            self.net = net_or_hidden if isinstance(net_or_hidden, nn.Module) else conv_net(
-                channels, check_sizes(net_or_hidden, "net_or_hidden"), activation
+            self.net = (
+                net_or_hidden
+                if isinstance(net_or_hidden, nn.Module)
+                else conv_net(channels, check_sizes(net_or_hidden, "net_or_hidden"), activation)
             )
         else:
             m = mask.numel()
             self.m, self.n_cond = m, n_cond
             # contiguous masks (half_mask and its complement) split by slicing, without gathers
-            self.layout = "first" if mask[:n_cond].all() else "last" if mask[m - n_cond :].all() else "gather"
+            self.layout = (
+                "first" if mask[:n_cond].all() else "last" if mask[m - n_cond :].all() else "gather"
+            )
             cond, trans = mask.nonzero().squeeze(1), (~mask).nonzero().squeeze(1)
             self.register_buffer("cond_index", cond)
             self.register_buffer("trans_index", trans)
             self.register_buffer("merge_index", torch.argsort(torch.cat([cond, trans])))
-            self.net = net_or_hidden if isinstance(net_or_hidden, nn.Module) else mlp(
-                (len(cond), *check_sizes(net_or_hidden, "net_or_hidden"), 2 * len(trans)), activation
+            self.net = (
+                net_or_hidden
+                if isinstance(net_or_hidden, nn.Module)
+                else mlp(
+                    (len(cond), *check_sizes(net_or_hidden, "net_or_hidden"), 2 * len(trans)),
+                    activation,
+                )
             )
 
     @torch.no_grad()
     def start_at_identity(self) -> AffineCoupling:
-        """Zero the conditioner's last layer, so mu = 0 and log sigma = 0: the coupling is the identity.
+        """Zero the conditioner's last layer, so mu = 0 and log sigma = 0: the coupling is the
+        identity.
 
         Returns the coupling itself. The conditioner must be a Sequential ending in a layer with
         weight and bias (the built-in MLP and CNN conditioners are).
@@ -144,11 +169,14 @@ class AffineCoupling(Transform):
                 raise ValueError(f"{name} must have shape (batch, {self.m}), got {tuple(x.shape)}")
             return
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"{name} must have shape (batch, {self.channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{name} must have shape (batch, {self.channels}, H, W), got {tuple(x.shape)}"
+            )
         for k, (size, mask_size) in enumerate(zip(x.shape[2:], self.mask.shape[1:]), start=2):
             if mask_size != 1 and size != mask_size:
                 raise ValueError(
-                    f"{name} has size {size} in dim {k}, the mask needs {mask_size}: shape {tuple(x.shape)}"
+                    f"{name} has size {size} in dim {k}, the mask needs {mask_size}: shape "
+                    f"{tuple(x.shape)}"
                 )
 
     def _params(self, x_cond: Tensor, expected: tuple[int, ...]) -> tuple[Tensor, Tensor]:
@@ -156,7 +184,9 @@ class AffineCoupling(Transform):
         out = self.net(x_cond)
         if out.shape[1:] != (2 * expected[0], *expected[1:]):
             want = (2 * expected[0], *expected[1:])
-            raise ValueError(f"the conditioner net must output shape (batch, {want}), got {tuple(out.shape)}")
+            raise ValueError(
+                f"the conditioner net must output shape (batch, {want}), got {tuple(out.shape)}"
+            )
         mu, raw = out.chunk(2, dim=1)
         return mu, soft_clamp(raw, self.bound)
 
@@ -167,7 +197,8 @@ class AffineCoupling(Transform):
         return self._couple(z, sign=1)
 
     def _couple(self, x: Tensor, sign: int) -> tuple[Tensor, Tensor]:
-        """sign=-1: f (z_2 = (x_2 - mu) / sigma); sign=+1: g (x_2 = sigma z_2 + mu); x_1 is passed through."""
+        """sign=-1: f (z_2 = (x_2 - mu) / sigma); sign=+1: g (x_2 = sigma z_2 + mu); x_1 is passed
+        through."""
         if self.image:
             keep = self.mask.to(x.dtype)
             mu, log_sigma = self._params(x * keep, tuple(x.shape[1:]))

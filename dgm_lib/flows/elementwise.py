@@ -1,4 +1,5 @@
-"""Elementwise flows (diagonal Jacobian, log|det| = sum_j log|f_j'(x_j)|) and the planar flow (Lecture 2)."""
+"""Elementwise flows (diagonal Jacobian, log|det| = sum_j log|f_j'(x_j)|) and the planar flow
+(Lecture 2)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,24 @@ from torch import Tensor, nn
 from dgm_lib.checks import check_features, check_positive_int
 from dgm_lib.flows.base import Inverse, Transform, sum_except_batch
 
-# Bisection halves the bracket [y - |c|, y + |c|]: 2^-64 reaches float64 resolution for any |c| < 2^10.
+# Bisection halves the bracket [y - |c|, y + |c|]: 2^-64 reaches float64 resolution for any |c| <
+# 2^10.
 _BISECTIONS = 64
 
 
 def _per_feature(param: Tensor, x: Tensor) -> Tensor:
-    """Shape a (num_features,) parameter to broadcast along dim 1 of x: (m,) for (B, m), (C, 1, 1) for (B, C, H, W)."""
+    """Shape a (num_features,) parameter to broadcast along dim 1 of x: (m,) for (B, m), (C, 1, 1)
+    for (B, C, H, W)."""
     return param.reshape(-1, *([1] * (x.dim() - 2)))
 
 
 class ElementwiseAffine(Transform):
-    """Elementwise affine flow: z = (x - mu) * exp(-log sigma); log|det J_f| = -(H W) sum_j log sigma_j.
+    """Elementwise affine flow: z = (x - mu) * exp(-log sigma); log|det J_f| = -(H W) sum_j log
+    sigma_j.
 
-    Parameters mu and log sigma have one entry per feature (x of shape (B, m)) or channel ((B, C, H, W)).
-    Dinh, Krueger, Bengio, NICE: Non-linear Independent Components Estimation, ICLR 2015 (the scaling layer).
+    Parameters mu and log sigma have one entry per feature (x of shape (B, m)) or channel ((B, C, H,
+    W)). Dinh, Krueger, Bengio, NICE: Non-linear Independent Components Estimation, ICLR 2015 (the
+    scaling layer).
     """
 
     def __init__(self, m: int):
@@ -53,10 +58,12 @@ class ElementwiseAffine(Transform):
 
 
 class ActNorm(ElementwiseAffine):
-    """Activation normalization: an ElementwiseAffine whose first forward sets mu, sigma to the batch mean and std.
+    """Activation normalization: an ElementwiseAffine whose first forward sets mu, sigma to the
+    batch mean and std.
 
-    After that first batch, z has zero mean and unit variance per feature/channel; then mu, log sigma train
-    freely. The `initialized` buffer is saved with the weights. Kingma & Dhariwal, Glow, NeurIPS 2018.
+    After that first batch, z has zero mean and unit variance per feature/channel; then mu, log
+    sigma train freely. The `initialized` buffer is saved with the weights. Kingma & Dhariwal, Glow,
+    NeurIPS 2018.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-6):
@@ -75,7 +82,8 @@ class ActNorm(ElementwiseAffine):
         values = x.transpose(0, 1).reshape(self.m, -1)
         if values.shape[1] < 2:
             raise ValueError(
-                f"ActNorm's data-dependent init needs at least 2 values per feature, got x of shape {tuple(x.shape)}"
+                "ActNorm's data-dependent init needs at least 2 values per feature, got x of "
+                f"shape {tuple(x.shape)}"
             )
         self.mu.copy_(values.mean(1))
         self.log_sigma.copy_(torch.log(values.std(1, unbiased=False) + self.eps))
@@ -83,12 +91,14 @@ class ActNorm(ElementwiseAffine):
 
 
 class Planar(Transform):
-    """Planar flow, generative direction g(z) = z + u_hat h(w^T z + b), h = tanh; f = g^{-1} by a 1D root solve.
+    """Planar flow, generative direction g(z) = z + u_hat h(w^T z + b), h = tanh; f = g^{-1} by a 1D
+    root solve.
 
-    Invertibility: u_hat = u + (m(w^T u) - w^T u) w / |w|^2, m(a) = -1 + softplus(a), so w^T u_hat > -1 and
-    log|det J_g(z)| = log(1 + w^T u_hat h'(w^T z + b)) is finite. Inverting: a = w^T z + b solves the monotone
-    equation a + (w^T u_hat) tanh(a) = w^T x + b (bisection, then one Newton step carrying the gradient),
-    and z = x - u_hat tanh(a). Rezende & Mohamed, Variational Inference with Normalizing Flows, ICML 2015.
+    Invertibility: u_hat = u + (m(w^T u) - w^T u) w / |w|^2, m(a) = -1 + softplus(a), so w^T u_hat >
+    -1 and log|det J_g(z)| = log(1 + w^T u_hat h'(w^T z + b)) is finite. Inverting: a = w^T z + b
+    solves the monotone equation a + (w^T u_hat) tanh(a) = w^T x + b (bisection, then one Newton
+    step carrying the gradient), and z = x - u_hat tanh(a). Rezende & Mohamed, Variational Inference
+    with Normalizing Flows, ICML 2015.
     """
 
     def __init__(self, m: int):
@@ -107,25 +117,31 @@ class Planar(Transform):
             raise ValueError(f"{name} must have shape (batch, {self.m}), got {tuple(x.shape)}")
 
     def u_hat(self) -> tuple[Tensor, Tensor]:
-        """(u_hat, 1 + w^T u_hat) with u_hat = u + (m(w^T u) - w^T u) w / |w|^2, so 1 + w^T u_hat = softplus(w^T u) > 0.
+        """(u_hat, 1 + w^T u_hat) with u_hat = u + (m(w^T u) - w^T u) w / |w|^2, so 1 + w^T u_hat =
+        softplus(w^T u) > 0.
 
-        ValueError when w = 0 (u_hat undefined) or softplus(w^T u) underflows to 0 (w^T u_hat = -1 exactly).
+        ValueError when w = 0 (u_hat undefined) or softplus(w^T u) underflows to 0 (w^T u_hat = -1
+        exactly).
         """
         w_sq = self.w.square().sum()
         if not w_sq > 0:
-            raise ValueError("Planar is not invertible with w = 0 (u_hat is undefined); allowed: w != 0")
+            raise ValueError(
+                "Planar is not invertible with w = 0 (u_hat is undefined); allowed: w != 0"
+            )
         wu = self.w @ self.u
         slack = F.softplus(wu)  # = 1 + w^T u_hat, computed without cancellation
         if not slack > 0:
             raise ValueError(
-                f"Planar is not invertible: w^T u = {wu.item():.4g} makes w^T u_hat = -1 in {wu.dtype}; "
+                f"Planar is not invertible: w^T u = {wu.item():.4g} makes w^T u_hat = -1 in "
+                f"{wu.dtype}; "
                 "allowed: softplus(w^T u) > 0"
             )
         return self.u + (slack - 1 - wu) * self.w / w_sq, slack
 
     @staticmethod
     def _jacobian_factor(h: Tensor, slack: Tensor) -> Tensor:
-        """1 + w^T u_hat h'(a) = h^2 + (1 + w^T u_hat)(1 - h^2) with h = tanh(a): positive, no cancellation."""
+        """1 + w^T u_hat h'(a) = h^2 + (1 + w^T u_hat)(1 - h^2) with h = tanh(a): positive, no
+        cancellation."""
         h_sq = h.square()
         return h_sq + slack * (1 - h_sq)
 
@@ -138,7 +154,9 @@ class Planar(Transform):
         u_hat, slack = self.u_hat()
         c = slack - 1  # w^T u_hat
         y = x @ self.w + self.b
-        with torch.no_grad():  # a + c tanh(a) = y is increasing in a, with the root in [y - |c|, y + |c|]
+        with (
+            torch.no_grad()
+        ):  # a + c tanh(a) = y is increasing in a, with the root in [y - |c|, y + |c|]
             lo, hi = y - c.abs(), y + c.abs()
             for _ in range(_BISECTIONS):
                 mid = (lo + hi) / 2
@@ -156,10 +174,10 @@ class Planar(Transform):
 class Logit(Transform):
     """Logit flow on (0, 1): s = alpha + (1 - 2 alpha) x, z = log s - log(1 - s).
 
-    log|det J_f(x)| = sum_j [log(1 - 2 alpha) - log s_j - log(1 - s_j)]; the inverse is the sigmoid with
-    log|det J_g(z)| = sum_j [log sigmoid(z_j) + log sigmoid(-z_j) - log(1 - 2 alpha)] (computed stably).
-    With alpha > 0 the endpoints 0 and 1 map to finite values (RealNVP's preprocessing of images).
-    Dinh, Sohl-Dickstein, Bengio, Density estimation using Real NVP, ICLR 2017.
+    log|det J_f(x)| = sum_j [log(1 - 2 alpha) - log s_j - log(1 - s_j)]; the inverse is the sigmoid
+    with log|det J_g(z)| = sum_j [log sigmoid(z_j) + log sigmoid(-z_j) - log(1 - 2 alpha)] (computed
+    stably). With alpha > 0 the endpoints 0 and 1 map to finite values (RealNVP's preprocessing of
+    images). Dinh, Sohl-Dickstein, Bengio, Density estimation using Real NVP, ICLR 2017.
     """
 
     def __init__(self, alpha: float = 0.0):
@@ -189,7 +207,8 @@ class Logit(Transform):
 
 
 class Sigmoid(Inverse):
-    """Sigmoid flow R -> (0, 1): z = 1 / (1 + exp(-x)), log|det J_f(x)| = sum_j [log sigmoid(x_j) + log sigmoid(-x_j)].
+    """Sigmoid flow R -> (0, 1): z = 1 / (1 + exp(-x)), log|det J_f(x)| = sum_j [log sigmoid(x_j) +
+    log sigmoid(-x_j)].
 
     The inverse of Logit(alpha=0).
     """

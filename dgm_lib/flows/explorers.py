@@ -25,8 +25,9 @@ def _toy_flow(flow: str, target: str, depth: int, device: str) -> Flow:
 
 
 def flow_density_explorer(device: torch.device | str | None = None) -> widgets.VBox:
-    """Pick a 2D target, RealNVP or MAF, and a depth K: the target density, the learned density of the shipped zoo
-    checkpoint (test NLL next to the best achievable, the entropy H(pi)) and samples x = g(z)."""
+    """Pick a 2D target, RealNVP or MAF, and a depth K: the target density, the learned density of
+    the shipped zoo checkpoint (test NLL next to the best achievable, the entropy H(pi)) and samples
+    x = g(z)."""
     device = str(device or get_device())
     labels = {"realnvp": "RealNVP", "maf": "MAF"}
 
@@ -37,17 +38,25 @@ def flow_density_explorer(device: torch.device | str | None = None) -> widgets.V
         fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
         title = f"target: H($\\pi$) = {entropy:.2f}"
         viz.plot_density(get_target(target).log_prob, ax=axes[0], n_grid=120, title=title)
-        viz.plot_density(model.log_prob, ax=axes[1], n_grid=120, device=device,
-                         title=f"{labels[flow]}, K = {depth}: test NLL = {nll:.2f}")
+        viz.plot_density(
+            model.log_prob,
+            ax=axes[1],
+            n_grid=120,
+            device=device,
+            title=f"{labels[flow]}, K = {depth}: test NLL = {nll:.2f}",
+        )
         samples = model.sample(2000, generator=torch.Generator(device=device).manual_seed(0))
-        viz.plot_samples(samples, ax=axes[2], s=1, title=f"{labels[flow]}, K = {depth}: 2,000 samples")
+        viz.plot_samples(
+            samples, ax=axes[2], s=1, title=f"{labels[flow]}, K = {depth}: 2,000 samples"
+        )
         fig.tight_layout()
 
     return explorer(
         draw,
         target=widgets.Dropdown(options=recipes.TARGETS, value="two_moons", description="target"),
-        flow=widgets.ToggleButtons(options=[(labels[f], f) for f in recipes.FLOWS], value="realnvp",
-                                   description="flow"),
+        flow=widgets.ToggleButtons(
+            options=[(labels[f], f) for f in recipes.FLOWS], value="realnvp", description="flow"
+        ),
         depth=widgets.ToggleButtons(options=recipes.DEPTHS, value=8, description="depth K"),
     )
 
@@ -59,8 +68,9 @@ def _kl_fit(direction: str, target: str, device: str) -> Flow:
 
 
 def kl_direction_explorer(device: torch.device | str | None = None) -> widgets.VBox:
-    """Pick a target and the direction of the KL: the target density, the shipped flow fitted with that KL, its
-    samples x = g(z) and the divergences it reaches (an energy has no sampler, hence no forward-KL fit)."""
+    """Pick a target and the direction of the KL: the target density, the shipped flow fitted with
+    that KL, its samples x = g(z) and the divergences it reaches (an energy has no sampler, hence no
+    forward-KL fit)."""
     device = str(device or get_device())
     fits = recipes.available_fits()
     arrows = {"forward": "KL($\\pi$ || p)", "reverse": "KL(p || $\\pi$)"}
@@ -69,13 +79,24 @@ def kl_direction_explorer(device: torch.device | str | None = None) -> widgets.V
         pi = get_target_for_fit(target)
         log_z = getattr(pi, "log_normalizer", 0.0) if not getattr(pi, "normalized", False) else 0.0
         fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
-        viz.plot_density(lambda x: pi.log_prob(x) - log_z, ax=axes[0], n_grid=120, title=f"target $\\pi$: {target}")
+        viz.plot_density(
+            lambda x: pi.log_prob(x) - log_z,
+            ax=axes[0],
+            n_grid=120,
+            title=f"target $\\pi$: {target}",
+        )
         if direction not in fits[target]:
             for ax in axes[1:]:
                 ax.set_axis_off()
-            axes[1].text(0.0, 0.5, "No forward-KL fit: the forward KL (MLE) needs samples x ~ $\\pi$,\n"
-                         f"and the energy {target} gives only log $\\pi$(x) up to a constant.\n"
-                         "The reverse KL needs exactly that: pick reverse.", transform=axes[1].transAxes, fontsize=12)
+            axes[1].text(
+                0.0,
+                0.5,
+                "No forward-KL fit: the forward KL (MLE) needs samples x ~ $\\pi$,\n"
+                f"and the energy {target} gives only log $\\pi$(x) up to a constant.\n"
+                "The reverse KL needs exactly that: pick reverse.",
+                transform=axes[1].transAxes,
+                fontsize=12,
+            )
             fig.tight_layout()
             return
         flow = _kl_fit(direction, target, device)
@@ -88,14 +109,24 @@ def kl_direction_explorer(device: torch.device | str | None = None) -> widgets.V
                 forward = forward_kl_terms(flow, pi.log_prob, x).mean().item()
                 scores = f"{arrows['forward']} = {forward:.2f}, {scores}"
             samples = flow.sample(2000, generator=generator)
-        viz.plot_density(flow.log_prob, ax=axes[1], n_grid=120, device=device,
-                         title=f"fitted by {arrows[direction]}\n{scores}")
-        viz.plot_samples(samples, ax=axes[2], s=1, title=f"2,000 samples x = g(z) of the {direction}-KL fit")
+        viz.plot_density(
+            flow.log_prob,
+            ax=axes[1],
+            n_grid=120,
+            device=device,
+            title=f"fitted by {arrows[direction]}\n{scores}",
+        )
+        viz.plot_samples(
+            samples, ax=axes[2], s=1, title=f"2,000 samples x = g(z) of the {direction}-KL fit"
+        )
         fig.tight_layout()
 
     return explorer(
         draw,
         target=widgets.Dropdown(options=list(fits), value="eight_gaussians", description="target"),
-        direction=widgets.ToggleButtons(options=[("forward KL (MLE)", "forward"), ("reverse KL (LOTUS)", "reverse")],
-                                        value="reverse", description="direction"),
+        direction=widgets.ToggleButtons(
+            options=[("forward KL (MLE)", "forward"), ("reverse KL (LOTUS)", "reverse")],
+            value="reverse",
+            description="direction",
+        ),
     )

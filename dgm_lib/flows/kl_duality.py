@@ -35,7 +35,9 @@ def load_fit(direction: str, target: str, device: torch.device | str | None = No
         The flow, in eval mode.
     """
     if direction not in available_fits().get(target, ()):
-        raise ValueError(f"no {direction} KL fit of target {target!r}; available: {available_fits()}")
+        raise ValueError(
+            f"no {direction} KL fit of target {target!r}; available: {available_fits()}"
+        )
     return zoo.load(zoo.zoo_name("kl", direction, target), device=device)
 
 
@@ -49,12 +51,16 @@ def mc_estimate(terms: Tensor) -> tuple[float, float]:
 
 
 def forward_kl_terms(flow: Flow, log_target: LogDensity, x: Tensor) -> Tensor:
-    """log pi(x) - log p(x|theta) at x ~ pi: their mean estimates KL(pi(x) || p(x|theta)) (exact log pi needed)."""
+    """log pi(x) - log p(x|theta) at x ~ pi: their mean estimates KL(pi(x) || p(x|theta)) (exact log
+    pi needed)."""
     return log_target(x) - flow.log_prob(x)
 
 
-def reverse_kl_terms(flow: Flow, log_target: LogDensity, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """log p(z) - log|det J_g(z)| - log pi(g(z)), z ~ p(z) (LOTUS): mean = KL(p(x|theta) || pi) - log Z.
+def reverse_kl_terms(
+    flow: Flow, log_target: LogDensity, n: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """log p(z) - log|det J_g(z)| - log pi(g(z)), z ~ p(z) (LOTUS): mean = KL(p(x|theta) || pi) -
+    log Z.
 
     log Z = 0 for a normalized log_target; n terms, one pass of g (Flow.sample_with_log_prob).
     """
@@ -63,13 +69,14 @@ def reverse_kl_terms(flow: Flow, log_target: LogDensity, n: int, generator: torc
 
 
 def latent_log_prob(flow: Flow, log_target: LogDensity, z: Tensor) -> Tensor:
-    """log p(z|theta) = log pi(g(z)) + log|det J_g(z)|: the density of z = f(x) for x ~ pi (KL duality)."""
+    """log p(z|theta) = log pi(g(z)) + log|det J_g(z)|: the density of z = f(x) for x ~ pi (KL
+    duality)."""
     x, log_det_g = flow.transform.inverse(z)
     return log_target(x) + log_det_g
 
 
 def latent_kl_terms(flow: Flow, log_target: LogDensity, x: Tensor) -> Tensor:
-    """log p(z|theta) - log p(z) at z = f(x), x ~ pi: their mean estimates KL(p(z|theta) || p(z))."""
+    """log p(z|theta) - log p(z) at z = f(x), x ~ pi: the mean estimates KL(p(z|theta) || p(z))."""
     z, _ = flow.transform(x)
     return latent_log_prob(flow, log_target, z) - flow.base.log_prob(z)
 
@@ -81,14 +88,20 @@ def mode_fractions(x: Tensor, means: Tensor) -> Tensor:
 
 
 def relaxed_elbo(
-    flow: Flow, x: Tensor, sigma: float, n_samples: int = 64, generator: torch.Generator | None = None
+    flow: Flow,
+    x: Tensor,
+    sigma: float,
+    n_samples: int = 64,
+    generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
-    """ELBO of a VAE whose encoder and decoder are Gaussians of width sigma around f and g, per x (each term (B,)).
+    """ELBO of a VAE whose encoder and decoder are Gaussians of width sigma around f and g, per x
+    (each term (B,)).
 
-    q(z|x) = N(z; f(x), sigma^2 J_f J_f^T) and p(x|z) = N(x; g(z), sigma^2 I) tend to the deterministic
-    delta(z - f(x)) and delta(x - g(z)) as sigma -> 0, where the ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)) tends
-    to log p(x|theta) (Nielsen et al., SurVAE Flows, NeurIPS 2020). Monte Carlo over n_samples antithetic pairs
-    z = f(x) +- sigma J_f(x) eps, eps ~ N(0, I). Returns {"elbo", "reconstruction": E_q log p(x|z), "kl"}.
+    q(z|x) = N(z; f(x), sigma^2 J_f J_f^T) and p(x|z) = N(x; g(z), sigma^2 I) tend to the
+    deterministic delta(z - f(x)) and delta(x - g(z)) as sigma -> 0, where the ELBO = E_q[log
+    p(x|z)] - KL(q(z|x) || p(z)) tends to log p(x|theta) (Nielsen et al., SurVAE Flows, NeurIPS
+    2020). Monte Carlo over n_samples antithetic pairs z = f(x) +- sigma J_f(x) eps, eps ~ N(0, I).
+    Returns {"elbo", "reconstruction": E_q log p(x|z), "kl"}.
     """
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma!r}")
@@ -97,7 +110,9 @@ def relaxed_elbo(
     with torch.no_grad():
         z0, log_det_f = flow.transform(x)
         device = generator.device if generator is not None else x.device
-        eps = torch.randn(n_samples, batch, m, generator=generator, dtype=x.dtype, device=device).to(x.device)
+        eps = torch.randn(
+            n_samples, batch, m, generator=generator, dtype=x.dtype, device=device
+        ).to(x.device)
         eps = torch.cat([eps, -eps])  # antithetic pairs: the O(sigma) terms cancel
         z = z0 + sigma * torch.einsum("bij,sbj->sbi", jac_f, eps)
         x_rec, _ = flow.transform.inverse(z.reshape(-1, m))

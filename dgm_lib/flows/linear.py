@@ -1,7 +1,9 @@
-"""Linear flows z = W x: permutations, LU and QR parametrisations, Glow's invertible 1x1 convolution (Lecture 2).
+"""Linear flows z = W x: permutations, LU and QR parametrisations, Glow's invertible 1x1 convolution
+(Lecture 2).
 
-A general W costs O(m^3) to invert and to take det of; parametrising W = P L U or W = Q R gives log|det W|
-in O(m) from the triangular diagonals and W^{-1} z by triangular solves in O(m^2) (no matrix inverse).
+A general W costs O(m^3) to invert and to take det of; parametrising W = P L U or W = Q R gives
+log|det W| in O(m) from the triangular diagonals and W^{-1} z by triangular solves in O(m^2) (no
+matrix inverse).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from dgm_lib.flows.base import Transform, as_index
 
 
 class Permutation(Transform):
-    """z_i = x_{perm[i]} along dim 1 (features of (B, m) or channels of (B, C, H, W)); |det J| = 1, log-det 0.
+    """z_i = x_{perm[i]} along dim 1 (features of (B, m) or channels of (B, C, H, W)); |det J| = 1,
+    log-det 0.
 
-    Between coupling or autoregressive layers it lets every variable be transformed (Dinh et al., RealNVP, 2017).
+    Between coupling or autoregressive layers it lets every variable be transformed (Dinh et al.,
+    RealNVP, 2017).
     """
 
     def __init__(self, perm: Sequence[int] | Tensor):
@@ -52,17 +56,19 @@ class Reverse(Permutation):
 
 
 def _random_rotation(m: int) -> Tensor:
-    """A random orthogonal (m, m) matrix: the Q of a QR decomposition of a Gaussian matrix (Glow's init)."""
+    """A random orthogonal (m, m) matrix: the Q of a QR decomposition of a Gaussian matrix (Glow's
+    init)."""
     q, r = torch.linalg.qr(torch.randn(m, m, dtype=torch.float64))
     return q * torch.sign(torch.diagonal(r))
 
 
 class LULinear(Transform):
-    """Linear flow z = W x with W = P L U: P a fixed permutation, L unit lower, U upper with diagonal sign * exp(s).
+    """Linear flow z = W x with W = P L U: P a fixed permutation, L unit lower, U upper with
+    diagonal sign * exp(s).
 
-    log|det J_f| = log|det W| = sum_j s_j in O(m); x = U^{-1} L^{-1} P^T z by two triangular solves, O(m^2).
-    `weight` (default: a random rotation) is decomposed once; a singular weight raises ValueError. The signs of
-    U's diagonal are fixed buffers, so W stays invertible during training.
+    log|det J_f| = log|det W| = sum_j s_j in O(m); x = U^{-1} L^{-1} P^T z by two triangular solves,
+    O(m^2). `weight` (default: a random rotation) is decomposed once; a singular weight raises
+    ValueError. The signs of U's diagonal are fixed buffers, so W stays invertible during training.
     Kingma & Dhariwal, Glow: Generative Flow with Invertible 1x1 Convolutions, NeurIPS 2018.
     """
 
@@ -78,7 +84,8 @@ class LULinear(Transform):
         diag = torch.diagonal(upper)
         if (diag.abs() <= 1e-12 * w.abs().max().clamp_min(1e-300)).any():
             raise ValueError(
-                f"weight is singular (a zero pivot in W = P L U); allowed: an invertible ({m}, {m}) matrix"
+                f"weight is singular (a zero pivot in W = P L U); allowed: an invertible ({m}, "
+                f"{m}) matrix"
             )
         dtype = torch.get_default_dtype()
         self.register_buffer("P", p.to(dtype))
@@ -115,7 +122,8 @@ class LULinear(Transform):
         return rows @ upper.T @ lower.T @ p.T
 
     def solve_rows(self, rows: Tensor) -> Tensor:
-        """W^{-1} z for each row z of rows (..., m): y = L^{-1} P^T z, x = U^{-1} y by triangular solves."""
+        """W^{-1} z for each row z of rows (..., m): y = L^{-1} P^T z, x = U^{-1} y by triangular
+        solves."""
         p, lower, upper = self.factors()
         flat = rows.reshape(-1, self.m) @ p  # rows of P^T z
         y = torch.linalg.solve_triangular(lower.T, flat, upper=True, left=False, unitriangular=True)
@@ -130,11 +138,13 @@ class LULinear(Transform):
 
 
 class QRLinear(Transform):
-    """Linear flow z = W x with W = Q R: Q = exp(A - A^T) orthogonal, R upper with positive diagonal exp(r).
+    """Linear flow z = W x with W = Q R: Q = exp(A - A^T) orthogonal, R upper with positive diagonal
+    exp(r).
 
-    log|det J_f| = log|det R| = sum_j r_j in O(m); x = R^{-1} Q^T z by one product and a triangular solve.
-    Q is the matrix exponential of a skew-symmetric matrix (a rotation, det Q = 1), starting at a random one.
-    Hoogeboom, van den Berg, Welling, Emerging Convolutions for Generative Normalizing Flows, ICML 2019.
+    log|det J_f| = log|det R| = sum_j r_j in O(m); x = R^{-1} Q^T z by one product and a triangular
+    solve. Q is the matrix exponential of a skew-symmetric matrix (a rotation, det Q = 1), starting
+    at a random one. Hoogeboom, van den Berg, Welling, Emerging Convolutions for Generative
+    Normalizing Flows, ICML 2019.
     """
 
     def __init__(self, m: int):
@@ -151,7 +161,8 @@ class QRLinear(Transform):
         check_vector(x, name, self.m)
 
     def factors(self) -> tuple[Tensor, Tensor]:
-        """(Q, R): Q = exp(A - A^T) with A the strict upper part of `skew`, R = strict upper part + diag(exp(r))."""
+        """(Q, R): Q = exp(A - A^T) with A the strict upper part of `skew`, R = strict upper part +
+        diag(exp(r))."""
         a = torch.triu(self.skew, 1)
         q = torch.linalg.matrix_exp(a - a.T)
         r = torch.triu(self.upper, 1) + torch.diag(torch.exp(self.log_diag))
@@ -177,11 +188,13 @@ class QRLinear(Transform):
 
 
 class InvConv1x1(Transform):
-    """Glow's invertible 1x1 convolution on (B, C, H, W): z_{:, i, j} = W x_{:, i, j}; log|det J_f| = H W log|det W|.
+    """Glow's invertible 1x1 convolution on (B, C, H, W): z_{:, i, j} = W x_{:, i, j}; log|det J_f|
+    = H W log|det W|.
 
-    With lu=True, W = P L U as in LULinear (O(C) log-det, triangular solves); with lu=False, W is a free matrix
-    (log|det W| by an LU-based slogdet, O(C^3); inverse by a linear solve). Both start at a random rotation.
-    Kingma & Dhariwal, Glow: Generative Flow with Invertible 1x1 Convolutions, NeurIPS 2018.
+    With lu=True, W = P L U as in LULinear (O(C) log-det, triangular solves); with lu=False, W is a
+    free matrix (log|det W| by an LU-based slogdet, O(C^3); inverse by a linear solve). Both start
+    at a random rotation. Kingma & Dhariwal, Glow: Generative Flow with Invertible 1x1 Convolutions,
+    NeurIPS 2018.
     """
 
     def __init__(self, channels: int, lu: bool = True):
@@ -198,7 +211,9 @@ class InvConv1x1(Transform):
     def _check(self, x: Tensor, name: str) -> None:
         check_features(x, name, self.channels)
         if x.dim() != 4:
-            raise ValueError(f"{name} must have shape (batch, {self.channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{name} must have shape (batch, {self.channels}, H, W), got {tuple(x.shape)}"
+            )
 
     def log_abs_det(self) -> Tensor:
         """log|det W| of the C x C kernel; ValueError if W became singular (lu=False only)."""
@@ -206,7 +221,9 @@ class InvConv1x1(Transform):
             return self.linear.log_abs_det()
         log_abs_det = torch.linalg.slogdet(self.weight).logabsdet
         if not torch.isfinite(log_abs_det):
-            raise ValueError("InvConv1x1 weight is singular (det W = 0); use lu=True to keep it invertible")
+            raise ValueError(
+                "InvConv1x1 weight is singular (det W = 0); use lu=True to keep it invertible"
+            )
         return log_abs_det
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -218,5 +235,9 @@ class InvConv1x1(Transform):
     def _inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         log_det = -(z.shape[2] * z.shape[3] * self.log_abs_det()).expand(z.shape[0])
         rows = z.movedim(1, -1)
-        x = self.linear.solve_rows(rows) if self.lu else torch.linalg.solve(self.weight.T, rows, left=False)
+        x = (
+            self.linear.solve_rows(rows)
+            if self.lu
+            else torch.linalg.solve(self.weight.T, rows, left=False)
+        )
         return x.movedim(-1, 1), log_det

@@ -1,4 +1,5 @@
-"""Zoo configs of the flow chapters: 2D flows fitted by forward KL (chapter 01) and by reverse KL (02).
+"""Zoo configs of the flow chapters: 2D flows fitted by forward KL (chapter 01) and by reverse KL
+(02).
 
 Chapter 01 "Change of variables": RealNVP and MAF fitted by forward KL (MLE) to the normalized 2D
 targets of dgm_lib.data.toy2d, one config per flow, target and depth, named e.g. "maf_two_moons_8"
@@ -91,7 +92,7 @@ class KLRecipe:
         return self.energy_flow if target in ENERGIES else self.multimodal_flow
 
     def annealing(self, target: str) -> tuple[int, float]:
-        """(anneal steps, beta_0) of `target`'s reverse KL: (0, 1.0), no annealing, if normalized."""
+        """(anneal steps, beta_0) for `target`; (0, 1.0), no annealing, if normalized."""
         return (self.anneal_steps, self.beta_0) if target in ENERGIES else (0, 1.0)
 
     def config(self, direction: str, target: str) -> dict:
@@ -126,7 +127,8 @@ def train_density(model: Flow, target: str) -> None:
 
 
 def available_fits() -> dict[str, tuple[str, ...]]:
-    """For every target of chapter 02, the KL directions it has a config for (forward needs samples)."""
+    """For every target of chapter 02, the KL directions it has a config for (forward needs
+    samples)."""
     fits = {target: ("reverse",) for target in ENERGIES}
     fits.update({target: DIRECTIONS for target in MULTIMODAL})
     return fits
@@ -155,7 +157,9 @@ def train_forward(flow: Flow, target: str) -> History:
     generator = torch.Generator().manual_seed(KL.data_seed)
     data = TargetBatches(get_target(target), KL.batch_size, 100, generator)
     optimizer, scheduler = adam_cosine(flow, KL.lr, KL.steps)
-    return fit(flow, optimizer, data, FitOptions(steps=KL.steps), scheduler=scheduler, generator=generator)
+    return fit(
+        flow, optimizer, data, FitOptions(steps=KL.steps), scheduler=scheduler, generator=generator
+    )
 
 
 def train_reverse(flow: Flow, target: str) -> History:
@@ -173,9 +177,14 @@ def train_reverse(flow: Flow, target: str) -> History:
     def loss_fn(model: Flow, beta: float) -> dict[str, Tensor]:
         x, log_p = model.sample_with_log_prob(KL.batch_size)
         log_pi = log_target(x)
-        return {"loss": (log_p - beta * log_pi).mean(), "reverse_kl": (log_p - log_pi).mean().detach()}
+        return {
+            "loss": (log_p - beta * log_pi).mean(),
+            "reverse_kl": (log_p - log_pi).mean().detach(),
+        }
 
-    return fit(flow, optimizer, betas, FitOptions(steps=KL.steps, loss_fn=loss_fn), scheduler=scheduler)
+    return fit(
+        flow, optimizer, betas, FitOptions(steps=KL.steps, loss_fn=loss_fn), scheduler=scheduler
+    )
 
 
 def train_kl(flow: Flow, direction: str, target: str) -> None:

@@ -1,5 +1,5 @@
-"""Subspace training and the intrinsic dimension of objective landscapes (Li, Farkhoor, Liu, Yosinski,
-ICLR 2018).
+"""Subspace training and the intrinsic dimension of objective landscapes (Li, Farkhoor, Liu,
+Yosinski, ICLR 2018).
 
 Only d of the D native parameters are free: theta^(D) = theta_0^(D) + P theta^(d), with theta_0 the
 frozen random initialisation, P a fixed random D x d projection with unit-norm columns, and
@@ -20,7 +20,14 @@ from dgm_lib.intrinsic_dim.projections import (
 from dgm_lib.intrinsic_dim.subspace import SubspaceModule
 
 __all__ = [
-    "IntrinsicDimResult", "measure_intrinsic_dimension", "PROJECTIONS", "Projection",
-    "DenseProjection", "SparseProjection", "FastfoodProjection", "make_projection",
-    "walsh_hadamard", "SubspaceModule",
+    "IntrinsicDimResult",
+    "measure_intrinsic_dimension",
+    "PROJECTIONS",
+    "Projection",
+    "DenseProjection",
+    "SparseProjection",
+    "FastfoodProjection",
+    "make_projection",
+    "walsh_hadamard",
+    "SubspaceModule",
 ]

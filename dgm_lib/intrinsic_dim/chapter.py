@@ -1,7 +1,8 @@
-"""Chapter 06 "Intrinsic dimension": the lecture's toy problem, and the d sweeps of MNIST classifiers.
+"""Chapter 06 "Intrinsic dimension": the lecture's toy problem, and the d sweeps of MNIST
+classifiers.
 
-The toy problem J(theta) = sum_r (1 - sum of group r of theta)^2 on D = 1000 parameters has d_int = 10
-(ten linear constraints). The sweeps are studies of dgm_lib.intrinsic_dim.recipes, shipped as
+The toy problem J(theta) = sum_r (1 - sum of group r of theta)^2 on D = 1000 parameters has d_int =
+10 (ten linear constraints). The sweeps are studies of dgm_lib.intrinsic_dim.recipes, shipped as
 results/intrinsic_dim_NAME.json; `load_sweep` reads them.
 """
 
@@ -36,9 +37,11 @@ def _log(line: str) -> None:
 
 
 def toy_objective(theta: Tensor) -> Tensor:
-    """The lecture's toy problem J(theta) = sum_{r=1}^{10} (1 - sum_{i=100r-99}^{100r} theta_i)^2, theta (..., 1000).
+    """The lecture's toy problem J(theta) = sum_{r=1}^{10} (1 - sum_{i=100r-99}^{100r} theta_i)^2,
+    theta (..., 1000).
 
-    Ten linear constraints on 1000 parameters: the solution set has dimension 990, so d_int = 10 (Li et al. 2018).
+    Ten linear constraints on 1000 parameters: the solution set has dimension 990, so d_int = 10 (Li
+    et al. 2018).
     """
     size = TOY_GROUPS * TOY_GROUP_SIZE
     if not isinstance(theta, Tensor) or not theta.is_floating_point():
@@ -50,16 +53,20 @@ def toy_objective(theta: Tensor) -> Tensor:
 
 
 def toy_subspace_optimum(theta_0: Tensor, P: Tensor) -> tuple[Tensor, float]:
-    """argmin over theta_d of the toy objective J(theta_0 + P theta_d) and its minimum J_min, by least squares.
+    """argmin over theta_d of the toy objective J(theta_0 + P theta_d) and its minimum J_min, by
+    least squares.
 
-    J(theta_0 + P theta_d) = ||b - A P theta_d||^2 with A the 10 x 1000 group-sum matrix and b = 1 - A theta_0, so
-    theta_d* is the minimum-norm least-squares solution and J_min = ||(I - Pi) b||^2, Pi the projection onto the
-    columns of A P (Li et al. 2018, toy problem; the chapter's theorem thm-toy-dint). theta_0 (1000,), P (1000, d).
+    J(theta_0 + P theta_d) = ||b - A P theta_d||^2 with A the 10 x 1000 group-sum matrix and b = 1 -
+    A theta_0, so theta_d* is the minimum-norm least-squares solution and J_min = ||(I - Pi) b||^2,
+    Pi the projection onto the columns of A P (Li et al. 2018, toy problem; the chapter's theorem
+    thm-toy-dint). theta_0 (1000,), P (1000, d).
     """
     size, groups = TOY_GROUPS * TOY_GROUP_SIZE, (TOY_GROUPS, TOY_GROUP_SIZE)
     if theta_0.shape != (size,) or P.dim() != 2 or P.shape[0] != size:
-        raise ValueError(f"theta_0 must have shape ({size},) and P ({size}, d), got {tuple(theta_0.shape)} and "
-                         f"{tuple(P.shape)}")
+        raise ValueError(
+            f"theta_0 must have shape ({size},) and P ({size}, d), got {tuple(theta_0.shape)} and "
+            f"{tuple(P.shape)}"
+        )
     AP = P.unflatten(0, groups).sum(1)
     b = 1 - theta_0.unflatten(0, groups).sum(1)
     theta_d = torch.linalg.pinv(AP) @ b
@@ -67,12 +74,15 @@ def toy_subspace_optimum(theta_0: Tensor, P: Tensor) -> tuple[Tensor, float]:
 
 
 class ToyProblem(nn.Module):
-    """The toy objective as a module: 1000 native parameters theta ~ N(0, I) (random init), forward() = J(theta)."""
+    """The toy objective as a module: 1000 native parameters theta ~ N(0, I) (random init),
+    forward() = J(theta)."""
 
     def __init__(self, generator: torch.Generator | None = None):
         super().__init__()
         size = TOY_GROUPS * TOY_GROUP_SIZE
-        self.theta = nn.Parameter(torch.randn(size, generator=generator, dtype=torch.get_default_dtype()))
+        self.theta = nn.Parameter(
+            torch.randn(size, generator=generator, dtype=torch.get_default_dtype())
+        )
 
     def forward(self) -> Tensor:
         return toy_objective(self.theta)
@@ -115,7 +125,10 @@ def run_sweep(
             return acc
 
         results[key] = measure_intrinsic_dimension(score, dims, baseline, baseline_kind="direct")
-        _log(f"{name} {key}: d_int90 = {results[key].d_int90} (threshold {results[key].threshold:.4f})")
+        _log(
+            f"{name} {key}: d_int90 = {results[key].d_int90} (threshold "
+            f"{results[key].threshold:.4f})"
+        )
     return {
         "name": name,
         "data": "load_mnist(): 4000 train / 1000 test digits (subset)",

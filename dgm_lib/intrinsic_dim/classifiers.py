@@ -1,5 +1,6 @@
-"""The MNIST classifiers of chapter 06 (Li, Farkhoor, Liu, Yosinski, ICLR 2018), trained directly or in
-a random subspace: the fully connected 784-200-200-10 network (D = 199,210) and LeNet (D = 44,426).
+"""The MNIST classifiers of chapter 06 (Li, Farkhoor, Liu, Yosinski, ICLR 2018), trained directly or
+in a random subspace: the fully connected 784-200-200-10 network (D = 199,210) and LeNet (D =
+44,426).
 """
 
 from __future__ import annotations
@@ -23,21 +24,28 @@ PIXELS, CLASSES = 28 * 28, 10
 
 
 def fc_net(width: int = 200, depth: int = 2) -> nn.Sequential:
-    """Fully connected ReLU classifier 784 -> width (x depth) -> 10; the default 784-200-200-10 has D = 199,210."""
+    """Fully connected ReLU classifier 784 -> width (x depth) -> 10; the default 784-200-200-10 has
+    D = 199,210."""
     check_positive_int(width, "width")
     check_positive_int(depth, "depth")
     return nn.Sequential(nn.Flatten(), mlp([PIXELS, *[width] * depth, CLASSES]))
 
 
 def lenet() -> nn.Sequential:
-    """LeNet-5 style CNN for 1 x 28 x 28 digits: conv 6@5x5, pool, conv 16@5x5, pool, 120, 84, 10 (D = 44,426).
+    """LeNet-5 style CNN for 1 x 28 x 28 digits: conv 6@5x5, pool, conv 16@5x5, pool, 120, 84, 10 (D
+    = 44,426).
 
     The LeNet of Li et al. (2018) on MNIST (valid convolutions, max pooling, ReLU).
     """
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), mlp([16 * 4 * 4, 120, 84, CLASSES]),
+        nn.Conv2d(1, 6, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        mlp([16 * 4 * 4, 120, 84, CLASSES]),
     )
 
 
@@ -51,8 +59,15 @@ def num_parameters(model: nn.Module) -> int:
 
 def _check_data(images: Tensor, labels: Tensor) -> None:
     if not isinstance(images, Tensor) or not images.is_floating_point() or images.dim() < 2:
-        raise TypeError(f"images must be a floating-point tensor (N, ...), got {getattr(images, 'shape', images)!r}")
-    if not isinstance(labels, Tensor) or labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
+        raise TypeError(
+            "images must be a floating-point tensor (N, ...), got "
+            f"{getattr(images, 'shape', images)!r}"
+        )
+    if (
+        not isinstance(labels, Tensor)
+        or labels.dtype != torch.int64
+        or labels.shape != images.shape[:1]
+    ):
         got = getattr(labels, "shape", labels)
         raise ValueError(f"labels must be an int64 tensor of shape ({len(images)},), got {got}")
 
@@ -65,11 +80,12 @@ def train_classifier(
     batch_size: int,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    """Minimise the mean cross-entropy of `model` on data = (images, labels) with Adam for `epochs` epochs.
+    """Minimise the mean cross-entropy of `model` on data = (images, labels) with Adam for `epochs`
+    epochs.
 
-    Minibatches are reshuffled every epoch with `generator`; works for a plain model (all D parameters) and a
-    SubspaceModule (theta_d only); the data follow the model's device and dtype. Returns the model, trained in
-    place (fit raises on a non-finite loss).
+    Minibatches are reshuffled every epoch with `generator`; works for a plain model (all D
+    parameters) and a SubspaceModule (theta_d only); the data follow the model's device and dtype.
+    Returns the model, trained in place (fit raises on a non-finite loss).
     """
     images, labels = data
     _check_data(images, labels)
@@ -79,7 +95,9 @@ def train_classifier(
         raise ValueError(f"lr must be positive, got {lr!r}")
     device = device_of(model)
     images, labels = images.to(device, dtype_of(model)), labels.to(device)
-    batches = BatchSampler(RandomSampler(range(len(labels)), generator=generator), batch_size, drop_last=False)
+    batches = BatchSampler(
+        RandomSampler(range(len(labels)), generator=generator), batch_size, drop_last=False
+    )
 
     def loss_fn(net: nn.Module, index: list[int]) -> dict[str, Tensor]:
         return {"loss": F.cross_entropy(net(images[index]), labels[index])}
@@ -110,8 +128,10 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
     return correct / len(labels)
 
 
-def _build(make_model: Callable[[], nn.Module], seed: int, device: torch.device | str | None) -> nn.Module:
-    """make_model() with torch's global RNG seeded by `seed` (the caller's RNG state is restored)."""
+def _build(
+    make_model: Callable[[], nn.Module], seed: int, device: torch.device | str | None
+) -> nn.Module:
+    """make_model() under torch.manual_seed(seed); the caller's RNG state is restored."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = make_model()
@@ -135,7 +155,8 @@ def direct_accuracy(
     training: ClassifierTraining,
     device: torch.device | str | None = None,
 ) -> float:
-    """The baseline: test accuracy of make_model() with all D parameters trained on load_mnist("train")."""
+    """The baseline: test accuracy of make_model() with all D parameters trained on
+    load_mnist("train")."""
     t = training
     model = _build(make_model, t.seed, device)
     generator = torch.Generator().manual_seed(t.seed)
@@ -150,7 +171,8 @@ def subspace_accuracy(
     projection: str = "fastfood",
     device: torch.device | str | None = None,
 ) -> float:
-    """Test accuracy of make_model() trained in a random d-dimensional subspace on load_mnist("train").
+    """Test accuracy of make_model() trained in a random d-dimensional subspace on
+    load_mnist("train").
 
     theta^(D) = theta_0 + P theta^(d): theta_0 the model's initialisation under `training.seed`, P
     drawn with that seed, only theta^(d) trained (Adam, from 0). Li et al. (2018), Sec. 2.

@@ -1,4 +1,5 @@
-"""The intrinsic dimension d_int90: the smallest d whose subspace training reaches 90% of the baseline.
+"""The intrinsic dimension d_int90: the smallest d whose subspace training reaches 90% of the
+baseline.
 
 Li, Farkhoor, Liu, Yosinski, Measuring the Intrinsic Dimension of Objective Landscapes, ICLR 2018.
 """
@@ -14,10 +15,11 @@ BASELINE_KINDS = ("direct", "fixed")
 
 @dataclass
 class IntrinsicDimResult:
-    """A sweep over d: scores[k] is the score at dims[k]; d_int90 the smallest d with score >= fraction * baseline.
+    """A sweep over d: scores[k] is the score at dims[k]; d_int90 the smallest d with score >=
+    fraction * baseline.
 
-    baseline_kind "direct": the baseline is the directly trained model's score; "fixed": a given number.
-    d_int90 is None when no d of the sweep reaches the threshold.
+    baseline_kind "direct": the baseline is the directly trained model's score; "fixed": a given
+    number. d_int90 is None when no d of the sweep reaches the threshold.
     """
 
     dims: list[int]
@@ -39,10 +41,17 @@ class IntrinsicDimResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "IntrinsicDimResult":
         """Rebuild from `to_dict()` output, checking that d_int90 is the one the scores give."""
-        result = _result(data["dims"], data["scores"], data["baseline"], data["baseline_kind"],
-                         data["threshold_fraction"])
+        result = _result(
+            data["dims"],
+            data["scores"],
+            data["baseline"],
+            data["baseline_kind"],
+            data["threshold_fraction"],
+        )
         if result.d_int90 != data["d_int90"]:
-            raise ValueError(f"stored d_int90 = {data['d_int90']} but the stored scores give {result.d_int90}")
+            raise ValueError(
+                f"stored d_int90 = {data['d_int90']} but the stored scores give {result.d_int90}"
+            )
         return result
 
 
@@ -56,18 +65,29 @@ def _check_dims_list(dims: Sequence[int]) -> list[int]:
 
 
 def _check_baseline(baseline: float, baseline_kind: str, threshold_fraction: float) -> None:
-    if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline) \
-            or baseline <= 0:
+    if (
+        isinstance(baseline, bool)
+        or not isinstance(baseline, (int, float))
+        or not math.isfinite(baseline)
+        or baseline <= 0
+    ):
         raise ValueError(f"baseline must be a positive finite number (a score), got {baseline!r}")
     if baseline_kind not in BASELINE_KINDS:
         raise ValueError(f"baseline_kind must be one of {BASELINE_KINDS}, got {baseline_kind!r}")
-    if isinstance(threshold_fraction, bool) or not isinstance(threshold_fraction, (int, float)) \
-            or not 0 < threshold_fraction <= 1:
+    if (
+        isinstance(threshold_fraction, bool)
+        or not isinstance(threshold_fraction, (int, float))
+        or not 0 < threshold_fraction <= 1
+    ):
         raise ValueError(f"threshold_fraction must be in (0, 1], got {threshold_fraction!r}")
 
 
 def _result(
-    dims: Sequence[int], scores: Sequence[float], baseline: float, baseline_kind: str, threshold_fraction: float
+    dims: Sequence[int],
+    scores: Sequence[float],
+    baseline: float,
+    baseline_kind: str,
+    threshold_fraction: float,
 ) -> IntrinsicDimResult:
     """Validate a sweep and compute its d_int90."""
     dims = _check_dims_list(dims)
@@ -80,7 +100,9 @@ def _result(
             raise ValueError(f"the score at d = {d} is {s}; scores must be finite")
     threshold = threshold_fraction * baseline
     d_int = next((d for d, s in zip(dims, scores) if s >= threshold), None)
-    return IntrinsicDimResult(dims, scores, float(baseline), float(threshold_fraction), baseline_kind, d_int)
+    return IntrinsicDimResult(
+        dims, scores, float(baseline), float(threshold_fraction), baseline_kind, d_int
+    )
 
 
 def measure_intrinsic_dimension(
@@ -91,13 +113,21 @@ def measure_intrinsic_dimension(
     baseline_kind: str = "direct",
     threshold_fraction: float = 0.9,
 ) -> IntrinsicDimResult:
-    """Score subspace training at every d in `dims` (increasing) and return the sweep with its d_int90.
+    """Score subspace training at every d in `dims` (increasing) and return the sweep with its
+    d_int90.
 
-    d_int90 = min {d in dims : score(d) >= threshold_fraction * baseline} (Li et al. 2018, Sec. 2; higher scores
-    are better, e.g. test accuracy), None if no d reaches it. The baseline is stated by `baseline_kind`.
+    d_int90 = min {d in dims : score(d) >= threshold_fraction * baseline} (Li et al. 2018, Sec. 2;
+    higher scores are better, e.g. test accuracy), None if no d reaches it. The baseline is stated
+    by `baseline_kind`.
     """
     if not callable(train_and_score):
-        raise TypeError(f"train_and_score must be a callable d -> score, got {type(train_and_score).__name__}")
+        raise TypeError(
+            f"train_and_score must be a callable d -> score, got {type(train_and_score).__name__}"
+        )
     dims = _check_dims_list(dims)
-    _check_baseline(baseline, baseline_kind, threshold_fraction)  # argument errors before any training
-    return _result(dims, [train_and_score(d) for d in dims], baseline, baseline_kind, threshold_fraction)
+    _check_baseline(
+        baseline, baseline_kind, threshold_fraction
+    )  # argument errors before any training
+    return _result(
+        dims, [train_and_score(d) for d in dims], baseline, baseline_kind, threshold_fraction
+    )

@@ -1,7 +1,8 @@
-"""Random projections P: R^d -> R^D with unit-norm columns for subspace training (Li et al., ICLR 2018).
+"""Random projections P: R^d -> R^D with unit-norm columns for subspace training (Li et al., ICLR
+2018).
 
-Dense Gaussian, very sparse (Li, Hastie, Church, KDD 2006) and Fastfood (Le, Sarlos, Smola, ICML 2013),
-each drawn once from a seed and kept as buffers.
+Dense Gaussian, very sparse (Li, Hastie, Church, KDD 2006) and Fastfood (Le, Sarlos, Smola, ICML
+2013), each drawn once from a seed and kept as buffers.
 """
 
 from __future__ import annotations
@@ -22,22 +23,27 @@ def check_dims(D: int, d: int) -> None:
     check_positive_int(D, "D")
     check_positive_int(d, "d")
     if d > D:
-        raise ValueError(f"d must be at most D = {D} (the number of native parameters), got d = {d}")
+        raise ValueError(
+            f"d must be at most D = {D} (the number of native parameters), got d = {d}"
+        )
 
 
 def _check_entries(D: int, d: int, what: str) -> None:
     """ValueError if a dense D x d matrix would have more than MAX_MATRIX_ENTRIES entries."""
     if D * d > MAX_MATRIX_ENTRIES:
         raise ValueError(
-            f"{what}: a dense D x d matrix with D = {D}, d = {d} has {D * d:,} entries, more than the allowed "
+            f"{what}: a dense D x d matrix with D = {D}, d = {d} has {D * d:,} entries, more than "
+            "the allowed "
             f"{MAX_MATRIX_ENTRIES:,}; use projection='sparse' or 'fastfood' for large D * d"
         )
 
 
 def walsh_hadamard(x: Tensor) -> Tensor:
-    """Unnormalised fast Walsh-Hadamard transform H x along the last dimension (a power of 2), O(L log L).
+    """Unnormalised fast Walsh-Hadamard transform H x along the last dimension (a power of 2), O(L
+    log L).
 
-    H is the Sylvester-ordered L x L matrix of +-1 with H H^T = L I (Le, Sarlos, Smola 2013, Fastfood).
+    H is the Sylvester-ordered L x L matrix of +-1 with H H^T = L I (Le, Sarlos, Smola 2013,
+    Fastfood).
     """
     L = x.shape[-1]
     if L < 1 or L & (L - 1):
@@ -52,17 +58,21 @@ def walsh_hadamard(x: Tensor) -> Tensor:
 
 
 class Projection(nn.Module):
-    """A fixed random map theta^(d) (d,) -> P theta^(d) (D,) with (approximately) unit-norm columns of P.
+    """A fixed random map theta^(d) (d,) -> P theta^(d) (D,) with (approximately) unit-norm columns
+    of P.
 
-    P is drawn once from `seed` (on the CPU, so the same seed gives the same P on every device) and kept as
-    buffers; the output follows the dtype and device of theta_d. Inputs (..., d) map to (..., D).
+    P is drawn once from `seed` (on the CPU, so the same seed gives the same P on every device) and
+    kept as buffers; the output follows the dtype and device of theta_d. Inputs (..., d) map to
+    (..., D).
     """
 
     def __init__(self, D: int, d: int, seed: int = 0):
         super().__init__()
         check_dims(D, d)
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int in [0, 2**63), got {type(seed).__name__} {seed!r}")
+            raise TypeError(
+                f"seed must be an int in [0, 2**63), got {type(seed).__name__} {seed!r}"
+            )
         if not 0 <= seed < 2**63:
             raise ValueError(f"seed must be an int in [0, 2**63), got {seed}")
         self.D, self.d, self.seed = D, d, seed
@@ -72,9 +82,13 @@ class Projection(nn.Module):
 
     def forward(self, theta_d: Tensor) -> Tensor:
         if not isinstance(theta_d, Tensor) or not theta_d.is_floating_point():
-            raise TypeError(f"theta_d must be a floating-point tensor, got {type(theta_d).__name__}")
+            raise TypeError(
+                f"theta_d must be a floating-point tensor, got {type(theta_d).__name__}"
+            )
         if theta_d.dim() == 0 or theta_d.shape[-1] != self.d:
-            raise ValueError(f"theta_d must have shape (..., d) with d = {self.d}, got {tuple(theta_d.shape)}")
+            raise ValueError(
+                f"theta_d must have shape (..., d) with d = {self.d}, got {tuple(theta_d.shape)}"
+            )
         return self._project(theta_d)
 
     def _project(self, theta_d: Tensor) -> Tensor:
@@ -84,7 +98,8 @@ class Projection(nn.Module):
         return next(b for b in self.buffers() if b.is_floating_point()).dtype
 
     def matrix(self) -> Tensor:
-        """The dense D x d matrix P (small D * d only: ValueError above MAX_MATRIX_ENTRIES), columns P e_j."""
+        """The dense D x d matrix P (small D * d only: ValueError above MAX_MATRIX_ENTRIES), columns
+        P e_j."""
         _check_entries(self.D, self.d, f"{type(self).__name__}.matrix()")
         device = next(self.buffers()).device
         eye = torch.eye(self.d, dtype=self._buffer_dtype(), device=device)
@@ -97,7 +112,8 @@ class Projection(nn.Module):
 class DenseProjection(Projection):
     """P_ij ~ N(0, 1), then each column divided by its norm over all D entries (all layers jointly).
 
-    Li et al. (2018): theta^(D) = theta_0 + P theta^(d) with a dense Gaussian P; memory D * d (small models only).
+    Li et al. (2018): theta^(D) = theta_0 + P theta^(d) with a dense Gaussian P; memory D * d (small
+    models only).
     """
 
     def __init__(self, D: int, d: int, seed: int = 0):
@@ -111,19 +127,27 @@ class DenseProjection(Projection):
 
 
 class SparseProjection(Projection):
-    """Very sparse random projection: P_ij in {-1, 0, +1} with P(P_ij != 0) = 1/sqrt(D), columns scaled to unit norm.
+    """Very sparse random projection: P_ij in {-1, 0, +1} with P(P_ij != 0) = 1/sqrt(D), columns
+    scaled to unit norm.
 
-    Li, Hastie, Church (KDD 2006) with s = sqrt(D); a column with no entry gets one at a random row. About
-    d sqrt(D) non-zeros, kept as COO triplets (rows, cols, values); P theta_d is a gather and an index_add
-    (6x faster than torch.sparse.mm here); `sparse_matrix()` gives the torch.sparse COO tensor.
+    Li, Hastie, Church (KDD 2006) with s = sqrt(D); a column with no entry gets one at a random row.
+    About d sqrt(D) non-zeros, kept as COO triplets (rows, cols, values); P theta_d is a gather and
+    an index_add (6x faster than torch.sparse.mm here); `sparse_matrix()` gives the torch.sparse COO
+    tensor.
     """
 
     def __init__(self, D: int, d: int, seed: int = 0):
         super().__init__(D, d, seed)
         g = self._generator()
         total = torch.tensor(float(D) * d, dtype=torch.float64)
-        count = int(torch.binomial(total, torch.tensor(1.0 / math.sqrt(D), dtype=torch.float64), generator=g))
-        flat = torch.unique(torch.randint(D * d, (count,), generator=g))  # row-major flat index row * d + col
+        count = int(
+            torch.binomial(
+                total, torch.tensor(1.0 / math.sqrt(D), dtype=torch.float64), generator=g
+            )
+        )
+        flat = torch.unique(
+            torch.randint(D * d, (count,), generator=g)
+        )  # row-major flat index row * d + col
         rows, cols = flat // d, flat % d
         empty = torch.ones(d, dtype=torch.bool)
         empty[cols] = False
@@ -132,7 +156,9 @@ class SparseProjection(Projection):
         cols = torch.cat((cols, extra))
         signs = torch.randint(0, 2, (len(rows),), generator=g, dtype=torch.float64) * 2 - 1
         per_column = torch.bincount(cols, minlength=d).to(torch.float64)
-        values = signs / per_column[cols].sqrt()  # each column: n_j entries +-1/sqrt(n_j), norm exactly 1
+        values = (
+            signs / per_column[cols].sqrt()
+        )  # each column: n_j entries +-1/sqrt(n_j), norm exactly 1
         self.register_buffer("rows", rows)
         self.register_buffer("cols", cols)
         self.register_buffer("values", values.to(torch.get_default_dtype()))
@@ -145,7 +171,9 @@ class SparseProjection(Projection):
     def sparse_matrix(self) -> Tensor:
         """P as a coalesced torch.sparse COO tensor of shape (D, d)."""
         indices = torch.stack((self.rows, self.cols))
-        return torch.sparse_coo_tensor(indices, self.values, (self.D, self.d), check_invariants=True).coalesce()
+        return torch.sparse_coo_tensor(
+            indices, self.values, (self.D, self.d), check_invariants=True
+        ).coalesce()
 
     def matrix(self) -> Tensor:
         _check_entries(self.D, self.d, "SparseProjection.matrix()")
@@ -158,13 +186,15 @@ class SparseProjection(Projection):
 
 
 class FastfoodProjection(Projection):
-    """Fastfood: P theta_d = the first D entries of [V_1 x; ...; V_n x] / sqrt(D / L), V_b = H G_b Pi_b H B_b / s_b.
+    """Fastfood: P theta_d = the first D entries of [V_1 x; ...; V_n x] / sqrt(D / L), V_b = H G_b
+    Pi_b H B_b / s_b.
 
-    x is theta_d zero-padded to L = 2^ceil(log2 d), n = ceil(D / L) independent blocks, H the L x L Walsh-Hadamard
-    matrix, B_b random signs, Pi_b a random permutation, G_b ~ N(0, I) diagonal, s_b = sqrt(L ||G_b||^2) (each
-    block has unit-norm columns), and the 1/sqrt(D / L) rescaling of the reference code of Li et al. (2018) makes
-    the columns of P unit norm in expectation (exactly when L divides D). Le, Sarlos, Smola (ICML 2013).
-    Cost O(D log d) per product, memory O(D); no D x d matrix.
+    x is theta_d zero-padded to L = 2^ceil(log2 d), n = ceil(D / L) independent blocks, H the L x L
+    Walsh-Hadamard matrix, B_b random signs, Pi_b a random permutation, G_b ~ N(0, I) diagonal, s_b
+    = sqrt(L ||G_b||^2) (each block has unit-norm columns), and the 1/sqrt(D / L) rescaling of the
+    reference code of Li et al. (2018) makes the columns of P unit norm in expectation (exactly when
+    L divides D). Le, Sarlos, Smola (ICML 2013). Cost O(D log d) per product, memory O(D); no D x d
+    matrix.
     """
 
     def __init__(self, D: int, d: int, seed: int = 0):
@@ -195,7 +225,8 @@ class FastfoodProjection(Projection):
 
 
 def make_projection(kind: str, D: int, d: int, seed: int = 0) -> Projection:
-    """The projection named `kind` ("dense", "sparse" or "fastfood") from R^d to R^D drawn with `seed`."""
+    """The projection named `kind` ("dense", "sparse" or "fastfood") from R^d to R^D drawn with
+    `seed`."""
     classes = {"dense": DenseProjection, "sparse": SparseProjection, "fastfood": FastfoodProjection}
     if kind not in classes:
         raise ValueError(f"projection must be one of {PROJECTIONS}, got {kind!r}")

@@ -10,6 +10,12 @@ from dgm_lib.sgmcmc.samplers import SGHMC, SGLD, NonFiniteGradientError, pSGLD
 from dgm_lib.sgmcmc.schedules import StepSizeSchedule, polynomial_decay
 
 __all__ = [
-    "NonFiniteGradientError", "SGLD", "pSGLD", "SGHMC", "polynomial_decay", "StepSizeSchedule",
-    "SampleCollector", "bayesian_average",
+    "NonFiniteGradientError",
+    "SGLD",
+    "pSGLD",
+    "SGHMC",
+    "polynomial_decay",
+    "StepSizeSchedule",
+    "SampleCollector",
+    "bayesian_average",
 ]

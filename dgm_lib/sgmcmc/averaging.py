@@ -9,7 +9,6 @@ from torch import Tensor, nn
 
 from dgm_lib.checks import check_int
 
-
 Sample = Union[Tensor, list[Tensor], dict[str, Tensor]]  # what SampleCollector stores per step
 
 
@@ -21,8 +20,10 @@ def _copy(model_or_params: nn.Module | Tensor | Iterable[Tensor]) -> Sample:
         return model_or_params.detach().clone()
     params = list(model_or_params) if isinstance(model_or_params, Iterable) else None
     if not params or not all(isinstance(t, Tensor) for t in params):
-        raise TypeError("model_or_params must be an nn.Module, a tensor or a non-empty iterable of tensors, "
-                        f"got {type(model_or_params).__name__}")
+        raise TypeError(
+            "model_or_params must be an nn.Module, a tensor or a non-empty iterable of tensors, "
+            f"got {type(model_or_params).__name__}"
+        )
     return [t.detach().clone() for t in params]
 
 
@@ -37,7 +38,8 @@ def _stack(samples: Sequence[Sample]) -> Tensor | list[Tensor] | dict[str, Tenso
 
 
 class SampleCollector:
-    """Burn-in and thinning: keeps theta_t for t = burn_in + thin, burn_in + 2 thin, ... (t = steps taken so far)."""
+    """Burn-in and thinning: keeps theta_t for t = burn_in + thin, burn_in + 2 thin, ... (t = steps
+    taken so far)."""
 
     def __init__(self, burn_in: int, thin: int = 1) -> None:
         check_int(burn_in, "SampleCollector: burn_in", 0)
@@ -45,8 +47,11 @@ class SampleCollector:
         self.burn_in, self.thin = burn_in, thin
         self.samples: list[Sample] = []
 
-    def maybe_collect(self, step: int, model_or_params: nn.Module | Tensor | Iterable[Tensor]) -> bool:
-        """Store a copy (state dict / tensor / list of tensors) iff step > burn_in and (step - burn_in) % thin == 0."""
+    def maybe_collect(
+        self, step: int, model_or_params: nn.Module | Tensor | Iterable[Tensor]
+    ) -> bool:
+        """Store a copy (state dict / tensor / list of tensors) iff step > burn_in and (step -
+        burn_in) % thin == 0."""
         check_int(step, "SampleCollector: step", 0)
         keep = step > self.burn_in and (step - self.burn_in) % self.thin == 0
         if keep:
@@ -54,14 +59,23 @@ class SampleCollector:
         return keep
 
     def stacked(self) -> Tensor | list[Tensor] | dict[str, Tensor]:
-        """The samples stacked along a new first dimension (a tensor, a list of tensors or a dict, like the samples)."""
+        """The samples stacked along a new first dimension (a tensor, a list of tensors or a dict,
+        like the samples)."""
         if not self.samples:
-            raise ValueError("SampleCollector: no samples collected yet (is burn_in larger than the number of steps?)")
+            raise ValueError(
+                "SampleCollector: no samples collected yet (is burn_in larger than the number of "
+                "steps?)"
+            )
         return _stack(self.samples)
 
-    def predict(self, model: nn.Module | Callable[[Tensor, Tensor], Tensor], fn: Callable[[Tensor], Tensor] | None,
-                x: Tensor) -> tuple[Tensor, Tensor]:
-        """Bayesian model average over the collected samples: `bayesian_average(model, self.samples, x, fn)`."""
+    def predict(
+        self,
+        model: nn.Module | Callable[[Tensor, Tensor], Tensor],
+        fn: Callable[[Tensor], Tensor] | None,
+        x: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Bayesian model average over the collected samples: `bayesian_average(model, self.samples,
+        x, fn)`."""
         return bayesian_average(model, self.samples, x, fn)
 
 
@@ -69,30 +83,43 @@ def _softmax(logits: Tensor) -> Tensor:
     return logits.softmax(-1)
 
 
-def _evaluate(model: nn.Module | Callable[[Tensor, Tensor], Tensor], sample: Sample, x: Tensor) -> Tensor:
-    """model(x; theta) for one sample: functional_call for a module, model(theta, x) for a plain function."""
+def _evaluate(
+    model: nn.Module | Callable[[Tensor, Tensor], Tensor], sample: Sample, x: Tensor
+) -> Tensor:
+    """model(x; theta) for one sample: functional_call for a module, model(theta, x) for a plain
+    function."""
     if not isinstance(model, nn.Module):
         return model(sample, x)
     if isinstance(sample, list):
         names = [name for name, _ in model.named_parameters()]
         if len(names) != len(sample):
-            raise ValueError(f"a sample holds {len(sample)} tensors but the model has {len(names)} parameters")
+            raise ValueError(
+                f"a sample holds {len(sample)} tensors but the model has {len(names)} parameters"
+            )
         sample = dict(zip(names, sample))
     if not isinstance(sample, dict):
-        raise TypeError("with an nn.Module, samples must be state dicts or lists of its parameters; for tensor "
-                        "samples pass a function model(theta, x)")
+        raise TypeError(
+            "with an nn.Module, samples must be state dicts or lists of its parameters; for tensor "
+            "samples pass a function model(theta, x)"
+        )
     return torch.func.functional_call(model, sample, (x,))
 
 
 @torch.no_grad()
-def bayesian_average(model: nn.Module | Callable[[Tensor, Tensor], Tensor], samples: Sequence[Sample], x: Tensor,
-                     fn: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
-    """Bayesian model averaging p(y | x, D) ≈ (1/T) sum_t p(y | x, theta_t): the mean and std over the T samples.
+def bayesian_average(
+    model: nn.Module | Callable[[Tensor, Tensor], Tensor],
+    samples: Sequence[Sample],
+    x: Tensor,
+    fn: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Bayesian model averaging p(y | x, D) ≈ (1/T) sum_t p(y | x, theta_t): the mean and std over
+    the T samples.
 
-    p(y | x, theta_t) = fn(model(x; theta_t)), fn = softmax over the last dimension by default (pass e.g.
-    `lambda out: out` for regression). A module is evaluated with each state dict (or list of its parameters) via
-    torch.func.functional_call, in its current train/eval mode; a plain function is called as model(theta_t, x).
-    The std is the population std over samples (0 for one sample): the predictive uncertainty.
+    p(y | x, theta_t) = fn(model(x; theta_t)), fn = softmax over the last dimension by default (pass
+    e.g. `lambda out: out` for regression). A module is evaluated with each state dict (or list of
+    its parameters) via torch.func.functional_call, in its current train/eval mode; a plain function
+    is called as model(theta_t, x). The std is the population std over samples (0 for one sample):
+    the predictive uncertainty.
     """
     if len(samples) == 0:
         raise ValueError("bayesian_average: no samples (collect some after burn-in first)")

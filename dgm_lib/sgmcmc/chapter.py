@@ -1,7 +1,8 @@
-"""Chapter 05 "SGLD": parallel SG-MCMC chains on a potential U(theta), a 1D Gaussian mixture with exact
-bin masses, the rescaled Gaussian N(0, diag(a, 1)) of Li et al. (AAAI 2016), two-moons labels.
+"""Chapter 05 "SGLD": parallel SG-MCMC chains on a potential U(theta), a 1D Gaussian mixture with
+exact bin masses, the rescaled Gaussian N(0, diag(a, 1)) of Li et al. (AAAI 2016), two-moons labels.
 
-Nothing here is a zoo config: every run is small enough to happen live in the chapter, its widget and the tests.
+Nothing here is a zoo config: every run is small enough to happen live in the chapter, its widget
+and the tests.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ SAMPLERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
 
 @dataclass(frozen=True)
 class ChainRun:
-    """How run_chains runs: `steps` steps of size `lr`, the first `burn_in` dropped, and minibatch-like
-    gradient noise f~_t = grad U(theta_t) + grad_noise * nu_t, nu_t ~ N(0, I)."""
+    """How run_chains runs: `steps` steps of size `lr`, the first `burn_in` dropped, and
+    minibatch-like gradient noise f~_t = grad U(theta_t) + grad_noise * nu_t, nu_t ~ N(0, I)."""
 
     steps: int
     lr: float
@@ -37,7 +38,9 @@ class ChainRun:
 
     def __post_init__(self) -> None:
         if not 0 <= self.burn_in < self.steps:
-            raise ValueError(f"need 0 <= burn_in < steps, got burn_in={self.burn_in}, steps={self.steps}")
+            raise ValueError(
+                f"need 0 <= burn_in < steps, got burn_in={self.burn_in}, steps={self.steps}"
+            )
         if self.grad_noise < 0:
             raise ValueError(f"grad_noise must be >= 0, got {self.grad_noise}")
 
@@ -50,7 +53,8 @@ def run_chains(
     generator: torch.Generator | None = None,
     **options: Any,
 ) -> Tensor:
-    """Independent chains theta_t (one per row of theta0) of `sampler` on U(theta) = potential(theta).
+    """Independent chains theta_t (one per row of theta0) of `sampler` on U(theta) =
+    potential(theta).
 
     Args:
         sampler: a name of SAMPLERS ("SGD", "SGLD", "pSGLD", "SGHMC").
@@ -79,9 +83,13 @@ def run_chains(
     kept = []
     for t in range(1, run.steps + 1):
         optimizer.zero_grad()
-        loss = potential(theta).sum()  # chains are independent: row c of the gradient is grad U(theta_c)
+        loss = potential(
+            theta
+        ).sum()  # chains are independent: row c of the gradient is grad U(theta_c)
         if run.grad_noise > 0:
-            nu = torch.randn(theta.shape, generator=generator, dtype=theta.dtype, device=theta.device)
+            nu = torch.randn(
+                theta.shape, generator=generator, dtype=theta.dtype, device=theta.device
+            )
             loss = loss + run.grad_noise * (nu * theta).sum()
         loss.backward()
         optimizer.step()
@@ -91,11 +99,14 @@ def run_chains(
 
 
 class Mixture1D:
-    """p(theta) = sum_k w_k N(theta; mu_k, s_k^2) on the real line, with exact log-density, CDF and bin masses."""
+    """p(theta) = sum_k w_k N(theta; mu_k, s_k^2) on the real line, with exact log-density, CDF and
+    bin masses."""
 
     def __init__(self, weights: list[float], means: list[float], stds: list[float]):
         if not len(weights) == len(means) == len(stds) or min(stds) <= 0 or min(weights) <= 0:
-            raise ValueError("weights, means and stds must have equal lengths, with positive weights and stds")
+            raise ValueError(
+                "weights, means and stds must have equal lengths, with positive weights and stds"
+            )
         w = torch.tensor(weights, dtype=torch.float64)
         self.weights, self.means = w / w.sum(), torch.tensor(means, dtype=torch.float64)
         self.stds = torch.tensor(stds, dtype=torch.float64)
@@ -116,12 +127,14 @@ class Mixture1D:
         return (w * 0.5 * torch.erfc(-(theta[..., None] - mu) / (s * math.sqrt(2)))).sum(-1)
 
     def total_variation(self, samples: Tensor, edges: Tensor) -> float:
-        """(1/2) sum_b |P_hat_b - P_b| between the histogram of `samples` and the exact masses of the bins `edges`
-        (the mass outside [edges[0], edges[-1]] counts as one more bin)."""
+        """(1/2) sum_b |P_hat_b - P_b| between the histogram of `samples` and the exact masses of
+        the bins `edges` (the mass outside [edges[0], edges[-1]] counts as one more bin)."""
         x = samples.detach().reshape(-1).to(torch.float64).cpu()
         edges = edges.to(torch.float64).cpu()
         inside = (x >= edges[0]) & (x <= edges[-1])
-        counts = torch.cat([torch.histogram(x[inside], edges).hist, (~inside).sum().reshape(1).to(torch.float64)])
+        counts = torch.cat(
+            [torch.histogram(x[inside], edges).hist, (~inside).sum().reshape(1).to(torch.float64)]
+        )
         frequencies = counts / len(x)
         masses = self.cdf(edges).diff()
         masses = torch.cat([masses, (1 - masses.sum()).reshape(1)])
@@ -129,65 +142,102 @@ class Mixture1D:
 
 
 def rescaled_gaussian_potential(a: float) -> Callable[[Tensor], Tensor]:
-    """U(theta) = theta_1^2 / (2a) + theta_2^2 / 2: the target N(0, diag(a, 1)) of Li et al. (AAAI 2016)."""
+    """U(theta) = theta_1^2 / (2a) + theta_2^2 / 2: the target N(0, diag(a, 1)) of Li et al. (AAAI
+    2016)."""
     if a <= 0:
         raise ValueError(f"a must be > 0, got {a}")
     return lambda theta: 0.5 * theta[:, 0] ** 2 / a + 0.5 * theta[:, 1] ** 2
 
 
 def covariance_error(samples: Tensor, a: float) -> float:
-    """||Sigma^(-1/2) Sigma_hat Sigma^(-1/2) - I||_F, scale-free, for Sigma = diag(a, 1) and Sigma_hat = mean of
-    theta theta^T (known mean 0) over all iterates and chains of `samples` (steps, chains, 2); inf if a chain
-    diverged. 0.1 means variances about 10 % off."""
+    """The scale-free covariance error ||Sigma^(-1/2) Sigma_hat Sigma^(-1/2) - I||_F.
+
+    Sigma = diag(a, 1) and Sigma_hat = mean of theta theta^T (known mean 0) over all iterates and
+    chains of `samples` (steps, chains, 2); inf if a chain diverged. 0.1 means variances about 10 %
+    off.
+    """
     x = samples.reshape(-1, 2).to(torch.float64)
     if not bool(torch.isfinite(x).all()):
         return math.inf
-    u = x / torch.tensor([math.sqrt(a), 1.0], dtype=torch.float64)  # whitened: u ~ N(0, I) under the target
+    u = x / torch.tensor(
+        [math.sqrt(a), 1.0], dtype=torch.float64
+    )  # whitened: u ~ N(0, I) under the target
     return (u.T @ u / len(u) - torch.eye(2, dtype=torch.float64)).norm().item()
 
 
 def rescaled_gaussian_chains(
-    sampler: str, a: float, lr: float, *, steps: int = 2000, chains: int = 100, seed: int = 0, **options
+    sampler: str,
+    a: float,
+    lr: float,
+    *,
+    steps: int = 2000,
+    chains: int = 100,
+    seed: int = 0,
+    **options,
 ) -> Tensor | None:
-    """`chains` chains of `sampler` on N(0, diag(a, 1)) started at (1, 1), step size lr, seeded; the iterates after a
-    burn-in of steps / 2, (steps - steps // 2, chains, 2), or None if they diverged (a non-finite gradient)."""
+    """`chains` chains of `sampler` on N(0, diag(a, 1)) started at (1, 1), step size lr, seeded; the
+    iterates after a burn-in of steps / 2, (steps - steps // 2, chains, 2), or None if they diverged
+    (a non-finite gradient)."""
     theta0 = torch.ones(chains, 2, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)
     try:
         run = ChainRun(steps, lr, burn_in=steps // 2)
-        return run_chains(sampler, rescaled_gaussian_potential(a), theta0, run, generator, **options)
-    except FloatingPointError:  # the sampler refuses a non-finite gradient: the chains have diverged
+        return run_chains(
+            sampler, rescaled_gaussian_potential(a), theta0, run, generator, **options
+        )
+    except (
+        FloatingPointError
+    ):  # the sampler refuses a non-finite gradient: the chains have diverged
         return None
 
 
 def rescaled_gaussian_error(sampler: str, a: float, lr: float, **kwargs) -> float:
-    """covariance_error of `rescaled_gaussian_chains(sampler, a, lr, **kwargs)`; inf if the chains diverged."""
+    """covariance_error of `rescaled_gaussian_chains(sampler, a, lr, **kwargs)`; inf if the chains
+    diverged."""
     samples = rescaled_gaussian_chains(sampler, a, lr, **kwargs)
     return math.inf if samples is None else covariance_error(samples, a)
 
 
-def moons_classification(n: int, std: float = 0.25, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """n points of the two moons of dgm_lib.data.toy2d (noise `std`) with labels y = 0 (upper moon), 1 (lower):
-    (x (n, 2) float32, y (n,) int64), n // 2 of each class."""
+def moons_classification(
+    n: int, std: float = 0.25, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """n points of the two moons of dgm_lib.data.toy2d (noise `std`) with labels y = 0 (upper moon),
+    1 (lower): (x (n, 2) float32, y (n,) int64), n // 2 of each class."""
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
     moons = two_moons(std)
     half = len(moons.means) // 2  # two_moons lists the upper arc's components first
-    x = [GaussianMixture(f"moon {k}", means, std).sample(size, generator, dtype=torch.float32)
-         for k, (means, size) in enumerate(((moons.means[:half], n // 2), (moons.means[half:], n - n // 2)))]
+    x = [
+        GaussianMixture(f"moon {k}", means, std).sample(size, generator, dtype=torch.float32)
+        for k, (means, size) in enumerate(
+            ((moons.means[:half], n // 2), (moons.means[half:], n - n // 2))
+        )
+    ]
     return torch.cat(x), torch.cat([torch.zeros(n // 2), torch.ones(n - n // 2)]).long()
 
 
 def distance_to_boundary(labels: Tensor, points: Tensor) -> Tensor:
-    """Distance of every grid point to the decision boundary: to the nearest point of the (H, W) grid `points`
-    (H, W, 2) whose predicted label differs from a horizontal or vertical neighbour's; shape (H * W,)."""
+    """Distance of every grid point to the decision boundary: to the nearest point of the (H, W)
+    grid `points` (H, W, 2) whose predicted label differs from a horizontal or vertical neighbour's;
+    shape (H * W,)."""
     if labels.shape != points.shape[:2]:
-        raise ValueError(f"labels {tuple(labels.shape)} and points {tuple(points.shape)} must share the grid shape")
+        raise ValueError(
+            f"labels {tuple(labels.shape)} and points {tuple(points.shape)} must share the grid "
+            "shape"
+        )
     edge = torch.zeros_like(labels, dtype=torch.bool)
     edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
     edge[:, :-1] |= labels[:, 1:] != labels[:, :-1]
     edge[1:, :] |= labels[1:, :] != labels[:-1, :]
     edge[:-1, :] |= labels[1:, :] != labels[:-1, :]
     if not bool(edge.any()):
-        raise ValueError("the labels hold a single class: there is no decision boundary on the grid")
-    return torch.cdist(points.reshape(-1, 2), points[edge], compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+        raise ValueError(
+            "the labels hold a single class: there is no decision boundary on the grid"
+        )
+    return (
+        torch.cdist(
+            points.reshape(-1, 2), points[edge], compute_mode="donot_use_mm_for_euclid_dist"
+        )
+        .min(1)
+        .values
+    )

@@ -13,25 +13,42 @@ from dgm_lib.sgmcmc.chapter import covariance_error, rescaled_gaussian_chains
 
 
 def sgld_explorer() -> widgets.VBox:
-    """Pick the step size eps, the preconditioner (none: SGLD; RMSprop: pSGLD) and the scale a of the target
-    N(0, diag(a, 1)) of Li et al. (2016): samples of 100 seeded chains (2,000 steps, the second half kept) against the
-    true density, and the whitened marginals against N(0, 1) with the covariance error of the chapter "SGLD"."""
+    """Pick the step size eps, the preconditioner (none: SGLD; RMSprop: pSGLD) and the scale a of
+    the target N(0, diag(a, 1)) of Li et al. (2016): samples of 100 seeded chains (2,000 steps, the
+    second half kept) against the true density, and the whitened marginals against N(0, 1) with the
+    covariance error of the chapter "SGLD"."""
+
     def draw(step_size: float, preconditioner: str, a: float) -> None:
-        sampler, options = ("SGLD", {}) if preconditioner == "none" else ("pSGLD", {"alpha": float(preconditioner)})
+        sampler, options = (
+            ("SGLD", {})
+            if preconditioner == "none"
+            else ("pSGLD", {"alpha": float(preconditioner)})
+        )
         samples = rescaled_gaussian_chains(sampler, a, step_size, **options)
         fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
-        name = f"{sampler}{'' if sampler == 'SGLD' else f' (alpha = {preconditioner})'}, eps = {step_size:g}"
+        alpha = "" if sampler == "SGLD" else f" (alpha = {preconditioner})"
+        name = f"{sampler}{alpha}, eps = {step_size:g}"
         t = torch.linspace(0, 2 * math.pi, 200)
         for k in (1, 2, 3):  # contours of N(0, diag(a, 1)) at 1, 2, 3 standard deviations
             axes[0].plot(k * math.sqrt(a) * t.cos(), k * t.sin(), color="black", lw=1, alpha=0.6)
-        axes[0].set(xlim=(-4 * math.sqrt(a), 4 * math.sqrt(a)), ylim=(-4, 4), xlabel="$\\theta_1$",
-                    ylabel="$\\theta_2$")
+        axes[0].set(
+            xlim=(-4 * math.sqrt(a), 4 * math.sqrt(a)),
+            ylim=(-4, 4),
+            xlabel="$\\theta_1$",
+            ylabel="$\\theta_2$",
+        )
         if samples is None:
             axes[0].set_title(f"{name}: the chains diverged")
             axes[1].set_axis_off()
-            axes[1].text(0.0, 0.5, "The steps overshoot along the narrow direction theta_1 and the chains\n"
-                         f"blow up (SGLD is stable only for eps < 2a = {2 * a:g}).\n"
-                         "Lower eps or switch on the preconditioner.", transform=axes[1].transAxes, fontsize=12)
+            axes[1].text(
+                0.0,
+                0.5,
+                "The steps overshoot along the narrow direction theta_1 and the chains\n"
+                f"blow up (SGLD is stable only for eps < 2a = {2 * a:g}).\n"
+                "Lower eps or switch on the preconditioner.",
+                transform=axes[1].transAxes,
+                fontsize=12,
+            )
             fig.tight_layout()
             return
         points = samples[::50].reshape(-1, 2)  # every 50th kept iterate of every chain
@@ -40,22 +57,45 @@ def sgld_explorer() -> widgets.VBox:
         whitened = samples.reshape(-1, 2) / torch.tensor([math.sqrt(a), 1.0], dtype=samples.dtype)
         u = torch.linspace(-4, 4, 200)
         for j, label in enumerate(("$\\theta_1 / \\sqrt{a}$", "$\\theta_2$")):
-            axes[1].hist(whitened[:, j].clamp(-4, 4).numpy(), bins=80, range=(-4, 4), density=True, alpha=0.45,
-                         label=f"{label}: variance {whitened[:, j].var().item():.2f}")
-        axes[1].plot(u, torch.exp(-0.5 * u**2) / math.sqrt(2 * math.pi), color="black", label="N(0, 1)")
-        axes[1].set(xlabel="whitened coordinate", ylabel="density",
-                    title=f"covariance error {covariance_error(samples, a):.3f} (0 = exact)")
+            axes[1].hist(
+                whitened[:, j].clamp(-4, 4).numpy(),
+                bins=80,
+                range=(-4, 4),
+                density=True,
+                alpha=0.45,
+                label=f"{label}: variance {whitened[:, j].var().item():.2f}",
+            )
+        axes[1].plot(
+            u, torch.exp(-0.5 * u**2) / math.sqrt(2 * math.pi), color="black", label="N(0, 1)"
+        )
+        axes[1].set(
+            xlabel="whitened coordinate",
+            ylabel="density",
+            title=f"covariance error {covariance_error(samples, a):.3f} (0 = exact)",
+        )
         axes[1].legend(loc="upper left", fontsize=9)
         fig.tight_layout()
 
     style = {"description_width": "initial"}
     return explorer(
         draw,
-        step_size=widgets.SelectionSlider(options=[0.003, 0.01, 0.03, 0.1, 0.3], value=0.03, description="step eps",
-                                          style=style),
-        preconditioner=widgets.Dropdown(options=[("none (SGLD)", "none"), ("RMSprop, alpha = 0.99 (pSGLD)", "0.99"),
-                                                 ("RMSprop, alpha = 0.999 (pSGLD)", "0.999")], value="none",
-                                        description="preconditioner G", style=style),
-        a=widgets.SelectionSlider(options=[0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100], value=0.03,
-                                  description="scale a", style=style),
+        step_size=widgets.SelectionSlider(
+            options=[0.003, 0.01, 0.03, 0.1, 0.3], value=0.03, description="step eps", style=style
+        ),
+        preconditioner=widgets.Dropdown(
+            options=[
+                ("none (SGLD)", "none"),
+                ("RMSprop, alpha = 0.99 (pSGLD)", "0.99"),
+                ("RMSprop, alpha = 0.999 (pSGLD)", "0.999"),
+            ],
+            value="none",
+            description="preconditioner G",
+            style=style,
+        ),
+        a=widgets.SelectionSlider(
+            options=[0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100],
+            value=0.03,
+            description="scale a",
+            style=style,
+        ),
     )

@@ -13,8 +13,9 @@ from dgm_lib.checks import check_int, check_real
 def polynomial_decay(a: float, b: float, gamma: float) -> Callable[[int], float]:
     """The step-size schedule eps_t = a (b + t)^(-gamma), t = 0, 1, ... (Welling & Teh 2011).
 
-    gamma in (0.5, 1] gives sum_t eps_t = inf and sum_t eps_t^2 < inf (the conditions for SGLD to converge without a
-    Metropolis-Hastings test); gamma = 0 is the constant step a. Use it with `StepSizeSchedule(optimizer, schedule)`.
+    gamma in (0.5, 1] gives sum_t eps_t = inf and sum_t eps_t^2 < inf (the conditions for SGLD to
+    converge without a Metropolis-Hastings test); gamma = 0 is the constant step a. Use it with
+    `StepSizeSchedule(optimizer, schedule)`.
     """
     check_real(a, "a", lambda v: v > 0, "> 0", "polynomial_decay")
     check_real(b, "b", lambda v: v > 0, "> 0", "polynomial_decay")
@@ -28,12 +29,20 @@ def polynomial_decay(a: float, b: float, gamma: float) -> Callable[[int], float]
 
 
 class StepSizeSchedule(LRScheduler):
-    """Sets every group's step size to eps_t = schedule(t), t = number of `.step()` calls (t = 0 at construction)."""
+    """Sets every group's step size to eps_t = schedule(t), t = number of `.step()` calls (t = 0 at
+    construction)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Callable[[int], float],
-                 last_epoch: int = -1) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        schedule: Callable[[int], float],
+        last_epoch: int = -1,
+    ) -> None:
         if not callable(schedule):
-            raise TypeError(f"StepSizeSchedule: schedule must be callable t -> eps_t, got {type(schedule).__name__}")
+            raise TypeError(
+                "StepSizeSchedule: schedule must be callable t -> eps_t, got "
+                f"{type(schedule).__name__}"
+            )
         self.schedule = schedule
         super().__init__(optimizer, last_epoch)
 

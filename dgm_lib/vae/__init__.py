@@ -1,11 +1,20 @@
-"""Variational autoencoders (Lecture 7): encoders, decoders, priors, posterior flows, ELBO, IWAE and ELBO surgery.
+"""Variational autoencoders (Lecture 7): encoders, decoders, priors, posterior flows, ELBO, IWAE and
+ELBO surgery.
 
-x is data, z the latent; q(z|x, phi) the encoder, p(x|z, theta) the decoder, p(z) or p(z|lambda) the prior,
-q_agg(z) = 1/n sum_i q(z|x_i) the aggregated posterior. The zoo configs of the MNIST VAEs live in
-dgm_lib.vae.recipes (imported by dgm_lib.zoo on first use, not here).
+x is data, z the latent; q(z|x, phi) the encoder, p(x|z, theta) the decoder, p(z) or p(z|lambda) the
+prior, q_agg(z) = 1/n sum_i q(z|x_i) the aggregated posterior. The zoo configs of the MNIST VAEs
+live in dgm_lib.vae.recipes (imported by dgm_lib.zoo on first use, not here).
 """
 
-from dgm_lib.vae.model import VAE, ConvDecoder, ConvEncoder, IAFPosterior, MLPDecoder, MLPEncoder, PosteriorSample
+from dgm_lib.vae.model import (
+    VAE,
+    ConvDecoder,
+    ConvEncoder,
+    IAFPosterior,
+    MLPDecoder,
+    MLPEncoder,
+    PosteriorSample,
+)
 from dgm_lib.vae.priors import (
     FlowPrior,
     MoGPrior,
@@ -18,8 +27,20 @@ from dgm_lib.vae.priors import (
 from dgm_lib.vae.surgery import elbo_surgery, log_q_agg
 
 __all__ = [
-    "VAE", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "IAFPosterior", "PosteriorSample",
-    "gaussian_kl", "log_normal_diag", "log_normal_pairwise",
-    "StandardNormalPrior", "MoGPrior", "VampPrior", "FlowPrior",
-    "elbo_surgery", "log_q_agg",
+    "VAE",
+    "MLPEncoder",
+    "MLPDecoder",
+    "ConvEncoder",
+    "ConvDecoder",
+    "IAFPosterior",
+    "PosteriorSample",
+    "gaussian_kl",
+    "log_normal_diag",
+    "log_normal_pairwise",
+    "StandardNormalPrior",
+    "MoGPrior",
+    "VampPrior",
+    "FlowPrior",
+    "elbo_surgery",
+    "log_q_agg",
 ]

@@ -17,7 +17,6 @@ from dgm_lib.explorer import explorer
 from dgm_lib.vae.priors import log_normal_pairwise
 from dgm_lib.vae.surgery import log_q_agg
 
-
 # Prior families -> the zoo VAE trained with that prior.
 LATENT_PRIOR_FAMILIES = {
     "standard N(0, I)": "vae_standard",
@@ -29,9 +28,11 @@ LATENT_PRIOR_FAMILIES = {
 
 
 @lru_cache(maxsize=None)
-def _latent_codes(name: str, split: str, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The zoo VAE `name`'s posteriors of the `split` digits: (mu, log_var, one draw z_i ~ q(z|x_i), log q_agg(z_i))
-    with q_agg over all digits of the split, computed once (seeded)."""
+def _latent_codes(
+    name: str, split: str, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The zoo VAE `name`'s posteriors of the `split` digits: (mu, log_var, one draw z_i ~ q(z|x_i),
+    log q_agg(z_i)) with q_agg over all digits of the split, computed once (seeded)."""
     model = zoo.load(name, device=device)
     with torch.no_grad():
         x = mnist_images(split, "binarized").to(device)
@@ -41,10 +42,12 @@ def _latent_codes(name: str, split: str, device: str) -> tuple[torch.Tensor, tor
 
 def latent_prior(
     family: str, k: int, temperature: float, depth: int, device: str
-) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[int, torch.Generator], torch.Tensor], str]:
-    """(log p(z), sampler, description) of the prior `family` of its zoo VAE, re-parametrised in closed form: the
-    K heaviest MoG components / first K pseudo-inputs / first K training digits, every std times T, the first
-    `depth` MAF layers of the flow prior with z* ~ N(0, T^2 I)."""
+) -> tuple[
+    Callable[[torch.Tensor], torch.Tensor], Callable[[int, torch.Generator], torch.Tensor], str
+]:
+    """(log p(z), sampler, description) of the prior `family` of its zoo VAE, re-parametrised in
+    closed form: the K heaviest MoG components / first K pseudo-inputs / first K training digits,
+    every std times T, the first `depth` MAF layers of the flow prior with z* ~ N(0, T^2 I)."""
     model = zoo.load(LATENT_PRIOR_FAMILIES[family], device=device)
     log_t2 = 2 * math.log(temperature)
     if family == "flow (MAF)":
@@ -52,19 +55,33 @@ def latent_prior(
 
         def log_prob(z: torch.Tensor) -> torch.Tensor:  # log N(f(z); 0, T^2 I) + log|det J_f(z)|
             z_star, log_det = transform(z)
-            return log_det - 0.5 * (z_star.square().sum(-1) / temperature**2 + 2 * (math.log(2 * math.pi) + log_t2))
+            return log_det - 0.5 * (
+                z_star.square().sum(-1) / temperature**2 + 2 * (math.log(2 * math.pi) + log_t2)
+            )
 
         def sample(n: int, generator: torch.Generator) -> torch.Tensor:
-            return transform.inverse(temperature * torch.randn(n, 2, generator=generator, device=device))[0]
+            return transform.inverse(
+                temperature * torch.randn(n, 2, generator=generator, device=device)
+            )[0]
 
-        return log_prob, sample, f"first {depth} of {model.prior.depth} MAF layers, T = {temperature:g}"
+        return (
+            log_prob,
+            sample,
+            f"first {depth} of {model.prior.depth} MAF layers, T = {temperature:g}",
+        )
     if family == "standard N(0, I)":
-        log_pi, means, log_var = (torch.zeros(*shape, device=device) for shape in ((1,), (1, 2), (1, 2)))
+        log_pi, means, log_var = (
+            torch.zeros(*shape, device=device) for shape in ((1,), (1, 2), (1, 2))
+        )
         what = "$\\mathcal{N}(0, T^2 I)$"
     elif family == "mixture of Gaussians":
         log_pi, means, log_var = model.prior.components()
         top = log_pi.argsort(descending=True)[:k]
-        log_pi, means, log_var = log_pi[top] - torch.logsumexp(log_pi[top], 0), means[top], log_var[top]
+        log_pi, means, log_var = (
+            log_pi[top] - torch.logsumexp(log_pi[top], 0),
+            means[top],
+            log_var[top],
+        )
         what = f"{len(top)} heaviest of {model.prior.n_components} components"
     elif family == "VampPrior":
         means, log_var = model.encoder(model.prior.pseudo_inputs[:k])
@@ -81,15 +98,18 @@ def latent_prior(
 
     def sample(n: int, generator: torch.Generator) -> torch.Tensor:
         pick = torch.multinomial(log_pi.exp(), n, replacement=True, generator=generator)
-        return means[pick] + torch.exp(0.5 * log_var[pick]) * torch.randn(n, 2, generator=generator, device=device)
+        return means[pick] + torch.exp(0.5 * log_var[pick]) * torch.randn(
+            n, 2, generator=generator, device=device
+        )
 
     return log_prob, sample, f"{what}, T = {temperature:g}"
 
 
 def latent_prior_explorer(device: torch.device | str | None = None) -> widgets.VBox:
-    """Pick a prior family of the 2D-latent MNIST VAEs and its parameters (components K, temperature T, flow depth):
-    the aggregated posterior q_agg of the test digits, the prior p(z), KL(q_agg || p) and decoded samples z ~ p(z).
-    Nothing is trained: every setting is a closed-form re-parametrisation of a shipped zoo prior."""
+    """Pick a prior family of the 2D-latent MNIST VAEs and its parameters (components K, temperature
+    T, flow depth): the aggregated posterior q_agg of the test digits, the prior p(z), KL(q_agg ||
+    p) and decoded samples z ~ p(z). Nothing is trained: every setting is a closed-form
+    re-parametrisation of a shipped zoo prior."""
     device = str(device or get_device())
 
     def draw(family: str, components: int, temperature: float, depth: int) -> None:
@@ -99,24 +119,51 @@ def latent_prior_explorer(device: torch.device | str | None = None) -> widgets.V
         lim = viz.latent_lim(mu)
         with torch.no_grad():
             log_prob, sample, what = latent_prior(family, components, temperature, depth, device)
-            marginal_kl = (log_agg - log_prob(z)).mean().item()  # KL(q_agg || p), z_i ~ q(z|x_i) = draws of q_agg
-            images = model.decoder.mean(model.decoder(sample(36, torch.Generator(device).manual_seed(0))))
+            marginal_kl = (
+                (log_agg - log_prob(z)).mean().item()
+            )  # KL(q_agg || p), z_i ~ q(z|x_i) = draws of q_agg
+            images = model.decoder.mean(
+                model.decoder(sample(36, torch.Generator(device).manual_seed(0)))
+            )
             fig, axes = plt.subplots(1, 3, figsize=(15, 5))
-            viz.plot_latent_density(lambda v: log_q_agg(v, mu, log_var), ax=axes[0], lim=lim, device=device,
-                                    title=f"{name}: log $q_{{agg}}$ (test digits)")
-            viz.plot_latent_density(log_prob, ax=axes[1], lim=lim, device=device,
-                                    title=f"log p(z): {what}\nKL($q_{{agg}}$ || p) = {marginal_kl:.2f} nats")
+            viz.plot_latent_density(
+                lambda v: log_q_agg(v, mu, log_var),
+                ax=axes[0],
+                lim=lim,
+                device=device,
+                title=f"{name}: log $q_{{agg}}$ (test digits)",
+            )
+            viz.plot_latent_density(
+                log_prob,
+                ax=axes[1],
+                lim=lim,
+                device=device,
+                title=f"log p(z): {what}\nKL($q_{{agg}}$ || p) = {marginal_kl:.2f} nats",
+            )
             viz.image_grid(images, nrow=6, ax=axes[2], title="decoded samples $z \\sim p(z)$")
         fig.tight_layout()
 
     narrow, slider = {"description_width": "initial"}, widgets.Layout(width="200px")
     return explorer(
         draw,
-        family=widgets.Dropdown(options=list(LATENT_PRIOR_FAMILIES), value="standard N(0, I)", description="prior",
-                                layout=widgets.Layout(width="250px"), style=narrow),
-        components=widgets.SelectionSlider(options=[1, 2, 3, 5, 10, 20, 50, 100, 300, 1000, 4000], value=10,
-                                           description="K", layout=slider, style=narrow),
-        temperature=widgets.FloatSlider(value=1.0, min=0.25, max=3.0, step=0.05, description="T", layout=slider,
-                                        style=narrow),
-        depth=widgets.IntSlider(value=4, min=1, max=4, description="depth", layout=slider, style=narrow),
+        family=widgets.Dropdown(
+            options=list(LATENT_PRIOR_FAMILIES),
+            value="standard N(0, I)",
+            description="prior",
+            layout=widgets.Layout(width="250px"),
+            style=narrow,
+        ),
+        components=widgets.SelectionSlider(
+            options=[1, 2, 3, 5, 10, 20, 50, 100, 300, 1000, 4000],
+            value=10,
+            description="K",
+            layout=slider,
+            style=narrow,
+        ),
+        temperature=widgets.FloatSlider(
+            value=1.0, min=0.25, max=3.0, step=0.05, description="T", layout=slider, style=narrow
+        ),
+        depth=widgets.IntSlider(
+            value=4, min=1, max=4, description="depth", layout=slider, style=narrow
+        ),
     )

@@ -1,11 +1,13 @@
-"""The VAE of Lecture 7: encoders q(z|x, phi), decoders p(x|z, theta), the ELBO, the IWAE bound and an IAF posterior.
+"""The VAE of Lecture 7: encoders q(z|x, phi), decoders p(x|z, theta), the ELBO, the IWAE bound and
+an IAF posterior.
 
-Encoders return (mu, log_var) of q(z|x, phi) = N(mu_phi(x), sigma_phi^2(x)), log-variances soft-clamped to
-(-LOG_VAR_BOUND, LOG_VAR_BOUND). Decoders return Bernoulli logits, or (mean, log_var) of a Gaussian.
-A posterior flow (any dgm_lib.flows Transform, e.g. IAFPosterior) maps z ~ q(z|x, phi) to z* = g(z) through its
-`forward`: log q(z*|x) = log q(z|x) - log|det J_g(z)|; the prior and the decoder then see z*.
-Kingma & Welling, Auto-Encoding Variational Bayes, ICLR 2014; Burda, Grosse & Salakhutdinov, Importance Weighted
-Autoencoders, ICLR 2016; Kingma et al., Improved Variational Inference with Inverse Autoregressive Flow, NeurIPS 2016.
+Encoders return (mu, log_var) of q(z|x, phi) = N(mu_phi(x), sigma_phi^2(x)), log-variances
+soft-clamped to (-LOG_VAR_BOUND, LOG_VAR_BOUND). Decoders return Bernoulli logits, or (mean,
+log_var) of a Gaussian. A posterior flow (any dgm_lib.flows Transform, e.g. IAFPosterior) maps z ~
+q(z|x, phi) to z* = g(z) through its `forward`: log q(z*|x) = log q(z|x) - log|det J_g(z)|; the
+prior and the decoder then see z*. Kingma & Welling, Auto-Encoding Variational Bayes, ICLR 2014;
+Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016; Kingma et al., Improved
+Variational Inference with Inverse Autoregressive Flow, NeurIPS 2016.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm_lib.flows.autoregressive import IAF
 from dgm_lib.checks import check_positive_int, check_sizes, check_tensor
+from dgm_lib.flows.autoregressive import IAF
 from dgm_lib.flows.base import Compose, Inverse, Transform, soft_clamp
 from dgm_lib.nets import mlp
 from dgm_lib.vae.priors import LOG_VAR_BOUND, StandardNormalPrior, gaussian_kl, standard_normal
@@ -29,11 +31,13 @@ IWAE_CHUNK = 2**15  # decoder rows evaluated at once by VAE.iwae
 
 
 def flatten_input(x: Tensor, x_dim: int, name: str = "x") -> Tensor:
-    """x of shape (B, x_dim) or (B, *event) with x_dim entries per sample -> (B, x_dim); else TypeError/ValueError."""
+    """x of shape (B, x_dim) or (B, *event) with x_dim entries per sample -> (B, x_dim); else
+    TypeError/ValueError."""
     check_tensor(x, name)
     if math.prod(x.shape[1:]) != x_dim:
         raise ValueError(
-            f"{name} must have shape (B, {x_dim}) or (B, *event) with {x_dim} entries, got {tuple(x.shape)}"
+            f"{name} must have shape (B, {x_dim}) or (B, *event) with {x_dim} entries, got "
+            f"{tuple(x.shape)}"
         )
     return x.reshape(x.shape[0], x_dim)
 
@@ -45,7 +49,8 @@ def _check_likelihood(likelihood: str) -> str:
 
 
 def _conv_grid(x_shape: tuple[int, ...], n_halvings: int) -> tuple[int, int]:
-    """(h, w) of the smallest feature map after `n_halvings` stride-2 layers; ValueError unless they divide H, W."""
+    """(h, w) of the smallest feature map after `n_halvings` stride-2 layers; ValueError unless they
+    divide H, W."""
     if len(x_shape) != 3:
         raise ValueError(f"x_shape must be (C, H, W) for a convolutional network, got {x_shape}")
     _, height, width = x_shape
@@ -56,7 +61,8 @@ def _conv_grid(x_shape: tuple[int, ...], n_halvings: int) -> tuple[int, int]:
 
 
 class MLPEncoder(nn.Module):
-    """q(z|x, phi) = N(mu_phi(x), diag sigma_phi^2(x)) with an MLP x -> (mu, log sigma^2); x is flattened."""
+    """q(z|x, phi) = N(mu_phi(x), diag sigma_phi^2(x)) with an MLP x -> (mu, log sigma^2); x is
+    flattened."""
 
     def __init__(
         self,
@@ -67,7 +73,10 @@ class MLPEncoder(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__()
-        self.x_dim, self.z_dim = check_positive_int(x_dim, "x_dim"), check_positive_int(z_dim, "z_dim")
+        self.x_dim, self.z_dim = (
+            check_positive_int(x_dim, "x_dim"),
+            check_positive_int(z_dim, "z_dim"),
+        )
         self.x_shape = (x_dim,)
         self.net = mlp((x_dim, *check_sizes(hidden, "hidden"), 2 * z_dim), activation)
 
@@ -78,8 +87,8 @@ class MLPEncoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """q(z|x, phi) with a CNN: stride-2 4x4 convs through `hidden` channels (each halves H and W), then a linear
-    layer to (mu, log sigma^2)."""
+    """q(z|x, phi) with a CNN: stride-2 4x4 convs through `hidden` channels (each halves H and W),
+    then a linear layer to (mu, log sigma^2)."""
 
     def __init__(
         self,
@@ -90,7 +99,10 @@ class ConvEncoder(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__()
-        self.x_shape, self.z_dim = check_sizes(x_shape, "x_shape"), check_positive_int(z_dim, "z_dim")
+        self.x_shape, self.z_dim = (
+            check_sizes(x_shape, "x_shape"),
+            check_positive_int(z_dim, "z_dim"),
+        )
         self.x_dim = math.prod(self.x_shape)
         hidden = check_sizes(hidden, "hidden")
         h, w = _conv_grid(self.x_shape, len(hidden))
@@ -107,8 +119,8 @@ class ConvEncoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    """p(x|z, theta): Bernoulli(sigmoid(logits)) or N(mean, diag exp(log_var)) per pixel; `net` maps z to
-    (B, k * C, ...) with k = 1 (logits) or 2 (mean, raw log-variance)."""
+    """p(x|z, theta): Bernoulli(sigmoid(logits)) or N(mean, diag exp(log_var)) per pixel; `net` maps
+    z to (B, k * C, ...) with k = 1 (logits) or 2 (mean, raw log-variance)."""
 
     def __init__(self, z_dim: int, x_shape: Sequence[int], likelihood: str):
         super().__init__()
@@ -139,19 +151,23 @@ class _Decoder(nn.Module):
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out[0]
 
     def log_prob(self, x: Tensor, out: Tensor | tuple[Tensor, Tensor]) -> Tensor:
-        """log p(x|z, theta) summed over pixels, shape (B,): sum x log s(l) + (1 - x) log s(-l) (Bernoulli, x in
-        [0, 1]) or sum log N(x; mean, exp(log_var)) (Gaussian); `out` is forward(z)."""
+        """log p(x|z, theta) summed over pixels, shape (B,): sum x log s(l) + (1 - x) log s(-l)
+        (Bernoulli, x in [0, 1]) or sum log N(x; mean, exp(log_var)) (Gaussian); `out` is
+        forward(z)."""
         x = flatten_input(x, self.x_dim).reshape(-1, *self.x_shape)
         if self.likelihood == "bernoulli":
             log_px = -F.binary_cross_entropy_with_logits(out, x, reduction="none")
         else:
             mean, log_var = out
-            log_px = -0.5 * ((x - mean).square() * torch.exp(-log_var) + log_var + math.log(2 * math.pi))
+            log_px = -0.5 * (
+                (x - mean).square() * torch.exp(-log_var) + log_var + math.log(2 * math.pi)
+            )
         return log_px.reshape(x.shape[0], -1).sum(1)
 
 
 class MLPDecoder(_Decoder):
-    """p(x|z, theta) with an MLP z -> logits (Bernoulli) or (mean, log sigma^2) (Gaussian) of every pixel."""
+    """p(x|z, theta) with an MLP z -> logits (Bernoulli) or (mean, log sigma^2) (Gaussian) of every
+    pixel."""
 
     def __init__(
         self,
@@ -163,15 +179,18 @@ class MLPDecoder(_Decoder):
         activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__(z_dim, x_shape, likelihood)
-        self.net = mlp((self.z_dim, *check_sizes(hidden, "hidden"), self.n_out * self.x_dim), activation)
+        self.net = mlp(
+            (self.z_dim, *check_sizes(hidden, "hidden"), self.n_out * self.x_dim), activation
+        )
 
     def _net(self, z: Tensor) -> Tensor:
         return self.net(z)
 
 
 class ConvDecoder(_Decoder):
-    """p(x|z, theta) with a CNN: a linear layer to hidden[0] maps of size (H, W) / 2**len(hidden), then stride-2
-    4x4 transposed convs through `hidden` (each doubles H and W) to the logits or (mean, log sigma^2)."""
+    """p(x|z, theta) with a CNN: a linear layer to hidden[0] maps of size (H, W) / 2**len(hidden),
+    then stride-2 4x4 transposed convs through `hidden` (each doubles H and W) to the logits or
+    (mean, log sigma^2)."""
 
     def __init__(
         self,
@@ -199,11 +218,13 @@ class ConvDecoder(_Decoder):
 
 
 class IAFPosterior(Inverse):
-    """Flow posterior z* = g(z, lambda): `depth` IAF layers (orders reversed every other layer), z ~ q(z|x, phi).
+    """Flow posterior z* = g(z, lambda): `depth` IAF layers (orders reversed every other layer), z ~
+    q(z|x, phi).
 
     `forward(z) -> (z*, log|det J_g(z)|)` is one parallel pass per layer (IAF's cheap direction);
-    log q(z*|x) = log q(z|x) - log|det J_g(z)|. `inverse` (z* -> z) needs z_dim sequential passes per layer.
-    Kingma et al., Improved Variational Inference with Inverse Autoregressive Flow, NeurIPS 2016.
+    log q(z*|x) = log q(z|x) - log|det J_g(z)|. `inverse` (z* -> z) needs z_dim sequential passes
+    per layer. Kingma et al., Improved Variational Inference with Inverse Autoregressive Flow,
+    NeurIPS 2016.
     """
 
     def __init__(self, z_dim: int, depth: int = 2, hidden: Sequence[int] = (64, 64)):
@@ -219,8 +240,9 @@ class IAFPosterior(Inverse):
 
 @dataclass
 class PosteriorSample:
-    """n_samples draws from q(z*|x) per data point: z0 = mu + sigma eps ~ N(mu, sigma^2), z = posterior flow(z0)
-    (z = z0 without one), log_q = log q(z|x) and log_det = log|det J_g(z0)| (zeros without a flow), (S, B, ...)."""
+    """n_samples draws from q(z*|x) per data point: z0 = mu + sigma eps ~ N(mu, sigma^2), z =
+    posterior flow(z0) (z = z0 without one), log_q = log q(z|x) and log_det = log|det J_g(z0)|
+    (zeros without a flow), (S, B, ...)."""
 
     mu: Tensor
     log_var: Tensor
@@ -231,10 +253,11 @@ class PosteriorSample:
 
 
 class VAE(nn.Module):
-    """VAE with encoder q(z|x, phi), decoder p(x|z, theta), prior p(z) and an optional posterior flow (Lecture 7).
+    """VAE with encoder q(z|x, phi), decoder p(x|z, theta), prior p(z) and an optional posterior
+    flow (Lecture 7).
 
-    ELBO L(q, theta) = E_q log p(x|z, theta) - KL(q(z|x, phi) || p(z)); `forward(x)` returns the loss terms for
-    dgm_lib.training.fit with loss = -mean(recon - beta * kl) (beta = 1: the ELBO).
+    ELBO L(q, theta) = E_q log p(x|z, theta) - KL(q(z|x, phi) || p(z)); `forward(x)` returns the
+    loss terms for dgm_lib.training.fit with loss = -mean(recon - beta * kl) (beta = 1: the ELBO).
     """
 
     def __init__(
@@ -248,11 +271,17 @@ class VAE(nn.Module):
         super().__init__()
         for name, module in (("encoder", encoder), ("decoder", decoder), ("prior", prior)):
             if not isinstance(module, nn.Module) or not hasattr(module, "z_dim"):
-                raise TypeError(f"{name} must be an nn.Module with a z_dim attribute, got {type(module).__name__}")
+                raise TypeError(
+                    f"{name} must be an nn.Module with a z_dim attribute, got "
+                    f"{type(module).__name__}"
+                )
         if not hasattr(prior, "log_prob") or not hasattr(prior, "sample"):
             raise TypeError(f"prior must have log_prob and sample, got {type(prior).__name__}")
         if not hasattr(decoder, "log_prob") or not hasattr(decoder, "mean"):
-            raise TypeError(f"decoder must be an MLPDecoder/ConvDecoder-like module, got {type(decoder).__name__}")
+            raise TypeError(
+                "decoder must be an MLPDecoder/ConvDecoder-like module, got "
+                f"{type(decoder).__name__}"
+            )
         dims = {"encoder": encoder.z_dim, "decoder": decoder.z_dim, "prior": prior.z_dim}
         if len(set(dims.values())) != 1:
             raise ValueError(f"z_dim must agree between encoder, decoder and prior, got {dims}")
@@ -261,12 +290,18 @@ class VAE(nn.Module):
             raise TypeError(f"posterior_flow must be a dgm_lib.flows Transform or None, got {got}")
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < math.inf:
             raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-        self.encoder, self.decoder, self.prior, self.posterior_flow = encoder, decoder, prior, posterior_flow
+        self.encoder, self.decoder, self.prior, self.posterior_flow = (
+            encoder,
+            decoder,
+            prior,
+            posterior_flow,
+        )
         self.beta, self.z_dim = float(beta), encoder.z_dim
 
     @property
     def closed_form_kl(self) -> bool:
-        """Whether KL(q(z|x) || p(z)) has the closed form gaussian_kl: standard normal prior, no posterior flow."""
+        """Whether KL(q(z|x) || p(z)) has the closed form gaussian_kl: standard normal prior, no
+        posterior flow."""
         return isinstance(self.prior, StandardNormalPrior) and self.posterior_flow is None
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -274,17 +309,20 @@ class VAE(nn.Module):
         return self.encoder(x)
 
     def decode(self, z: Tensor) -> Tensor | tuple[Tensor, Tensor]:
-        """The decoder's output for z (B, z_dim): Bernoulli logits or the Gaussian (mean, log_var)."""
+        """The decoder's output for z (B, z_dim): Bernoulli logits or Gaussian (mean, log_var)."""
         return self.decoder(z)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z, theta), shape (B,) for z (B, z_dim), or (S, B) for S latents per data point, z (S, B, z_dim)."""
+        """log p(x|z, theta), shape (B,) for z (B, z_dim), or (S, B) for S latents per data point, z
+        (S, B, z_dim)."""
         check_tensor(z, "z")
         if z.dim() == 2:
             return self.decoder.log_prob(x, self.decoder(z))
         if z.dim() != 3 or z.shape[1] != x.shape[0]:
             got = tuple(z.shape)
-            raise ValueError(f"z must have shape (B, z_dim) or (S, B, z_dim) with B = {x.shape[0]}, got {got}")
+            raise ValueError(
+                f"z must have shape (B, z_dim) or (S, B, z_dim) with B = {x.shape[0]}, got {got}"
+            )
         s, b = z.shape[:2]
         x_rep = x.unsqueeze(0).expand(s, *x.shape).reshape(s * b, *x.shape[1:])
         return self.decoder.log_prob(x_rep, self.decoder(z.reshape(s * b, -1))).reshape(s, b)
@@ -322,7 +360,8 @@ class VAE(nn.Module):
     def sample_posterior(
         self, x: Tensor, n_samples: int = 1, generator: torch.Generator | None = None
     ) -> PosteriorSample:
-        """n_samples draws z ~ q(z|x) per point (through the posterior flow, if any) and log q(z|x), (S, B, ...)."""
+        """n_samples draws z ~ q(z|x) per point (through the posterior flow, if any) and log q(z|x),
+        (S, B, ...)."""
         check_positive_int(n_samples, "n_samples")
         mu, log_var = self.encode(x)
         return self.sample_q(mu, log_var, n_samples, generator)
@@ -334,8 +373,9 @@ class VAE(nn.Module):
     def elbo_terms(
         self, x: Tensor, n_samples: int = 1, generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
-        """recon = E_q log p(x|z, theta), kl = KL(q(z|x) || p(z)) and elbo = recon - kl, each (B,), with n_samples
-        draws of z; kl is gaussian_kl when closed_form_kl, else the Monte Carlo mean of log q(z|x) - log p(z)."""
+        """recon = E_q log p(x|z, theta), kl = KL(q(z|x) || p(z)) and elbo = recon - kl, each (B,),
+        with n_samples draws of z; kl is gaussian_kl when closed_form_kl, else the Monte Carlo mean
+        of log q(z|x) - log p(z)."""
         post = self.sample_posterior(x, n_samples, generator)
         recon = self.log_likelihood(x, post.z).mean(0)
         if self.closed_form_kl:
@@ -344,15 +384,18 @@ class VAE(nn.Module):
             kl = (post.log_q - self._log_prior(post.z)).mean(0)
         return {"elbo": recon - kl, "recon": recon, "kl": kl}
 
-    def elbo(self, x: Tensor, n_samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
+    def elbo(
+        self, x: Tensor, n_samples: int = 1, generator: torch.Generator | None = None
+    ) -> Tensor:
         """The ELBO L(q, theta) of every data point, shape (B,)."""
         return self.elbo_terms(x, n_samples, generator)["elbo"]
 
     def iwae(self, x: Tensor, k: int = 50, generator: torch.Generator | None = None) -> Tensor:
-        """IWAE bound log 1/k sum_{s=1}^k p(x, z_s | theta) / q(z_s|x), z_s ~ q(z|x), shape (B,) (Burda et al., 2016).
+        """IWAE bound log 1/k sum_{s=1}^k p(x, z_s | theta) / q(z_s|x), z_s ~ q(z|x), shape (B,)
+        (Burda et al., 2016).
 
-        A lower bound on log p(x|theta) that increases with k (k = 1: the ELBO in expectation); the k draws are
-        decoded in chunks of about IWAE_CHUNK rows.
+        A lower bound on log p(x|theta) that increases with k (k = 1: the ELBO in expectation); the
+        k draws are decoded in chunks of about IWAE_CHUNK rows.
         """
         check_positive_int(k, "k")
         mu, log_var = self.encode(x)
@@ -364,12 +407,14 @@ class VAE(nn.Module):
         return torch.logsumexp(torch.cat(log_w, 0), 0) - math.log(k)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Loss terms for fit(): loss = -mean(recon - beta kl); elbo, recon, kl are batch means (detached)."""
+        """Loss terms for fit(): loss = -mean(recon - beta kl); elbo, recon, kl are batch means
+        (detached)."""
         terms = self.elbo_terms(x)
         loss = -(terms["recon"] - self.beta * terms["kl"]).mean()
         return {"loss": loss, **{name: value.mean().detach() for name, value in terms.items()}}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n decoded prior draws E[x|z], z ~ p(z): pixel probabilities (Bernoulli) or means, shape (n, *x_shape)."""
+        """n decoded prior draws E[x|z], z ~ p(z): pixel probabilities (Bernoulli) or means, shape
+        (n, *x_shape)."""
         return self.decoder.mean(self.decoder(self.prior.sample(n, generator)))

@@ -1,10 +1,10 @@
 """Zoo configs of chapter 03 "ELBO surgery": 2D-latent MNIST VAEs, one per prior (Lecture 7).
 
-"vae_standard" (N(0, I)), "vae_mog" (mixture of Gaussians), "vae_vamp" (VampPrior),
-"vae_flow_prior" (MAF prior) and "vae_iaf_posterior" (N(0, I) prior, IAF posterior) share the
-architecture (MLP encoder and Bernoulli decoder, z_dim = 2) and the training budget (Adam, RECIPE.epochs
-epochs over the 4,000 training digits of load_mnist(), dynamically binarized: every epoch draws
-x ~ Bernoulli(pixel intensities) afresh). Regenerate one with `python -m dgm_lib.zoo train vae_mog`
+"vae_standard" (N(0, I)), "vae_mog" (mixture of Gaussians), "vae_vamp" (VampPrior), "vae_flow_prior"
+(MAF prior) and "vae_iaf_posterior" (N(0, I) prior, IAF posterior) share the architecture (MLP
+encoder and Bernoulli decoder, z_dim = 2) and the training budget (Adam, RECIPE.epochs epochs over
+the 4,000 training digits of load_mnist(), dynamically binarized: every epoch draws x ~
+Bernoulli(pixel intensities) afresh). Regenerate one with `python -m dgm_lib.zoo train vae_mog`
 (28-37 s each on one CPU thread, OMP_NUM_THREADS=1).
 """
 

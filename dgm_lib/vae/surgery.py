@@ -1,9 +1,11 @@
-"""ELBO surgery (Hoffman & Johnson, 2016): the average KL splits into mutual information and marginal KL.
+"""ELBO surgery (Hoffman & Johnson, 2016): the average KL splits into mutual information and
+marginal KL.
 
 1/n sum_i KL(q(z|x_i) || p(z)) = I_q[x, z] + KL(q_agg(z) || p(z)), with the aggregated posterior
 q_agg(z) = 1/n sum_i q(z|x_i), I_q[x, z] = 1/n sum_i KL(q(z|x_i) || q_agg(z)) in [0, log n], so that
-1/n sum_i L_i = reconstruction - I_q[x, z] - KL(q_agg || p): the prior appears only in the marginal KL (Lecture 7).
-Hoffman & Johnson, ELBO surgery: yet another way to carve up the variational evidence lower bound, NIPS AABI 2016.
+1/n sum_i L_i = reconstruction - I_q[x, z] - KL(q_agg || p): the prior appears only in the marginal
+KL (Lecture 7). Hoffman & Johnson, ELBO surgery: yet another way to carve up the variational
+evidence lower bound, NIPS AABI 2016.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ TERMS = ("recon", "mi", "marginal_kl", "avg_kl", "elbo")
 
 
 def log_q_agg(z: Tensor, mu: Tensor, log_var: Tensor) -> Tensor:
-    """log q_agg(z) = logsumexp_n log N(z; mu_n, diag exp(log_var_n)) - log n for z (M, d) over the n encodings
-    mu, log_var (n, d), shape (M,); computed in chunks of rows of z."""
+    """log q_agg(z) = logsumexp_n log N(z; mu_n, diag exp(log_var_n)) - log n for z (M, d) over the
+    n encodings mu, log_var (n, d), shape (M,); computed in chunks of rows of z."""
     check_gaussian(mu, log_var)
     check_vector(z, "z", mu.shape[1])
     rows = max(1, PAIRWISE_CHUNK // mu.numel())
-    chunks = [torch.logsumexp(log_normal_diag(c[:, None, :], mu, log_var), 1) for c in z.split(rows)]
+    chunks = [
+        torch.logsumexp(log_normal_diag(c[:, None, :], mu, log_var), 1) for c in z.split(rows)
+    ]
     return torch.cat(chunks, 0) - math.log(mu.shape[0])
 
 
@@ -40,15 +44,17 @@ def elbo_surgery(
     *,
     batch_size: int = 500,
 ) -> dict[str, float]:
-    """The ELBO surgery terms of `model` on the whole data x (n points), averaged over the data points:
+    """The ELBO surgery terms of `model` on the whole data x (n points), averaged over the data
+    points:
 
-    recon = 1/n sum_i E_q log p(x_i|z), avg_kl = 1/n sum_i E_q[log q(z|x_i) - log p(z)],
-    mi = 1/n sum_i E_q[log q(z|x_i) - log q_agg(z)], marginal_kl = 1/n sum_i E_q[log q_agg(z) - log p(z)]
-    (z ~ q(z|x_i) is a draw from q_agg when i is uniform), elbo = recon - avg_kl, and log_n (the upper bound of
-    the MI estimate). Every term uses the same n_samples draws z ~ q(z|x_i) per point, with q_agg over all n
-    encodings, so avg_kl = mi + marginal_kl holds exactly (up to rounding). With a posterior flow, q is its
-    push-forward (log q_agg gains the same -log|det J_g| as log q). `<term>_se` is the standard error over the
-    n data points (std / sqrt(n): the spread across points, an upper bound on the Monte Carlo error).
+    recon = 1/n sum_i E_q log p(x_i|z), avg_kl = 1/n sum_i E_q[log q(z|x_i) - log p(z)], mi = 1/n
+    sum_i E_q[log q(z|x_i) - log q_agg(z)], marginal_kl = 1/n sum_i E_q[log q_agg(z) - log p(z)] (z
+    ~ q(z|x_i) is a draw from q_agg when i is uniform), elbo = recon - avg_kl, and log_n (the upper
+    bound of the MI estimate). Every term uses the same n_samples draws z ~ q(z|x_i) per point, with
+    q_agg over all n encodings, so avg_kl = mi + marginal_kl holds exactly (up to rounding). With a
+    posterior flow, q is its push-forward (log q_agg gains the same -log|det J_g| as log q).
+    `<term>_se` is the standard error over the n data points (std / sqrt(n): the spread across
+    points, an upper bound on the Monte Carlo error).
     """
     if not isinstance(model, VAE):
         raise TypeError(f"model must be a dgm_lib.vae.VAE, got {type(model).__name__}")
@@ -57,7 +63,9 @@ def elbo_surgery(
     check_tensor(x, "x")
     n = x.shape[0]
     if n < 2:
-        raise ValueError(f"x must hold at least 2 data points (q_agg over one point is its posterior), got {n}")
+        raise ValueError(
+            f"x must hold at least 2 data points (q_agg over one point is its posterior), got {n}"
+        )
     batches = x.split(batch_size)
     mu, log_var = (torch.cat(parts, 0) for parts in zip(*(model.encode(b) for b in batches)))
     sums = {"recon": 0.0, "log_q": 0.0, "log_agg": 0.0, "log_p": 0.0}
@@ -65,11 +73,15 @@ def elbo_surgery(
         post = model.sample_q(mu, log_var, 1, generator)
         z0, z = post.z0[0], post.z[0]
         zs = z.split(batch_size)
-        sums["recon"] = sums["recon"] + torch.cat([model.log_likelihood(b, c) for b, c in zip(batches, zs)])
+        sums["recon"] = sums["recon"] + torch.cat(
+            [model.log_likelihood(b, c) for b, c in zip(batches, zs)]
+        )
         sums["log_q"] = sums["log_q"] + post.log_q[0]
         sums["log_agg"] = sums["log_agg"] + log_q_agg(z0, mu, log_var) - post.log_det[0]
         sums["log_p"] = sums["log_p"] + torch.cat([model.prior.log_prob(c) for c in zs])
-    recon, log_q, log_agg, log_p = (sums[k].double() / n_samples for k in ("recon", "log_q", "log_agg", "log_p"))
+    recon, log_q, log_agg, log_p = (
+        sums[k].double() / n_samples for k in ("recon", "log_q", "log_agg", "log_p")
+    )
     per_point = {
         "recon": recon,
         "mi": log_q - log_agg,
