@@ -16,7 +16,7 @@ def test_docstring_examples_run(name, one_thread):
     module = importlib.import_module(name)
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     result = doctest.testmod(module, optionflags=flags, verbose=False)
-    assert result.failed == 0, f"{result.failed} of {result.attempted} doctest examples failed in {name}"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
 
 
 def test_the_public_api_has_examples():

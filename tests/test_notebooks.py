@@ -152,3 +152,24 @@ def sanitize(text: str) -> str:
 )
 def test_sanitizer_masks_only_what_changes_between_runs(raw, clean):
     assert sanitize(raw) == clean
+
+
+CELL_WIDTH = 88  # the HTML book shows this many columns of a code cell without scrolling
+
+
+@pytest.mark.parametrize(
+    "path",
+    NOTEBOOKS + sorted(ROOT.glob("book/exercises/*.ipynb")),
+    ids=lambda p: p.parent.name + "/" + p.name,
+)
+def test_code_cells_fit_the_page_width(path):
+    """No line of a code cell is wider than CELL_WIDTH: nothing scrolls sideways in the HTML."""
+    nb = nbformat.read(path, as_version=4)
+    wide = [
+        f"cell {k}, line {n}: {len(line)} characters"
+        for k, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for n, line in enumerate(cell.source.splitlines(), start=1)
+        if len(line) > CELL_WIDTH
+    ]
+    assert not wide, f"{path.name}: code lines over {CELL_WIDTH} characters: " + "; ".join(wide)
