@@ -4,7 +4,8 @@ trains)."""
 from __future__ import annotations
 
 import timeit
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -63,33 +64,68 @@ def image_grid(
     return ax
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The square [-lim, lim]^2 sampled at n x n points on `device`: where a density is evaluated.
+
+    Example:
+        >>> Grid(lim=1.0, n=3).points()[:2].tolist()
+        [[-1.0, -1.0], [0.0, -1.0]]
+    """
+
+    lim: float = 4.0
+    n: int = 200
+    device: torch.device | str | None = None
+
+    def points(self) -> Tensor:
+        """The n^2 points (n^2, 2) in the default dtype, x_1 varying fastest."""
+        if self.n < 2:
+            raise ValueError(f"n must be >= 2, got {self.n}")
+        t = torch.linspace(-self.lim, self.lim, self.n, device=self.device)
+        return torch.stack(torch.meshgrid(t, t, indexing="xy"), dim=-1).reshape(-1, 2)
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """(left, right, bottom, top) for imshow."""
+        return (-self.lim, self.lim, -self.lim, self.lim)
+
+
 @torch.no_grad()
+def _log_prob_on(log_prob_fn: Callable[[Tensor], Tensor], grid: Grid) -> Tensor:
+    """log_prob_fn on the grid's points as an (n, n) CPU tensor; ValueError if it holds NaN."""
+    log_p = log_prob_fn(grid.points()).reshape(grid.n, grid.n).cpu()
+    if torch.isnan(log_p).any():
+        raise ValueError("log_prob_fn returned NaN on the plotting grid")
+    return log_p
+
+
+def _heatmap(ax: Axes, image: Tensor, grid: Grid, names: str, **imshow: Any) -> Axes:
+    """Show `image` over the grid's square, axes labelled names_1 and names_2."""
+    ax.imshow(image.numpy(), extent=grid.extent(), origin="lower", aspect="equal", **imshow)
+    ax.grid(False)
+    ax.set_xlabel(f"${names}_1$")
+    ax.set_ylabel(f"${names}_2$")
+    return ax
+
+
 def plot_density(
     log_prob_fn: Callable[[Tensor], Tensor],
     ax: Axes | None = None,
-    lim: float = 4.0,
-    n_grid: int = 200,
+    grid: Grid = Grid(),
     title: str | None = None,
-    device: torch.device | str | None = None,
-    cmap: str = "viridis",
 ) -> Axes:
-    """Heatmap of p(x) = exp(log_prob_fn(x)) on the square [-lim, lim]^2 (n_grid^2 points, default
-    dtype)."""
-    if n_grid < 2:
-        raise ValueError(f"n_grid must be >= 2, got {n_grid}")
-    t = torch.linspace(-lim, lim, n_grid, device=device)
-    grid = torch.stack(torch.meshgrid(t, t, indexing="xy"), dim=-1).reshape(-1, 2)
-    density = log_prob_fn(grid).exp().reshape(n_grid, n_grid).cpu()
-    if torch.isnan(density).any():
-        raise ValueError("log_prob_fn returned NaN on the plotting grid")
-    ax = _axes(ax, title)
-    ax.imshow(
-        density.numpy(), extent=(-lim, lim, -lim, lim), origin="lower", cmap=cmap, aspect="equal"
-    )
-    ax.grid(False)
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
-    return ax
+    """Heatmap of p(x) = exp(log_prob_fn(x)) on the grid's square.
+
+    Args:
+        log_prob_fn: maps points (k, 2) to log-densities (k,).
+        ax: the axes to draw on (a new figure if None).
+        grid: where to evaluate (the square, the resolution, the device of log_prob_fn).
+        title: the axes' title.
+
+    Returns:
+        The axes.
+    """
+    density = _log_prob_on(log_prob_fn, grid).exp()
+    return _heatmap(_axes(ax, title), density, grid, "x", cmap="viridis")
 
 
 def plot_samples(
@@ -202,18 +238,26 @@ def grid_cells(lim: float, n_cells: int, n_points: int = 16) -> tuple[Tensor, Te
     return corners[:, None, :] + h * square, corners + h / 2
 
 
+@dataclass(frozen=True)
+class ColorScale:
+    """How plot_cells colors its cells: the colormap, the colorbar's label and limits (None: the
+    data's)."""
+
+    cmap: str = "viridis"
+    label: str | None = None
+    vmin: float | None = None
+    vmax: float | None = None
+
+
 def plot_cells(
     polygons: Tensor,
     values: Tensor | None = None,
     ax: Axes | None = None,
     title: str | None = None,
-    cmap: str = "viridis",
-    label: str | None = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
+    scale: ColorScale = ColorScale(),
 ) -> Axes:
     """Draw polygons (n, k, 2), e.g. grid cells pushed through a map, filled by `values` (n,) with a
-    colorbar."""
+    colorbar of `scale`."""
     from matplotlib.collections import PolyCollection
 
     ax = _axes(ax, title)
@@ -222,9 +266,9 @@ def plot_cells(
         cells.set_facecolor("none")
     else:
         cells.set_array(values.detach().cpu().numpy())
-        cells.set_cmap(cmap)
-        cells.set_clim(vmin, vmax)
-        ax.figure.colorbar(cells, ax=ax, label=label, shrink=0.8)
+        cells.set_cmap(scale.cmap)
+        cells.set_clim(scale.vmin, scale.vmax)
+        ax.figure.colorbar(cells, ax=ax, label=scale.label, shrink=0.8)
     ax.add_collection(cells)
     ax.autoscale_view()
     ax.set_aspect("equal")
@@ -245,43 +289,35 @@ def latent_lim(z: Tensor, quantile: float = 0.98, margin: float = 1.2) -> float:
     )
 
 
-@torch.no_grad()
 def plot_latent_density(
     log_prob_fn: Callable[[Tensor], Tensor],
     ax: Axes | None = None,
-    lim: float = 4.0,
-    n_grid: int = 150,
+    grid: Grid = Grid(n=150),
     title: str | None = None,
-    device: torch.device | str | None = None,
     log_range: float = 12.0,
 ) -> Axes:
-    """Heatmap of the log-density log p(z) = log_prob_fn(z) on the latent square [-lim, lim]^2,
-    clipped to its top `log_range` nats: spiky densities (mixtures of narrow posteriors) and their
-    holes both stay visible."""
-    if n_grid < 2 or log_range <= 0:
-        raise ValueError(
-            f"need n_grid >= 2 and log_range > 0, got n_grid={n_grid}, log_range={log_range}"
-        )
-    t = torch.linspace(-lim, lim, n_grid, device=device)
-    grid = torch.stack(torch.meshgrid(t, t, indexing="xy"), dim=-1).reshape(-1, 2)
-    log_p = log_prob_fn(grid).reshape(n_grid, n_grid).double().cpu()
-    if torch.isnan(log_p).any():
-        raise ValueError("log_prob_fn returned NaN on the plotting grid")
+    """Heatmap of the log-density log p(z) on the grid's latent square, clipped to its top nats.
+
+    Clipping to the top `log_range` nats keeps both spiky densities (mixtures of narrow posteriors)
+    and their holes visible.
+
+    Args:
+        log_prob_fn: maps latent points (k, 2) to log-densities (k,).
+        ax: the axes to draw on (a new figure if None).
+        grid: where to evaluate.
+        title: the axes' title.
+        log_range: the range of log p shown, in nats below its maximum.
+
+    Returns:
+        The axes.
+    """
+    if log_range <= 0:
+        raise ValueError(f"log_range must be > 0, got {log_range}")
+    log_p = _log_prob_on(log_prob_fn, grid).double()
     top = log_p.max().item()
+    clipped = log_p.clamp(min=top - log_range)
     ax = _axes(ax, title)
-    ax.imshow(
-        log_p.clamp(min=top - log_range).numpy(),
-        extent=(-lim, lim, -lim, lim),
-        origin="lower",
-        cmap="viridis",
-        vmin=top - log_range,
-        vmax=top,
-        aspect="equal",
-    )
-    ax.grid(False)
-    ax.set_xlabel("$z_1$")
-    ax.set_ylabel("$z_2$")
-    return ax
+    return _heatmap(ax, clipped, grid, "z", cmap="viridis", vmin=top - log_range, vmax=top)
 
 
 def plot_latent_codes(
@@ -290,11 +326,10 @@ def plot_latent_codes(
     ax: Axes | None = None,
     lim: float = 4.0,
     title: str | None = None,
-    s: float = 4.0,
-    alpha: float = 0.8,
+    **scatter: Any,
 ) -> Axes:
     """Scatter of 2D latent codes z (n, 2) colored by their integer labels (n,) (tab10), one legend
-    entry per label."""
+    entry per label; `scatter` goes to Axes.scatter (default s=4, alpha=0.8)."""
     _check_points(z, "z")
     if not isinstance(labels, Tensor) or labels.shape != (len(z),):
         raise ValueError(
@@ -309,10 +344,9 @@ def plot_latent_codes(
         ax.scatter(
             points[mask, 0],
             points[mask, 1],
-            s=s,
-            alpha=alpha,
             color=colors(k % 10),
             label=str(label),
+            **{"s": 4.0, "alpha": 0.8, **scatter},
         )
     ax.legend(
         title="label",

@@ -325,7 +325,7 @@ def test_latent_prior_explorer_builds_with_its_controls():
 def test_latent_plot_helpers():
     import matplotlib.pyplot as plt
 
-    from dgm_lib.viz import latent_lim, plot_latent_codes, plot_latent_density
+    from dgm_lib.viz import Grid, latent_lim, plot_latent_codes, plot_latent_density
 
     z = torch.tensor([[0.5, -1.0], [2.0, 0.1], [-3.3, 0.0]])
     assert latent_lim(z, quantile=1.0, margin=1.0) == 4.0  # ceil(3.3)
@@ -336,8 +336,8 @@ def test_latent_plot_helpers():
     assert len(ax.get_legend().get_texts()) == 2 and ax.get_xlim() == (-4.0, 4.0)
     with pytest.raises(ValueError, match="labels"):
         plot_latent_codes(z, torch.tensor([0, 1]), ax=ax)
-    plot_latent_density(StandardNormalPrior(2).log_prob, ax=ax, n_grid=20, log_range=5.0)
+    plot_latent_density(StandardNormalPrior(2).log_prob, ax=ax, grid=Grid(n=20), log_range=5.0)
     assert ax.images[-1].get_clim() == pytest.approx((-1.8379 - 5.0 - 0.0, -1.8379), abs=0.05)
     with pytest.raises(ValueError, match="NaN"):
-        plot_latent_density(lambda v: torch.full((len(v),), float("nan")), ax=ax, n_grid=4)
+        plot_latent_density(lambda v: torch.full((len(v),), float("nan")), ax=ax, grid=Grid(n=4))
     plt.close(fig)

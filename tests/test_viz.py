@@ -33,12 +33,12 @@ def test_image_grid():
 
 def test_plot_density_and_samples():
     target = get_target("eight_gaussians")
-    ax = viz.plot_density(target.log_prob, n_grid=50, title="8 Gaussians")
+    ax = viz.plot_density(target.log_prob, grid=viz.Grid(n=50), title="8 Gaussians")
     density = ax.images[0].get_array()
     assert isinstance(ax, Axes) and density.shape == (50, 50) and density.max() > 0
     ax = viz.plot_samples(target.sample(100), ax=ax, color="w")
     assert ax.get_xlim() == (-4.0, 4.0) and len(ax.collections) == 1
     with pytest.raises(ValueError, match="NaN"):
-        viz.plot_density(lambda x: torch.full(x.shape[:-1], float("nan")), n_grid=10)
+        viz.plot_density(lambda x: torch.full(x.shape[:-1], float("nan")), grid=viz.Grid(n=10))
     with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
         viz.plot_samples(torch.zeros(5, 3))

@@ -34,6 +34,17 @@ def _digit_rows(rows: list[tuple[str, torch.Tensor]], ax) -> None:
         ax.text(-4, 2 + 30 * k + 14, label, ha="right", va="center", fontsize=11)
 
 
+def _log_slider(
+    value: float, exponents: tuple[float, float], label: str, layout: widgets.Layout
+) -> widgets.FloatLogSlider:
+    """A slider over 10^exponents[0] .. 10^exponents[1] in steps of 10^0.05."""
+    low, high = exponents
+    return widgets.FloatLogSlider(
+        value=value, base=10, min=low, max=high, step=0.05, description=label,
+        readout_format=".1e", layout=layout,
+    )  # fmt: skip
+
+
 def beta_schedule_explorer() -> widgets.VBox:
     """Pick a preset of the report (default, model 1, model 2 at T = 18,300 or 1,000) or set the
     schedule yourself (linear, eq. 5, from beta_1 to beta_2, or cosine) and T: alpha_t (eq. 6)
@@ -86,26 +97,8 @@ def beta_schedule_explorer() -> widgets.VBox:
     kind = widgets.ToggleButtons(
         options=["linear", "cosine"], value="linear", description="schedule", style=style
     )
-    beta1 = widgets.FloatLogSlider(
-        value=1e-4,
-        base=10,
-        min=-6,
-        max=-1,
-        step=0.05,
-        description="$\\beta_1$",
-        readout_format=".1e",
-        layout=wide,
-    )
-    beta2 = widgets.FloatLogSlider(
-        value=0.02,
-        base=10,
-        min=-5,
-        max=-0.5,
-        step=0.05,
-        description="$\\beta_2$",
-        readout_format=".1e",
-        layout=wide,
-    )
+    beta1 = _log_slider(1e-4, (-6, -1), "$\\beta_1$", wide)
+    beta2 = _log_slider(0.02, (-5, -0.5), "$\\beta_2$", wide)
     steps = widgets.IntSlider(value=1000, min=10, max=20_000, step=10, description="T", layout=wide)
     t = widgets.IntSlider(value=300, min=0, max=1000, description="t", layout=wide)
     preset = widgets.Dropdown(

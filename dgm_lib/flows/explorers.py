@@ -37,12 +37,11 @@ def flow_density_explorer(device: torch.device | str | None = None) -> widgets.V
         nll, _ = heldout_nll(model.log_prob, target, device)
         fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
         title = f"target: H($\\pi$) = {entropy:.2f}"
-        viz.plot_density(get_target(target).log_prob, ax=axes[0], n_grid=120, title=title)
+        viz.plot_density(get_target(target).log_prob, ax=axes[0], grid=viz.Grid(n=120), title=title)
         viz.plot_density(
             model.log_prob,
             ax=axes[1],
-            n_grid=120,
-            device=device,
+            grid=viz.Grid(n=120, device=device),
             title=f"{labels[flow]}, K = {depth}: test NLL = {nll:.2f}",
         )
         samples = model.sample(2000, generator=torch.Generator(device=device).manual_seed(0))
@@ -82,7 +81,7 @@ def kl_direction_explorer(device: torch.device | str | None = None) -> widgets.V
         viz.plot_density(
             lambda x: pi.log_prob(x) - log_z,
             ax=axes[0],
-            n_grid=120,
+            grid=viz.Grid(n=120),
             title=f"target $\\pi$: {target}",
         )
         if direction not in fits[target]:
@@ -112,8 +111,7 @@ def kl_direction_explorer(device: torch.device | str | None = None) -> widgets.V
         viz.plot_density(
             flow.log_prob,
             ax=axes[1],
-            n_grid=120,
-            device=device,
+            grid=viz.Grid(n=120, device=device),
             title=f"fitted by {arrows[direction]}\n{scores}",
         )
         viz.plot_samples(

@@ -119,9 +119,8 @@ def latent_prior_explorer(device: torch.device | str | None = None) -> widgets.V
         lim = viz.latent_lim(mu)
         with torch.no_grad():
             log_prob, sample, what = latent_prior(family, components, temperature, depth, device)
-            marginal_kl = (
-                (log_agg - log_prob(z)).mean().item()
-            )  # KL(q_agg || p), z_i ~ q(z|x_i) = draws of q_agg
+            # KL(q_agg || p), z_i ~ q(z|x_i) = draws of q_agg
+            marginal_kl = (log_agg - log_prob(z)).mean().item()
             images = model.decoder.mean(
                 model.decoder(sample(36, torch.Generator(device).manual_seed(0)))
             )
@@ -129,15 +128,13 @@ def latent_prior_explorer(device: torch.device | str | None = None) -> widgets.V
             viz.plot_latent_density(
                 lambda v: log_q_agg(v, mu, log_var),
                 ax=axes[0],
-                lim=lim,
-                device=device,
+                grid=viz.Grid(lim, 150, device),
                 title=f"{name}: log $q_{{agg}}$ (test digits)",
             )
             viz.plot_latent_density(
                 log_prob,
                 ax=axes[1],
-                lim=lim,
-                device=device,
+                grid=viz.Grid(lim, 150, device),
                 title=f"log p(z): {what}\nKL($q_{{agg}}$ || p) = {marginal_kl:.2f} nats",
             )
             viz.image_grid(images, nrow=6, ax=axes[2], title="decoded samples $z \\sim p(z)$")
