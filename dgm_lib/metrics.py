@@ -69,14 +69,23 @@ def _check_moments(mu: np.ndarray, sigma: np.ndarray, name: str) -> None:
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64 (eq. 4; Heusel et al.
-    2017).
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) in float64 (eq. 4, Heusel et al.).
 
     d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2}). The square root is
     scipy.linalg.sqrtm as in pytorch-fid: when it is not finite (a singular product), both
-    covariances get an offset 1e-6 I and the root is taken again; its real part is kept, and an
-    imaginary diagonal above 1e-3 (covariances that are not positive semi-definite) is a ValueError.
-    Accepts tensors or arrays; never returns NaN.
+    covariances get an offset 1e-6 I; its real part is kept, and an imaginary diagonal above 1e-3
+    (covariances that are not positive semi-definite) is a ValueError. Never returns NaN.
+
+    Args:
+        mu1, sigma1: mean (F,) and covariance (F, F) of the first Gaussian (tensors or arrays).
+        mu2, sigma2: those of the second.
+
+    Returns:
+        d^2 as a float.
+
+    Example:
+        >>> frechet_distance([0.0, 0.0], torch.eye(2), [3.0, 4.0], torch.eye(2))  # ||mu1 - mu2||^2
+        25.0
     """
     mu1, sigma1 = _as_float64(mu1, "mu1"), _as_float64(sigma1, "sigma1")
     mu2, sigma2 = _as_float64(mu2, "mu2"), _as_float64(sigma2, "sigma2")
@@ -109,11 +118,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 
 def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean (F,) and unbiased covariance (F, F) of features (N, F), in float64 on the features'
-    device.
+    """Mean (F,) and unbiased covariance (F, F) of features (N, F), in float64 on their device.
 
-    mu = (1/N) sum_n f_n, Sigma = 1/(N - 1) sum_n (f_n - mu)(f_n - mu)^T (numpy.cov's convention, as
-    pytorch-fid).
+    mu = (1/N) sum_n f_n, Sigma = 1/(N - 1) sum_n (f_n - mu)(f_n - mu)^T (numpy.cov's convention,
+    as pytorch-fid).
     """
     if not isinstance(features, Tensor):
         raise TypeError(f"features must be a tensor of shape (N, F), got {type(features).__name__}")
@@ -202,11 +210,15 @@ def mnist_features(
 
 
 def fid(images_a01: Tensor, images_b01: Tensor, classifier: MNISTClassifier | None = None) -> float:
-    """FID (eq. 4) between two sets of MNIST-shaped images in [0, 1] (N >= 2 each), on the
-    classifier's features.
+    """FID (eq. 4) between two sets of MNIST-shaped images in [0, 1], on the classifier's features.
 
-    frechet_distance of the float64 feature_statistics of mnist_features(a) and mnist_features(b);
-    symmetric.
+    Args:
+        images_a01: images (N, 1, 28, 28) in [0, 1], N >= 2.
+        images_b01: the other set.
+        classifier: an MNISTClassifier, or None for the shipped zoo "mnist_classifier".
+
+    Returns:
+        frechet_distance of the float64 feature_statistics of the two sets (symmetric).
     """
     for images, name in ((images_a01, "images_a01"), (images_b01, "images_b01")):
         _check_images01(images, name)

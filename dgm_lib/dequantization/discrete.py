@@ -17,8 +17,7 @@ LN2 = math.log(2.0)
 
 
 def check_discrete(y: Tensor, num_bins: int, name: str = "y") -> None:
-    """ValueError naming `name` unless every entry of `y` is a finite integer in {0, ..., num_bins -
-    1}.
+    """ValueError naming `name` unless every entry of `y` is an integer in {0, ..., num_bins - 1}.
 
     Integer and floating dtypes are accepted (pixels are usually integer-valued floats).
     """
@@ -32,7 +31,13 @@ def check_discrete(y: Tensor, num_bins: int, name: str = "y") -> None:
 
 
 def bits_per_dim(log_prob: Tensor, dim: int) -> Tensor:
-    """Bits per dimension of a log-likelihood in nats: -log_prob / (dim ln 2), elementwise."""
+    """Bits per dimension of a log-likelihood in nats: -log_prob / (dim ln 2), elementwise.
+
+    Example:
+        >>> import torch
+        >>> bits_per_dim(torch.tensor([-2 * math.log(2.0)]), dim=2)  # 2 bits over 2 dims
+        tensor([1.])
+    """
     check_float_tensor(log_prob, "log_prob")
     check_positive_int(dim, "dim")
     return -log_prob / (dim * LN2)

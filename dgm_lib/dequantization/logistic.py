@@ -39,11 +39,11 @@ def _check_logistic(x: Tensor, name: str, *params: tuple[Tensor, str]) -> None:
 
 
 def logistic_log_prob(x: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
-    """log p(x|mu, s) of the logistic density p = exp(-(x - mu)/s) / (s (1 + exp(-(x - mu)/s))^2),
-    elementwise.
+    """log p(x|mu, s) of the logistic density, elementwise.
 
-    Computed as log sigmoid(t) + log sigmoid(-t) - log s with t = (x - mu) / s; log s is clamped
-    below at LOG_SCALE_MIN (Salimans et al., PixelCNN++, 2017).
+    p(x) = exp(-(x - mu)/s) / (s (1 + exp(-(x - mu)/s))^2), computed as log sigmoid(t) +
+    log sigmoid(-t) - log s with t = (x - mu) / s; log s is clamped below at LOG_SCALE_MIN
+    (Salimans et al., PixelCNN++, 2017).
     """
     _check_logistic(x, "x", (mu, "mu"), (log_s, "log_s"))
     inv_s = _inv_scale(log_s)
@@ -132,14 +132,27 @@ def _log_interval_mass(
 def discretized_logistic_log_prob(
     y: Tensor, mu: Tensor, log_s: Tensor, num_bins: int = NUM_BINS
 ) -> Tensor:
-    """log P(y) = log[F(y + 0.5) - F(y - 0.5)] of a discretized logistic on {0, ..., K-1},
-    elementwise.
+    """log P(y) = log[F(y + 0.5) - F(y - 0.5)] of a logistic discretized on {0, ..., K-1}.
 
-    Edge bins: y = 0 uses F(-inf) = 0 and y = K-1 uses F(+inf) = 1, so sum_y P(y) = 1 exactly
-    (PixelCNN++, Salimans et al., 2017). Computed in log space by the identity of
-    `_log_interval_mass` (finite values and gradients for any mu and s >= exp(LOG_SCALE_MIN)), which
-    makes PixelCNN++'s midpoint-density fallback for an underflowing CDF difference unnecessary. y
-    must be integers in {0, ..., num_bins - 1}.
+    The edge bins are open: y = 0 uses F(-inf) = 0 and y = K-1 uses F(+inf) = 1, so
+    sum_y P(y) = 1 exactly (PixelCNN++, Salimans et al., 2017). Computed in log space
+    (finite values and gradients for any mu and s >= exp(LOG_SCALE_MIN)), so PixelCNN++'s
+    midpoint-density fallback for an underflowing CDF difference is unnecessary.
+
+    Args:
+        y: integer values in {0, ..., num_bins - 1}.
+        mu: the logistic's location (broadcast with y).
+        log_s: its log-scale.
+        num_bins: K.
+
+    Returns:
+        log P(y), the broadcast shape of y, mu and log_s.
+
+    Example:
+        >>> y = torch.arange(4.0)
+        >>> p = discretized_logistic_log_prob(y, torch.tensor(1.5), torch.tensor(0.0), 4).exp()
+        >>> round(p.sum().item(), 6)
+        1.0
     """
     check_discrete(y, num_bins)
     _check_logistic(mu, "mu", (log_s, "log_s"))

@@ -20,11 +20,15 @@ def _float_dtype(y: Tensor) -> torch.dtype:
 
 
 def uniform_dequantize(y: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """x = y + u with u ~ U[0, 1)^D drawn independently per entry (uniform dequantization, Theis et
-    al., 2016).
+    """x = y + u with u ~ U[0, 1)^D drawn per entry (uniform dequantization, Theis et al., 2016).
 
-    The noise is drawn on the generator's device (y's device without one) and x is returned on y's
-    device, in y's dtype if floating, else in the default dtype.
+    The noise is drawn on the generator's device (y's without one); x is on y's device, in y's
+    dtype if floating, else in the default dtype.
+
+    Example:
+        >>> x = uniform_dequantize(torch.tensor([[0, 3]]), torch.Generator().manual_seed(0))
+        >>> bool(((x >= torch.tensor([0, 3])) & (x < torch.tensor([1, 4]))).all())
+        True
     """
     check_integer_valued(y, "y")
     dtype = _float_dtype(y)

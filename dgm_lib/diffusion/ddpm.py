@@ -57,8 +57,11 @@ def _per_sample(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
 
 
 class DDPM(nn.Module):
-    """A noise-predicting network `net(z_t, t)` with a NoiseSchedule; samples have shape (n,
-    *shape), in [-1, 1]."""
+    """A DDPM: a noise-predicting network `net(z_t, t)` with a NoiseSchedule (Ho et al. 2020).
+
+    `forward(x)` is Algorithm 1's loss, `sample(n)` Algorithm 2; images live in [-1, 1] and
+    samples have shape (n, *shape).
+    """
 
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, shape: Sequence[int] = (1, 28, 28)):
         super().__init__()
@@ -71,7 +74,16 @@ class DDPM(nn.Module):
         return self.schedule.T
 
     def add_noise(self, x: Tensor, eps: Tensor, t: int | Tensor) -> Tensor:
-        """Closed-form forward sample (eq. 3): z_t = sqrt(alpha_t) x + sqrt(1 - alpha_t) eps."""
+        """The closed-form forward sample (eq. 3): z_t = sqrt(alpha_t) x + sqrt(1 - alpha_t) eps.
+
+        Args:
+            x: clean images (B, C, H, W).
+            eps: noise of the same shape.
+            t: a timestep in 0..T, or one per image (B,).
+
+        Returns:
+            z_t, the shape of x.
+        """
         check_tensor(x, "x")
         if eps.shape != x.shape:
             raise ValueError(

@@ -76,8 +76,15 @@ class NoiseSchedule(nn.Module):
 
 
 def linear_schedule(beta1: float = 1e-4, beta2: float = 0.02, T: int = 1000) -> NoiseSchedule:
-    """The report's linear schedule (eq. 5): beta_t = (beta2 - beta1) t / T + beta1, t = 0..T (Ho et
-    al. 2020)."""
+    """The report's linear schedule (eq. 5): beta_t = (beta2 - beta1) t / T + beta1, t = 0..T.
+
+    Ho et al. 2020; alpha_t = prod_{i=0}^t (1 - beta_i) (eq. 6).
+
+    Example:
+        >>> schedule = linear_schedule(1e-4, 0.02, 1000)
+        >>> schedule.T, round(schedule.signal_left(), 5)
+        (1000, 4e-05)
+    """
     check_positive_int(T, "T (number of diffusion steps)")
     for name, value in (("beta1", beta1), ("beta2", beta2)):
         check_real(value, name, lambda v: 0 < v < 1, "a finite number in the open interval (0, 1)")

@@ -27,11 +27,15 @@ def soft_clamp(raw: Tensor, bound: float) -> Tensor:
 
 
 def batch_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Per-sample autograd Jacobians J[b] = d fn(x)[b] / d x[b], shape (B, m, m), for a row-wise fn
-    on x (B, m).
+    """Per-sample Jacobians J[b] = d fn(x)[b] / d x[b] (B, m, m) of a row-wise fn on x (B, m).
 
-    Rows of the batch are independent, so the Jacobian of the batch sum sum_b fn(x)[b] holds all of
-    them.
+    Rows of the batch are independent, so the autograd Jacobian of the batch sum sum_b fn(x)[b]
+    holds all of them.
+
+    Example:
+        >>> batch_jacobian(lambda x: 3 * x, torch.ones(2, 2))[0]
+        tensor([[3., 0.],
+                [0., 3.]])
     """
     check_tensor(x, "x")
     if x.dim() != 2:
@@ -74,8 +78,7 @@ class Transform(nn.Module):
 
 
 class Compose(Transform):
-    """f = f_K o ... o f_1: log|det J_f(x)| = sum_k log|det J_{f_k}(x_{k-1})| (composition of flows,
-    Lecture 2).
+    """f = f_K o ... o f_1, log|det J_f(x)| = sum_k log|det J_{f_k}(x_{k-1})| (Lecture 2).
 
     `forward` applies transforms[0] first, `inverse` applies the inverses in reverse order.
     """
@@ -135,10 +138,14 @@ class Inverse(Transform):
 
 
 class StandardNormal(nn.Module):
-    """The base density p(z) = N(z; 0, I) on events of shape `event_shape`: log p(z) = -|z|^2 / 2 -
-    (d/2) log 2 pi.
+    """The base density p(z) = N(z; 0, I): log p(z) = -|z|^2 / 2 - (d/2) log 2 pi.
 
-    Follows the device/dtype of its buffer (`.to(...)`) for sampling and of `z` for `log_prob`.
+    `event_shape` is the shape of one z. Sampling follows the device and dtype of the module's
+    buffer (`.to(...)`), `log_prob` those of z.
+
+    Example:
+        >>> round(StandardNormal(2).log_prob(torch.zeros(1, 2)).item(), 4)  # -log(2 pi)
+        -1.8379
     """
 
     def __init__(self, *event_shape: int):
@@ -203,7 +210,7 @@ class Flow(nn.Module):
         return self.base.log_prob(z) + log_det, log_det
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x|theta) = log p(f(x)) + log|det J_f(x)|, shape (B,)."""
+        """log p(x|theta) = log p(f(x)) + log|det J_f(x)|, shape (B,) (change of variables)."""
         return self._log_prob_and_log_det(x)[0]
 
     def sample_with_log_prob(
@@ -216,8 +223,7 @@ class Flow(nn.Module):
         return x, self.base.log_prob(z) - log_det
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n samples x = g(z), z ~ p(z), without gradients (use sample_with_log_prob to
-        differentiate)."""
+        """n samples x = g(z), z ~ p(z), without gradients (sample_with_log_prob differentiates)."""
         with torch.no_grad():
             return self.transform.inverse(self.base.sample(n, generator=generator))[0]
 
@@ -231,10 +237,18 @@ class Flow(nn.Module):
         n: int,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Reverse KL by LOTUS: E_{p(z)}[log p(z) - log|det J_g(z)| - log pi(g(z))] with n base
-        samples.
+        """Reverse KL by LOTUS: E_{p(z)}[log p(z) - log|det J_g(z)| - log pi(g(z))] on n samples.
 
-        `log_target` may be unnormalized (the KL is then shifted by log Z).
+        Only base samples, g and log pi are needed; `log_target` may be unnormalized (the KL is then
+        shifted by log Z).
+
+        Args:
+            log_target: log pi(x) (up to a constant), x (n, m) -> (n,).
+            n: the number of base samples.
+            generator: the source of z ~ p(z).
+
+        Returns:
+            A scalar tensor, differentiable in the flow's parameters.
         """
         x, log_p = self.sample_with_log_prob(n, generator=generator)
         log_pi = log_target(x)

@@ -21,11 +21,26 @@ def make_realnvp(
     bound: float = 5.0,
     activation: type[nn.Module] = nn.ReLU,
 ) -> Flow:
-    """RealNVP: `depth` affine couplings with MLP conditioners, alternating half_mask(m) and its
-    complement.
+    """RealNVP on R^m: `depth` affine couplings alternating half_mask(m) and its complement.
 
-    Alternating the mask is the same as a Reverse between layers, without the copy.
-    Dinh, Sohl-Dickstein, Bengio, Density estimation using Real NVP, ICLR 2017.
+    Each coupling keeps x_1 and maps z_2 = (x_2 - mu(x_1)) / sigma(x_1) with an MLP conditioner;
+    alternating the mask is a Reverse between layers without the copy. Dinh, Sohl-Dickstein,
+    Bengio, Density estimation using Real NVP, ICLR 2017.
+
+    Args:
+        m: the dimension of x.
+        depth: the number of coupling layers.
+        hidden: hidden sizes of each conditioner MLP.
+        bound: log sigma is soft-clamped to (-bound, bound).
+        activation: the conditioners' activation.
+
+    Returns:
+        A Flow with a StandardNormal(m) base.
+
+    Example:
+        >>> flow = make_realnvp(m=2, depth=4, hidden=(16, 16))
+        >>> flow.log_prob(torch.zeros(3, 2)).shape
+        torch.Size([3])
     """
     check_positive_int(depth, "depth")
     mask = half_mask(m)
@@ -44,10 +59,25 @@ def make_maf(
     bound: float = 5.0,
     activation: type[nn.Module] = nn.ReLU,
 ) -> Flow:
-    """MAF: `depth` MAF layers whose autoregressive order is reversed every other layer (a Reverse
-    between layers).
+    """MAF on R^m: `depth` masked autoregressive layers, the order reversed every other layer.
 
-    Papamakarios, Pavlakou, Murray, Masked Autoregressive Flow for Density Estimation, NeurIPS 2017.
+    z_j = (x_j - mu_j(x_<j)) / sigma_j(x_<j) in one pass. Papamakarios, Pavlakou, Murray, Masked
+    Autoregressive Flow for Density Estimation, NeurIPS 2017.
+
+    Args:
+        m: the dimension of x.
+        depth: the number of MAF layers.
+        hidden: hidden sizes of each MADE.
+        bound: log sigma is soft-clamped to (-bound, bound).
+        activation: the MADEs' activation.
+
+    Returns:
+        A Flow with a StandardNormal(m) base.
+
+    Example:
+        >>> flow = make_maf(m=2, depth=2, hidden=(8, 8))
+        >>> flow.sample(5).shape
+        torch.Size([5, 2])
     """
     check_positive_int(depth, "depth")
     check_positive_int(m, "m")

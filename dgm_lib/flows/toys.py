@@ -16,7 +16,8 @@ from torch import Tensor
 from dgm_lib.data.toy2d import get_target
 from dgm_lib.metrics import mean_and_se
 
-TEST_SIZE, TEST_SEED = 20_000, 2026
+TEST_SIZE = 20_000  # held-out samples per target
+TEST_SEED = 2026  # their seed, never used in training
 
 
 def heldout_samples(target: str) -> Tensor:

@@ -20,7 +20,8 @@ from dgm_lib.intrinsic_dim.subspace import SubspaceModule
 from dgm_lib.nets import mlp
 from dgm_lib.training import FitOptions, fit
 
-PIXELS, CLASSES = 28 * 28, 10
+PIXELS = 28 * 28
+CLASSES = 10
 
 
 def fc_net(width: int = 200, depth: int = 2) -> nn.Sequential:

@@ -113,12 +113,25 @@ def measure_intrinsic_dimension(
     baseline_kind: str = "direct",
     threshold_fraction: float = 0.9,
 ) -> IntrinsicDimResult:
-    """Score subspace training at every d in `dims` (increasing) and return the sweep with its
-    d_int90.
+    """Score subspace training at every d in `dims` and return the sweep with its d_int90.
 
     d_int90 = min {d in dims : score(d) >= threshold_fraction * baseline} (Li et al. 2018, Sec. 2;
-    higher scores are better, e.g. test accuracy), None if no d reaches it. The baseline is stated
-    by `baseline_kind`.
+    higher scores are better, e.g. test accuracy), None if no d reaches it.
+
+    Args:
+        train_and_score: d -> the score of a model trained in a d-dimensional subspace.
+        dims: the increasing grid of d.
+        baseline: the score of the directly trained model (or a fixed target).
+        baseline_kind: "direct" or "fixed".
+        threshold_fraction: 0.9 for d_int90.
+
+    Returns:
+        The IntrinsicDimResult of the sweep.
+
+    Example:
+        >>> result = measure_intrinsic_dimension(lambda d: min(1.0, d / 100), [25, 50, 95], 1.0)
+        >>> result.d_int90
+        95
     """
     if not callable(train_and_score):
         raise TypeError(

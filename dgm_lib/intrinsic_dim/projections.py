@@ -39,11 +39,14 @@ def _check_entries(D: int, d: int, what: str) -> None:
 
 
 def walsh_hadamard(x: Tensor) -> Tensor:
-    """Unnormalised fast Walsh-Hadamard transform H x along the last dimension (a power of 2), O(L
-    log L).
+    """Unnormalised fast Walsh-Hadamard transform H x along the last dimension, O(L log L).
 
-    H is the Sylvester-ordered L x L matrix of +-1 with H H^T = L I (Le, Sarlos, Smola 2013,
-    Fastfood).
+    L must be a power of 2; H is the Sylvester-ordered L x L matrix of +-1 with H H^T = L I (Le,
+    Sarlos, Smola 2013, Fastfood).
+
+    Example:
+        >>> walsh_hadamard(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+        tensor([1., 1., 1., 1.])
     """
     L = x.shape[-1]
     if L < 1 or L & (L - 1):
@@ -225,8 +228,13 @@ class FastfoodProjection(Projection):
 
 
 def make_projection(kind: str, D: int, d: int, seed: int = 0) -> Projection:
-    """The projection named `kind` ("dense", "sparse" or "fastfood") from R^d to R^D drawn with
-    `seed`."""
+    """The projection `kind` ("dense", "sparse" or "fastfood") from R^d to R^D, drawn with `seed`.
+
+    Example:
+        >>> P = make_projection("dense", D=100, d=3, seed=0)
+        >>> P(torch.zeros(3)).shape
+        torch.Size([100])
+    """
     classes = {"dense": DenseProjection, "sparse": SparseProjection, "fastfood": FastfoodProjection}
     if kind not in classes:
         raise ValueError(f"projection must be one of {PROJECTIONS}, got {kind!r}")

@@ -17,14 +17,18 @@ from dgm_lib.intrinsic_dim.projections import PROJECTIONS, check_dims, make_proj
 
 
 class SubspaceModule(nn.Module):
-    """Subspace training of any module: its parameters are theta^(D) = theta_0^(D) + P theta^(d),
-    theta^(d) from 0.
+    """Subspace training of any module: theta^(D) = theta_0^(D) + P theta^(d), theta^(d) from 0.
 
-    theta_0 is a frozen flat copy of the module's initial parameters (a buffer) and theta_d (d,) the
-    ONLY parameter; forward(*args, **kwargs) = torch.func.functional_call(module, theta^(D)
+    theta_0 is a frozen flat copy of the module's initial parameters (a buffer) and theta_d (d,)
+    the ONLY parameter; forward(*args, **kwargs) = torch.func.functional_call(module, theta^(D)
     reshaped, args, kwargs). The wrapped module is not a registered submodule (its parameters stay
     out of `parameters()` and never receive gradients), but `.to()` / `.train()` reach it. Li,
     Farkhoor, Liu, Yosinski (ICLR 2018), Sec. 2.
+
+    Example:
+        >>> model = SubspaceModule(nn.Linear(10, 2), d=3, projection="dense")
+        >>> model.D, [tuple(p.shape) for p in model.parameters()]
+        (22, [(3,)])
     """
 
     def __init__(self, module: nn.Module, d: int, projection: str = "dense", seed: int = 0):

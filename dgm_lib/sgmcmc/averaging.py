@@ -112,14 +112,21 @@ def bayesian_average(
     x: Tensor,
     fn: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Bayesian model averaging p(y | x, D) ≈ (1/T) sum_t p(y | x, theta_t): the mean and std over
-    the T samples.
+    """Bayesian model averaging p(y | x, D) ~ (1/T) sum_t p(y | x, theta_t): mean and std.
 
-    p(y | x, theta_t) = fn(model(x; theta_t)), fn = softmax over the last dimension by default (pass
-    e.g. `lambda out: out` for regression). A module is evaluated with each state dict (or list of
-    its parameters) via torch.func.functional_call, in its current train/eval mode; a plain function
-    is called as model(theta_t, x). The std is the population std over samples (0 for one sample):
-    the predictive uncertainty.
+    p(y | x, theta_t) = fn(model(x; theta_t)), fn = softmax over the last dimension by default
+    (pass e.g. `lambda out: out` for regression). A module is evaluated with each state dict (or
+    list of its parameters) via torch.func.functional_call, in its current train/eval mode; a plain
+    function is called as model(theta_t, x).
+
+    Args:
+        model: an nn.Module, or a function (theta, x) -> output.
+        samples: the collected theta_t (state dicts, lists of parameters or tensors).
+        x: the inputs.
+        fn: maps an output to p(y | x, theta_t).
+
+    Returns:
+        (mean, std): the predictive mean and the population std over the samples (0 for one).
     """
     if len(samples) == 0:
         raise ValueError("bayesian_average: no samples (collect some after burn-in first)")

@@ -196,10 +196,20 @@ class _SGMCMC(torch.optim.Optimizer):
 class SGLD(_SGMCMC):
     """SGLD (Welling & Teh 2011): theta_{t+1} = theta_t - eps_t f~_t + sqrt(2 eps_t T) xi_t.
 
-    eps_t = lr (or the group's "lr" set by a scheduler), T = temperature, xi_t ~ N(0, I), f~_t =
-    grad U~_t(theta_t): backpropagate U~_t with num_data=None, or U~_t / N (minibatch mean negative
-    log-likelihood + prior / N) with num_data=N, in which case the gradient is multiplied by N.
-    temperature=0 is plain SGD.
+    eps_t = lr (or the group's "lr" set by a scheduler), T = temperature, xi_t ~ N(0, I),
+    f~_t = grad U~_t(theta_t): backpropagate U~_t with num_data=None, or U~_t / N (minibatch mean
+    negative log-likelihood + prior / N) with num_data=N, in which case the gradient is multiplied
+    by N. temperature=0 is plain SGD.
+
+    Example:
+        >>> theta = torch.zeros(1, requires_grad=True)
+        >>> sampler = SGLD([theta], lr=0.01, generator=torch.Generator().manual_seed(0))
+        >>> for _ in range(100):  # U(theta) = theta^2 / 2: the chain samples N(0, 1)
+        ...     sampler.zero_grad()
+        ...     (0.5 * theta**2).sum().backward()
+        ...     sampler.step()
+        >>> bool(theta.abs() < 5)
+        True
     """
 
     def __init__(

@@ -16,6 +16,11 @@ def polynomial_decay(a: float, b: float, gamma: float) -> Callable[[int], float]
     gamma in (0.5, 1] gives sum_t eps_t = inf and sum_t eps_t^2 < inf (the conditions for SGLD to
     converge without a Metropolis-Hastings test); gamma = 0 is the constant step a. Use it with
     `StepSizeSchedule(optimizer, schedule)`.
+
+    Example:
+        >>> eps = polynomial_decay(a=1.0, b=1.0, gamma=1.0)
+        >>> [eps(t) for t in range(3)]
+        [1.0, 0.5, 0.3333333333333333]
     """
     check_real(a, "a", lambda v: v > 0, "> 0", "polynomial_decay")
     check_real(b, "b", lambda v: v > 0, "> 0", "polynomial_decay")

@@ -253,11 +253,17 @@ class PosteriorSample:
 
 
 class VAE(nn.Module):
-    """VAE with encoder q(z|x, phi), decoder p(x|z, theta), prior p(z) and an optional posterior
-    flow (Lecture 7).
+    """A VAE: encoder q(z|x, phi), decoder p(x|z, theta), prior p(z), optional posterior flow.
 
-    ELBO L(q, theta) = E_q log p(x|z, theta) - KL(q(z|x, phi) || p(z)); `forward(x)` returns the
-    loss terms for dgm_lib.training.fit with loss = -mean(recon - beta * kl) (beta = 1: the ELBO).
+    ELBO L(q, theta) = E_q log p(x|z, theta) - KL(q(z|x, phi) || p(z)) (Lecture 7); `forward(x)`
+    returns the loss terms for dgm_lib.training.fit with loss = -mean(recon - beta * kl)
+    (beta = 1: the ELBO).
+
+    Example:
+        >>> from dgm_lib.vae.priors import StandardNormalPrior
+        >>> vae = VAE(MLPEncoder(4, (8,), 2), MLPDecoder(2, (8,), (4,)), StandardNormalPrior(2))
+        >>> vae.elbo(torch.rand(3, 4).round()).shape
+        torch.Size([3])
     """
 
     def __init__(

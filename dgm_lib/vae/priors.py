@@ -44,15 +44,21 @@ def check_gaussian(mu: Tensor, log_var: Tensor) -> None:
 
 
 def gaussian_kl(mu: Tensor, log_var: Tensor) -> Tensor:
-    """KL(N(mu, diag exp(log_var)) || N(0, I)) = 1/2 sum_j (sigma_j^2 + mu_j^2 - 1 - log sigma_j^2),
-    shape (B,)."""
+    """KL(N(mu, diag sigma^2) || N(0, I)) = 1/2 sum_j (sigma_j^2 + mu_j^2 - 1 - log sigma_j^2).
+
+    Example:
+        >>> gaussian_kl(torch.zeros(1, 2), torch.zeros(1, 2))
+        tensor([0.])
+    """
     check_gaussian(mu, log_var)
     return 0.5 * (log_var.exp() + mu.square() - 1.0 - log_var).sum(-1)
 
 
 def log_normal_diag(z: Tensor, mu: Tensor, log_var: Tensor) -> Tensor:
-    """log N(z; mu, diag exp(log_var)) = -1/2 sum_j [(z_j - mu_j)^2 / sigma_j^2 + log sigma_j^2 +
-    log 2 pi], summed over the last dimension (leading dimensions broadcast)."""
+    """log N(z; mu, diag exp(log_var)), summed over the last dimension (leading ones broadcast).
+
+    log N = -1/2 sum_j [(z_j - mu_j)^2 / sigma_j^2 + log sigma_j^2 + log 2 pi].
+    """
     return -0.5 * ((z - mu).square() * torch.exp(-log_var) + log_var + LOG_2PI).sum(-1)
 
 

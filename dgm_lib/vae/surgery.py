@@ -24,8 +24,21 @@ TERMS = ("recon", "mi", "marginal_kl", "avg_kl", "elbo")
 
 
 def log_q_agg(z: Tensor, mu: Tensor, log_var: Tensor) -> Tensor:
-    """log q_agg(z) = logsumexp_n log N(z; mu_n, diag exp(log_var_n)) - log n for z (M, d) over the
-    n encodings mu, log_var (n, d), shape (M,); computed in chunks of rows of z."""
+    """The aggregated posterior: log q_agg(z) = logsumexp_n log N(z; mu_n, sigma_n^2) - log n.
+
+    Args:
+        z: latent points (M, d).
+        mu: the n encoder means (n, d).
+        log_var: their log-variances (n, d).
+
+    Returns:
+        log q_agg(z), shape (M,), computed in chunks of rows of z.
+
+    Example:
+        >>> mu, log_var = torch.zeros(3, 2), torch.zeros(3, 2)  # three copies of N(0, I)
+        >>> round(log_q_agg(torch.zeros(1, 2), mu, log_var).item(), 4)
+        -1.8379
+    """
     check_gaussian(mu, log_var)
     check_vector(z, "z", mu.shape[1])
     rows = max(1, PAIRWISE_CHUNK // mu.numel())
@@ -44,17 +57,24 @@ def elbo_surgery(
     *,
     batch_size: int = 500,
 ) -> dict[str, float]:
-    """The ELBO surgery terms of `model` on the whole data x (n points), averaged over the data
-    points:
+    """The ELBO surgery terms of `model` on data x (n points), averaged over the points.
 
-    recon = 1/n sum_i E_q log p(x_i|z), avg_kl = 1/n sum_i E_q[log q(z|x_i) - log p(z)], mi = 1/n
-    sum_i E_q[log q(z|x_i) - log q_agg(z)], marginal_kl = 1/n sum_i E_q[log q_agg(z) - log p(z)] (z
-    ~ q(z|x_i) is a draw from q_agg when i is uniform), elbo = recon - avg_kl, and log_n (the upper
-    bound of the MI estimate). Every term uses the same n_samples draws z ~ q(z|x_i) per point, with
-    q_agg over all n encodings, so avg_kl = mi + marginal_kl holds exactly (up to rounding). With a
-    posterior flow, q is its push-forward (log q_agg gains the same -log|det J_g| as log q).
-    `<term>_se` is the standard error over the n data points (std / sqrt(n): the spread across
-    points, an upper bound on the Monte Carlo error).
+    recon = 1/n sum_i E_q log p(x_i|z), avg_kl = 1/n sum_i E_q[log q(z|x_i) - log p(z)],
+    mi = 1/n sum_i E_q[log q(z|x_i) - log q_agg(z)] (the mutual information I_q[x, z] <= log n),
+    marginal_kl = 1/n sum_i E_q[log q_agg(z) - log p(z)] and elbo = recon - avg_kl, with
+    avg_kl = mi + marginal_kl exactly (Hoffman & Johnson, 2016): every term uses the same draws
+    z ~ q(z|x_i), and q_agg is over all n encodings. With a posterior flow, q is its push-forward.
+
+    Args:
+        model: a VAE.
+        x: the data (n, ...), n >= 2.
+        n_samples: draws z ~ q(z|x_i) per point.
+        generator: the source of the draws.
+        batch_size: points per encoder/decoder pass.
+
+    Returns:
+        {term: mean} for recon, mi, marginal_kl, avg_kl, elbo, with `<term>_se` the standard error
+        over the n points (std / sqrt(n)), plus log_n and n.
     """
     if not isinstance(model, VAE):
         raise TypeError(f"model must be a dgm_lib.vae.VAE, got {type(model).__name__}")
