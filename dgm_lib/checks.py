@@ -43,8 +43,10 @@ def check_int(value: Any, name: str, low: int = 1) -> int:
 
 
 def check_positive_int(value: Any, name: str) -> int:
-    """`value` if it is a positive int, else TypeError/ValueError naming `name` (check_int with low
-    = 1).
+    """`value` if it is a positive int, else TypeError/ValueError naming `name`.
+
+    `value` if it is a positive int, else TypeError/ValueError naming `name` (check_int with low =
+    1).
 
     Example:
         >>> check_positive_int(True, "n")
@@ -56,8 +58,9 @@ def check_positive_int(value: Any, name: str) -> int:
 
 
 def check_sizes(values: Sequence[int], name: str) -> tuple[int, ...]:
-    """`values` as a tuple of positive ints (layer widths, an event shape), else
-    TypeError/ValueError.
+    """`values` as a tuple of positive ints (layer widths, an event shape).
+
+    `values` as a tuple of positive ints (layer widths, an event shape), else TypeError/ValueError.
 
     Example:
         >>> check_sizes([64, 64], "hidden")
@@ -73,8 +76,9 @@ def check_sizes(values: Sequence[int], name: str) -> tuple[int, ...]:
 
 
 def check_number(value: Any, name: str, low: float = 0.0, *, inclusive: bool = False) -> float:
-    """`value` as a float if it is a finite real number > `low` (>= with `inclusive`), else
-    ValueError.
+    """`value` as a float if it is a finite real number above `low`.
+
+    `value` as a float if it is a finite real number > `low` (>= with `inclusive`), else ValueError.
 
     Example:
         >>> check_number(0.5, "noise_scale")

@@ -28,8 +28,9 @@ def get_device() -> torch.device:
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (all devices); with `deterministic`, ask for deterministic
-    kernels.
+    """Seed Python, NumPy and torch (all devices).
+
+    With `deterministic`, ask for deterministic kernels.
 
     Deterministic mode calls `torch.use_deterministic_algorithms(True, warn_only=True)` (an op
     without a deterministic kernel warns instead of failing), disables cuDNN autotuning and sets
@@ -102,8 +103,9 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 
 
 def budget(quick: T, full: T) -> T:
-    """`full` when `DGM_FULL=1` or a GPU (CUDA or MPS) is present, else `quick`; `DGM_FULL=0` forces
-    quick.
+    """`full` when `DGM_FULL=1` or a GPU (CUDA or MPS) is present, else `quick`.
+
+    `DGM_FULL=0` forces quick.
 
     Chapters use it for training lengths: the committed outputs are the CPU quick-mode run.
 

@@ -1,5 +1,6 @@
-"""Files dgm_lib writes: checkpoints (.pt) and study results (.json, .npz), all through one atomic
-writer.
+"""Files dgm_lib writes.
+
+Checkpoints (.pt) and study results (.json, .npz), all through one atomic writer.
 
 `write_atomic` writes a temporary file in the target's folder, fsyncs it and renames it over the
 target, so a reader never sees a half-written file. Checkpoints are loaded with

@@ -43,8 +43,10 @@ def mean_and_se(values: Tensor) -> tuple[float, float]:
 
 
 def _as_float64(value, name: str) -> np.ndarray:
-    """`value` (tensor or array-like) as a float64 NumPy array; ValueError naming `name` if it is
-    not finite."""
+    """`value` (tensor or array-like) as a float64 NumPy array.
+
+    ValueError naming `name` if it is not finite.
+    """
     if isinstance(value, Tensor):
         value = value.detach().cpu().double().numpy()
     array = np.asarray(value, dtype=np.float64)
@@ -257,8 +259,9 @@ def confident_share(
 
 
 def fid_floor(classifier: MNISTClassifier | None = None, n_train: int | None = None) -> float:
-    """Real-vs-real FID: training digits against the 1,000 test digits of load_mnist() (n = 4000 vs
-    1000 by default).
+    """Real-vs-real FID.
+
+    Training digits against the 1,000 test digits of load_mnist() (n = 4000 vs 1000 by default).
 
     What a perfect generator scores against the test digits, up to the sample-size bias: with
     n_train, only the first n_train training digits (in the subset's mixed class order) are used,

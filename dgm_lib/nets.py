@@ -1,5 +1,7 @@
-"""Networks shared by the topics: the MLP of flow conditioners, VAEs and BNNs; the MNIST classifier
-of FID."""
+"""Networks shared by the topics: the MLP of flow conditioners, VAEs and BNNs.
+
+The MNIST classifier of FID.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Seque
 
 
 class MNISTClassifier(nn.Module):
-    """Small CNN on MNIST digits in [0, 1]: two conv-GELU-maxpool blocks, a 64-unit layer, 10
-    logits.
+    """Small CNN on MNIST digits in [0, 1].
+
+    Two conv-GELU-maxpool blocks, a 64-unit layer, 10 logits.
 
     `features(x)` are the 64 penultimate GELU activations (the FID features; GELU rather than ReLU
     so that no unit is dead and the feature covariance has full rank); `forward(x)` the logits.

@@ -66,8 +66,10 @@ class History:
             self.terms.setdefault(name, []).append(float(value))
 
     def record_evaluation(self, step: int, values: Mapping[str, float]) -> None:
-        """Record the metrics of an evaluation after `step`: `evaluations[name]` gains [step,
-        value]."""
+        """Record the metrics of an evaluation after `step`.
+
+        `evaluations[name]` gains [step, value].
+        """
         for name, value in values.items():
             self.evaluations.setdefault(name, []).append([step, float(value)])
 

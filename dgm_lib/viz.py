@@ -1,5 +1,7 @@
-"""Plotting helpers: the course's seaborn theme, image grids, 2D densities and samples (viz never
-trains)."""
+"""Plotting helpers.
+
+The course's seaborn theme, image grids, 2D densities and samples (viz never trains).
+"""
 
 from __future__ import annotations
 
@@ -42,8 +44,11 @@ def image_grid(
     title: str | None = None,
     padding: int = 2,
 ) -> Axes:
-    """Show a batch (B, C, H, W) or (B, H, W) of images in [0, 1] as one grid
-    (torchvision.utils.make_grid)."""
+    """Show a batch of images in [0, 1] as one grid.
+
+    Show a batch (B, C, H, W) or (B, H, W) of images in [0, 1] as one grid
+    (torchvision.utils.make_grid).
+    """
     from torchvision.utils import make_grid
 
     if not isinstance(images, Tensor) or images.dim() not in (3, 4):
@@ -151,8 +156,10 @@ def plot_samples(
 
 
 def seconds_per_call(fn: Callable[[], object], min_time: float = 0.01, repeat: int = 3) -> float:
-    """Wall-clock seconds per call of `fn()`: n doubles until n calls take `min_time`; best of
-    `repeat` such runs."""
+    """Wall-clock seconds per call of `fn()`: n doubles until n calls take `min_time`.
+
+    Best of `repeat` such runs.
+    """
     if min_time <= 0 or repeat < 1:
         raise ValueError(
             f"min_time must be > 0 and repeat >= 1, got min_time={min_time}, repeat={repeat}"
@@ -171,8 +178,9 @@ def plot_scaling(
     title: str | None = None,
     xlabel: str = "dimension $m$",
 ) -> dict[str, float]:
-    """Log-log plot of seconds against size per operation, {label: (sizes, seconds)}; returns the
-    fitted slopes.
+    """Log-log plot of seconds against size per operation, {label: (sizes, seconds)}.
+
+    Returns the fitted slopes.
 
     The slope k of log t = k log m + c is fitted to the `fit_last` largest sizes (t ~ m^k), where
     fixed per-call overheads no longer dominate, and shown in the legend.
@@ -202,7 +210,9 @@ def plot_scaling(
 def binned_masses(
     samples: Tensor, log_prob_fn: Callable[[Tensor], Tensor], lim: float, bins: int, sub: int = 4
 ) -> tuple[Tensor, Tensor]:
-    """Per-bin probabilities on the regular grid of bins^d cells over [-lim, lim]^d, for samples (n,
+    """Per-bin frequencies of samples and masses of a density on a regular grid.
+
+    Per-bin probabilities on the regular grid of bins^d cells over [-lim, lim]^d, for samples (n,
     d), d = 1 or 2.
 
     Returns (frequencies of the samples, integral of exp(log_prob_fn) over each cell by the midpoint
@@ -225,8 +235,11 @@ def binned_masses(
 
 
 def grid_cells(lim: float, n_cells: int, n_points: int = 16) -> tuple[Tensor, Tensor]:
-    """The n_cells^2 square cells of a regular grid on [-lim, lim]^2: boundaries, counterclockwise
-    with n_points per edge, (n_cells^2, 4 n_points, 2), and centers (n_cells^2, 2), in float64."""
+    """The n_cells^2 square cells of a regular grid on [-lim, lim]^2.
+
+    Boundaries, counterclockwise with n_points per edge, (n_cells^2, 4 n_points, 2), and centers
+    (n_cells^2, 2), in float64.
+    """
     h = 2 * lim / n_cells
     t = torch.arange(n_points, dtype=torch.float64) / n_points
     zero, one = torch.zeros_like(t), torch.ones_like(t)
@@ -240,8 +253,10 @@ def grid_cells(lim: float, n_cells: int, n_points: int = 16) -> tuple[Tensor, Te
 
 @dataclass(frozen=True)
 class ColorScale:
-    """How plot_cells colors its cells: the colormap, the colorbar's label and limits (None: the
-    data's)."""
+    """How plot_cells colors its cells.
+
+    The colormap, the colorbar's label and limits (None: the data's).
+    """
 
     cmap: str = "viridis"
     label: str | None = None
@@ -256,8 +271,11 @@ def plot_cells(
     title: str | None = None,
     scale: ColorScale = ColorScale(),
 ) -> Axes:
-    """Draw polygons (n, k, 2), e.g. grid cells pushed through a map, filled by `values` (n,) with a
-    colorbar of `scale`."""
+    """Draw polygons, e.g. grid cells pushed through a map, colored by `values`.
+
+    Draw polygons (n, k, 2), e.g. grid cells pushed through a map, filled by `values` (n,) with a
+    colorbar of `scale`.
+    """
     from matplotlib.collections import PolyCollection
 
     ax = _axes(ax, title)
@@ -277,8 +295,10 @@ def plot_cells(
 
 
 def latent_lim(z: Tensor, quantile: float = 0.98, margin: float = 1.2) -> float:
-    """Half-width of a square view of 2D latent codes z (n, 2): `margin` times the `quantile` of
-    |z_j|, rounded up."""
+    """Half-width of a square view of 2D latent codes z (n, 2).
+
+    `margin` times the `quantile` of |z_j|, rounded up.
+    """
     _check_points(z, "z")
     if not 0 < quantile <= 1 or margin <= 0:
         raise ValueError(
@@ -328,8 +348,11 @@ def plot_latent_codes(
     title: str | None = None,
     **scatter: Any,
 ) -> Axes:
-    """Scatter of 2D latent codes z (n, 2) colored by their integer labels (n,) (tab10), one legend
-    entry per label; `scatter` goes to Axes.scatter (default s=4, alpha=0.8)."""
+    """Scatter of 2D latent codes colored by their integer labels.
+
+    Scatter of 2D latent codes z (n, 2) colored by their integer labels (n,) (tab10), one legend
+    entry per label; `scatter` goes to Axes.scatter (default s=4, alpha=0.8).
+    """
     _check_points(z, "z")
     if not isinstance(labels, Tensor) or labels.shape != (len(z),):
         raise ValueError(

@@ -135,8 +135,9 @@ def load_mnist(
 
 
 def mnist_images(split: str = "train", scale: str = "unit", seed: int = BINARIZE_SEED) -> Tensor:
-    """The digits of load_mnist(split) (4,000 train / 1,000 test), (N, 1, 28, 28), on a model's
-    scale.
+    """The digits of load_mnist(split) on the scale a model needs.
+
+    The digits of load_mnist(split) (4,000 train / 1,000 test), (N, 1, 28, 28), on a model's scale.
 
     With pixel intensities p in [0, 1]: "unit" gives p; "signed" x = 2 p - 1 in [-1, 1] (diffusion,
     `to_unit` maps back); "pixels" y = round(255 p) in {0, ..., 255} (dequantization); "binarized"

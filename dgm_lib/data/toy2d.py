@@ -119,8 +119,11 @@ def _arc(
 
 
 def two_moons(std: float = 0.2) -> GaussianMixture:
-    """Two interleaved half circles (radius 2, centers (-1, -0.5) and (1, 0.5)), equal mass,
-    Gaussian noise `std`."""
+    """Two interleaved half circles as a fine Gaussian mixture.
+
+    Two interleaved half circles (radius 2, centers (-1, -0.5) and (1, 0.5)), equal mass, Gaussian
+    noise `std`.
+    """
     upper = _arc((-1.0, -0.5), 2.0, 0.0, math.pi, std)
     lower = _arc((1.0, 0.5), 2.0, math.pi, 2 * math.pi, std)
     weights = torch.cat(
@@ -145,8 +148,10 @@ def rings(radii: tuple[float, ...] = (0.8, 1.6, 2.4, 3.2), std: float = 0.1) -> 
 
 
 class Checkerboard(Target):
-    """Uniform on the 8 black cells (i + j even) of a 4 x 4 board of 2 x 2 squares covering [-4,
-    4)^2."""
+    """Uniform on the 8 black cells of a 4 x 4 board covering [-4, 4)^2.
+
+    Uniform on the 8 black cells (i + j even) of a 4 x 4 board of 2 x 2 squares covering [-4, 4)^2.
+    """
 
     name, normalized = "checkerboard", True
     _side = 2.0
@@ -218,8 +223,10 @@ def _banana(z: Tensor) -> Tensor:
 
 
 class Energy(Target):
-    """Unnormalized target pi(x) proportional to exp(-U(x)); `log_prob` returns -U(x), NOT
-    normalized."""
+    """Unnormalized target pi(x) proportional to exp(-U(x)).
+
+    `log_prob` returns -U(x), NOT normalized.
+    """
 
     normalized = False
 
@@ -233,8 +240,11 @@ class Energy(Target):
 
     @cached_property
     def log_normalizer(self) -> float:
-        """log Z = log of the integral of exp(-U) over [-4, 4]^2 (midpoint rule, 1000 x 1000 cells,
-        float64)."""
+        """log Z of exp(-U) over the box [-4, 4]^2, by quadrature.
+
+        log Z = log of the integral of exp(-U) over [-4, 4]^2 (midpoint rule, 1000 x 1000 cells,
+        float64).
+        """
         n = 1000
         h = 2 * LIM / n
         t = -LIM + h * (torch.arange(n, dtype=torch.float64) + 0.5)
@@ -327,7 +337,10 @@ class ConfinedEnergy:
 
     @cached_property
     def log_normalizer(self) -> float:
-        """log Z = log of the integral of pi~ over R^2 (midpoint rule on the box plus 8 WALL)."""
+        """log Z of exp(-U) over the box [-4, 4]^2, by quadrature.
+
+        log Z = log of the integral of pi~ over R^2 (midpoint rule on the box plus 8 WALL).
+        """
         integral = grid_integral(
             lambda x: self.log_prob(x).exp(), LIM + 8 * WALL, n_grid=600, dtype=torch.float64
         )

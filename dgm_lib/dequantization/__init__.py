@@ -1,5 +1,6 @@
-"""Discrete data and continuous models (Lecture 7, first half): discretization through the CDF and
-dequantization.
+"""Discrete data and continuous models (Lecture 7, first half).
+
+Discretization through the CDF and dequantization.
 
 Notation of the lecture: y in {0, ..., K-1}^D is discrete data (K = num_bins, 256 for pixels),
 x = y + u is continuous, u ~ U[0, 1]^D (uniform dequantization) or u ~ q(u|y) (variational

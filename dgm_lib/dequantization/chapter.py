@@ -1,5 +1,7 @@
-"""Chapter 04 "Dequantization": discrete toys, the bits/dim table of the shipped flows, the
-explorer's density and the bounds it shows.
+"""Chapter 04 "Dequantization".
+
+Discrete toys, the bits/dim table of the shipped flows, the explorer's density and the bounds it
+shows.
 
 Notation of the lecture: y in {0, ..., K-1}^D is discrete data (K = num_bins), x = y + u continuous,
 u ~ U[0, 1]^D (uniform dequantization) or u ~ q(u|y) (variational dequantization, Flow++).
@@ -32,8 +34,9 @@ def quantized_toy2d(
     num_bins: int = 16,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """n points of the 2D target `name` (dgm_lib.data.toy2d) on a K x K grid: y = floor((x + LIM) K
-    / (2 LIM)).
+    """n points of the 2D target `name` (dgm_lib.data.toy2d) on a K x K grid.
+
+    y = floor((x + LIM) K / (2 LIM)).
 
     [-LIM, LIM]^2 is rescaled to [0, K)^2 and floored; the few points outside are clamped to {0,
     ..., K-1}. Returns an (n, 2) integer-valued float tensor.
@@ -52,7 +55,9 @@ def evaluate_mnist(
     n: int | None = None,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """Bits/dim on the digits of mnist_images(split, "pixels") (the first n if given), means and
+    """Bits/dim of a shipped dequantized flow on MNIST digits.
+
+    Bits/dim on the digits of mnist_images(split, "pixels") (the first n if given), means and
     standard errors over digits.
 
     bpd_objective: the training objective -elbo(y) (for dequantizer None the degenerate -log
@@ -97,9 +102,11 @@ DEQUANTIZATION_NOISES = {
 
 
 def quantized_density(bits: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
-    """The explorer's density at b bits, in float64: (log p(x) on x in [0, K), the continuous model
-    truncated to [0, K) and renormalized; Pi(y) = int_0^1 p(y + u) du over the K = 2^b bins, i.e.
-    the model's own discretization)."""
+    """The explorer's density at b bits, in float64.
+
+    (log p(x) on x in [0, K), the continuous model truncated to [0, K) and renormalized; Pi(y) =
+    int_0^1 p(y + u) du over the K = 2^b bins, i.e. the model's own discretization).
+    """
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 12:
         raise ValueError(f"bits must be an int in 1..12, got {bits!r}")
     k = 2**bits
@@ -119,8 +126,11 @@ def quantized_density(bits: int) -> tuple[Callable[[torch.Tensor], torch.Tensor]
 def noise_log_q(
     noise: str, u: torch.Tensor, log_p: torch.Tensor, log_pi: torch.Tensor
 ) -> torch.Tensor:
-    """log q(u|y) of the explorer's noise: uniform 0, Beta(2, 2) log 6u(1-u), optimal log p(y + u) -
-    log Pi(y) (u, log p(y + u) and log Pi(y) broadcast together)."""
+    """log q(u|y) of the explorer's noise.
+
+    Uniform 0, Beta(2, 2) log 6u(1-u), optimal log p(y + u) - log Pi(y) (u, log p(y + u) and log
+    Pi(y) broadcast together).
+    """
     if noise == "uniform":
         return torch.zeros_like(u)
     if noise == "beta":
@@ -132,9 +142,11 @@ def noise_log_q(
 
 @lru_cache(maxsize=None)
 def dequantization_bits(bits: int, noise: str, points: int = 2**15) -> tuple[float, float]:
-    """(H(Pi), the bound) in bits/dim for the explorer's density at b bits and the noise q(u|y): the
-    bound is -E_Pi E_q[log p(y + u) - log q(u|y)] / ln 2 by the midpoint rule on `points` nodes in
-    total (>= 16 per bin)."""
+    """(H(Pi), the bound) in bits/dim for the explorer's density at b bits and the noise q(u|y).
+
+    The bound is -E_Pi E_q[log p(y + u) - log q(u|y)] / ln 2 by the midpoint rule on `points` nodes
+    in total (>= 16 per bin).
+    """
     log_prob, pi = quantized_density(bits)
     k = len(pi)
     m = max(16, points // k)

@@ -16,10 +16,13 @@ from dgm_lib.explorer import explorer
 
 
 def dequantization_explorer() -> widgets.VBox:
-    """Pick the number of bits b of a quantized 1D density (K = 2^b bins) and the dequantization
-    noise q(u|y): the discrete histogram Pi(y), the dequantized density pi(x) = Pi(y) q(x - y|y)
-    against the continuous model p(x), and the bits/dim of the variational bound (uniform noise: the
-    uniform bound) against the exact entropy H(Pi)."""
+    """The dequantization bound against the entropy of a quantized density.
+
+    Pick the number of bits b of a quantized 1D density (K = 2^b bins) and the dequantization noise
+    q(u|y): the discrete histogram Pi(y), the dequantized density pi(x) = Pi(y) q(x - y|y) against
+    the continuous model p(x), and the bits/dim of the variational bound (uniform noise: the uniform
+    bound) against the exact entropy H(Pi).
+    """
 
     def draw(bits: int, noise: str) -> None:
         log_prob, pi = quantized_density(bits)

@@ -24,8 +24,9 @@ from dgm_lib.flows.elementwise import Logit
 
 
 class Rescale(Transform):
-    """z = scale * x, a fixed elementwise scaling: log|det J_f(x)| = D log(scale), D = number of
-    entries per sample.
+    """z = scale * x, a fixed elementwise scaling.
+
+    Log|det J_f(x)| = D log(scale), D = number of entries per sample.
 
     Used as x / K before the logit; forgetting its log-det shifts every likelihood by D log K nats.
     """
@@ -55,8 +56,9 @@ class Rescale(Transform):
 
 
 def logit_preprocess(num_bins: int = NUM_BINS, alpha: float = 0.05) -> Compose:
-    """[0, K)^D -> R^D: Compose(Rescale(1 / K), Logit(alpha)), z = logit(alpha + (1 - 2 alpha) x /
-    K).
+    """[0, K)^D -> R^D.
+
+    Compose(Rescale(1 / K), Logit(alpha)), z = logit(alpha + (1 - 2 alpha) x / K).
 
     log|det J_f(x)| = -D log K + sum_j [log(1 - 2 alpha) - log s_j - log(1 - s_j)], s = alpha + (1 -
     2 alpha) x / K, exact, so a density on z gives a density on x (RealNVP's preprocessing, Dinh et
@@ -125,8 +127,10 @@ class DequantizedFlow(nn.Module):
     def _elbo_and_log_q(
         self, y: Tensor, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor]:
-        """(log p(y + u|theta) - log q(u|y), log q(u|y)) with one u ~ q; for dequantizer None (log
-        p(y|theta), 0)."""
+        """(log p(y + u|theta) - log q(u|y), log q(u|y)) with one u ~ q.
+
+        For dequantizer None (log p(y|theta), 0).
+        """
         self._check_y(y)
         y = y.to(dtype_of(self.flow))
         if self.dequantizer is None:
@@ -136,15 +140,18 @@ class DequantizedFlow(nn.Module):
         return self.flow.log_prob(x) - log_q, log_q
 
     def elbo(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """L = log p(y + u|theta) - log q(u|y), one u ~ q(u|y), nats, shape (B,); dequantizer None:
-        log p(y|theta)."""
+        """L = log p(y + u|theta) - log q(u|y), one u ~ q(u|y), in nats, shape (B,).
+
+        With dequantizer None: log p(y|theta).
+        """
         return self._elbo_and_log_q(y, generator)[0]
 
     def log_prob_importance(
         self, y: Tensor, k: int = 16, generator: torch.Generator | None = None
     ) -> Tensor:
-        """log (1/k) sum_i p(y + u_i|theta) / q(u_i|y), u_i ~ q(u|y) i.i.d.: a lower bound on log
-        P(y|theta), (B,).
+        """log (1/k) sum_i p(y + u_i|theta) / q(u_i|y), u_i ~ q(u|y) i.i.d.
+
+        a lower bound on log P(y|theta), (B,).
 
         It increases with k towards log P(y|theta) (Burda et al., IWAE, 2016). With dequantizer
         None, u ~ U[0, 1]^D: a valid bound on the discrete model P(y) = int p(y + u) du that the
@@ -162,21 +169,28 @@ class DequantizedFlow(nn.Module):
     def bits_per_dim(
         self, y: Tensor, k: int = 1, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Mean bits/dim of the bound log_prob_importance(y, k): k = 1 is the ELBO (uniform u for
-        dequantizer None)."""
+        """Mean bits/dim of the bound log_prob_importance(y, k).
+
+        k = 1 is the ELBO (uniform u for dequantizer None).
+        """
         log_p = self.log_prob_importance(y, k, generator)
         return bits_per_dim(log_p, y[0].numel()).mean()
 
     def forward(self, y: Tensor) -> dict[str, Tensor]:
-        """Loss terms for fit(): loss = bpd = mean bits/dim of -elbo(y) (the training objective),
-        log_q = mean log q."""
+        """Loss terms for fit().
+
+        Loss = bpd = mean bits/dim of -elbo(y) (the training objective), log_q = mean log q.
+        """
         elbo, log_q = self._elbo_and_log_q(y, None)
         loss = bits_per_dim(elbo, y[0].numel()).mean()
         return {"loss": loss, "bpd": loss.detach(), "log_q": log_q.mean().detach()}
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n discrete samples y = floor(x) clamped to [0, K-1], x ~ p(x|theta) (integer-valued float
-        tensor)."""
+        """n discrete samples y = floor(x) clamped to [0, K-1], x ~ p(x|theta).
+
+        n discrete samples y = floor(x) clamped to [0, K-1], x ~ p(x|theta) (integer-valued float
+        tensor).
+        """
         x = self.flow.sample(n, generator)
         return torch.floor(x).clamp(0, self.num_bins - 1)
 
@@ -188,9 +202,11 @@ def make_image_flow(
     hidden: Sequence[int] = (32, 32),
     alpha: float = 0.05,
 ) -> Flow:
-    """RealNVP on images in [0, K)^{C x H x W}: logit_preprocess, then `depth` affine couplings with
-    conv conditioners and alternating checkerboard masks, each starting at the identity; base N(0,
-    I) (Dinh et al., ICLR 2017)."""
+    """RealNVP on images in [0, K)^{C x H x W}.
+
+    Logit_preprocess, then `depth` affine couplings with conv conditioners and alternating
+    checkerboard masks, each starting at the identity; base N(0, I) (Dinh et al., ICLR 2017).
+    """
     shape = tuple(shape)
     if len(shape) != 3:
         raise ValueError(f"shape must be (C, H, W), got {shape!r}")
@@ -212,8 +228,10 @@ def make_vector_flow(
     hidden: Sequence[int] = (64, 64),
     alpha: float = 0.01,
 ) -> Flow:
-    """RealNVP on vectors in [0, K)^D for the discrete toys: logit_preprocess, then
-    make_realnvp(dim, depth, hidden)."""
+    """RealNVP on vectors in [0, K)^D for the discrete toys.
+
+    Logit_preprocess, then make_realnvp(dim, depth, hidden).
+    """
     check_positive_int(dim, "dim")
     if dim < 2:
         raise ValueError(f"dim must be >= 2 (a coupling splits the vector in two), got {dim}")

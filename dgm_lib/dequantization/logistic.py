@@ -24,8 +24,10 @@ def _inv_scale(log_s: Tensor) -> Tensor:
 
 
 def _log1mexp(a: Tensor) -> Tensor:
-    """log(1 - exp(-a)) for a > 0, stably (Maechler, 2012): log(-expm1(-a)) below ln 2,
-    log1p(-exp(-a)) above."""
+    """log(1 - exp(-a)) for a > 0, stably (Maechler, 2012).
+
+    log(-expm1(-a)) below ln 2, log1p(-exp(-a)) above.
+    """
     return torch.where(
         a < LN2,
         torch.log(-torch.expm1(-a.clamp(max=LN2))),
@@ -74,8 +76,9 @@ def _check_mixture(x: Tensor, name: str, logit_pi: Tensor, mu: Tensor, log_s: Te
 
 
 def mix_logistic_log_prob(x: Tensor, logit_pi: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
-    """Continuous mixture log-density log p(x|pi, mu, s) = logsumexp_k [log pi_k + log p(x|mu_k,
-    s_k)].
+    """The continuous log-density of a mixture of logistics.
+
+    Continuous mixture log-density log p(x|pi, mu, s) = logsumexp_k [log pi_k + log p(x|mu_k, s_k)].
 
     x has shape (...); logit_pi, mu, log_s have shape (..., K) (broadcastable), pi =
     softmax(logit_pi).
@@ -86,8 +89,10 @@ def mix_logistic_log_prob(x: Tensor, logit_pi: Tensor, mu: Tensor, log_s: Tensor
 
 
 def mix_logistic_cdf(x: Tensor, logit_pi: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
-    """Mixture CDF F(x) = sum_k pi_k sigmoid((x - mu_k) / s_k), pi = softmax(logit_pi); shapes as in
-    mix_logistic_*."""
+    """Mixture CDF F(x) = sum_k pi_k sigmoid((x - mu_k) / s_k), pi = softmax(logit_pi).
+
+    Shapes as in mix_logistic_*.
+    """
     _check_mixture(x, "x", logit_pi, mu, log_s)
     pi = torch.softmax(logit_pi, dim=-1)
     return (pi * logistic_cdf(x.unsqueeze(-1), mu, log_s)).sum(-1)
@@ -163,8 +168,10 @@ def discretized_logistic_log_prob(
 def discretized_mix_logistic_log_prob(
     y: Tensor, logit_pi: Tensor, mu: Tensor, log_s: Tensor, num_bins: int = NUM_BINS
 ) -> Tensor:
-    """log P(y) = logsumexp_k [log pi_k + log P_k(y)] of a discretized logistic mixture
-    (PixelCNN++), shape of y.
+    """log P(y) of a discretized mixture of logistics (PixelCNN++).
+
+    log P(y) = logsumexp_k [log pi_k + log P_k(y)] of a discretized logistic mixture (PixelCNN++),
+    shape of y.
 
     y has shape (...), logit_pi / mu / log_s have shape (..., K) (broadcastable), P_k as
     discretized_logistic_log_prob.
@@ -179,8 +186,9 @@ def discretized_mix_logistic_log_prob(
 
 
 class MixtureOfLogistics(nn.Module):
-    """p(x|pi, mu, s) = prod_j sum_k pi_jk Logistic(x_j|mu_jk, s_jk): a learnable mixture,
-    independent per dimension.
+    """p(x|pi, mu, s) = prod_j sum_k pi_jk Logistic(x_j|mu_jk, s_jk).
+
+    a learnable mixture, independent per dimension.
 
     Parameters logit_pi, mu, log_s have shape (dim, n_components); mu starts at loc + scale * N(0,
     1) draws, s at `scale`. It is a continuous density on R^D, discretizable through its CDF
@@ -219,16 +227,21 @@ class MixtureOfLogistics(nn.Module):
         return mix_logistic_cdf(x, self.logit_pi, self.mu, self.log_s)
 
     def discrete_log_prob(self, y: Tensor, num_bins: int = NUM_BINS) -> Tensor:
-        """log P(y|theta) = sum_j log[F_j(y_j + 0.5) - F_j(y_j - 0.5)], edge bins 0 and K-1 open,
-        shape (B,)."""
+        """log P(y|theta), the model discretized through its CDF, shape (B,).
+
+        log P(y|theta) = sum_j log[F_j(y_j + 0.5) - F_j(y_j - 0.5)], edge bins 0 and K-1 open, shape
+        (B,).
+        """
         self._check_x(y, "y")
         return discretized_mix_logistic_log_prob(
             y, self.logit_pi, self.mu, self.log_s, num_bins
         ).sum(1)
 
     def dequantized_log_prob(self, y: Tensor) -> Tensor:
-        """log P(y|theta) = log int_{[0,1]^D} p(y + u|theta) du = sum_j log[F_j(y_j + 1) -
-        F_j(y_j)], exact, shape (B,).
+        """log P(y|theta) = log int_{[0,1]^D} p(y + u|theta) du, exact, shape (B,).
+
+        log P(y|theta) = log int_{[0,1]^D} p(y + u|theta) du = sum_j log[F_j(y_j + 1) - F_j(y_j)],
+        exact, shape (B,).
 
         The discrete model behind uniform dequantization: E_u log p(y + u) <= log P(y) (Jensen). Its
         bins [y, y + 1) cover [0, K) only, so over y in {0..K-1} it sums to F(K) - F(0) <= 1 (the
@@ -242,8 +255,10 @@ class MixtureOfLogistics(nn.Module):
         return torch.logsumexp(log_pi + log_mass, dim=-1).sum(1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n draws x ~ p(x|theta): a component k ~ pi_j per dimension, then x_j = mu_jk + s_jk
-        logit(v), v ~ U(0, 1)."""
+        """n draws x ~ p(x|theta).
+
+        a component k ~ pi_j per dimension, then x_j = mu_jk + s_jk logit(v), v ~ U(0, 1).
+        """
         check_positive_int(n, "n")
         with torch.no_grad():
             device = generator.device if generator is not None else self.mu.device

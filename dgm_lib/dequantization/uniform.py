@@ -38,8 +38,10 @@ def uniform_dequantize(y: Tensor, generator: torch.Generator | None = None) -> T
 
 
 class UniformDequantizer(nn.Module):
-    """q(u|y) = U[0, 1]^D: x = y + u and log q(u|y) = 0 (Theis et al., 2016; Dinh et al., RealNVP,
-    2017)."""
+    """q(u|y) = U[0, 1]^D.
+
+    x = y + u and log q(u|y) = 0 (Theis et al., 2016; Dinh et al., RealNVP, 2017).
+    """
 
     def forward(self, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """(x = y + u, log q(u|y) = 0 of shape (B,)), u ~ U[0, 1)^D."""

@@ -19,8 +19,9 @@ from dgm_lib.flows.coupling import AffineCoupling, checkerboard_mask, half_mask
 
 
 class VariationalDequantizer(nn.Module):
-    """Flow++ dequantization noise q(u|y): eps ~ N(0, I), h = g(eps; y) by conditional affine
-    couplings, u = sigmoid(h).
+    """Flow++ dequantization noise q(u|y).
+
+    Eps ~ N(0, I), h = g(eps; y) by conditional affine couplings, u = sigmoid(h).
 
     log q(u|y) = log N(eps; 0, I) - log|det dg/deps| - sum_j log sigmoid'(h_j), sigmoid'(h) =
     sigmoid(h) sigmoid(-h) (Ho et al., Flow++, ICML 2019). Each coupling is a RealNVP AffineCoupling
@@ -86,8 +87,10 @@ class VariationalDequantizer(nn.Module):
         return y.to(dtype) / self.num_bins - 0.5
 
     def _through_couplings(self, v: Tensor, c: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        """Apply g (eps -> h) or g^{-1} (h -> eps) given c(y); returns the result and its log|det|
-        (B,)."""
+        """Apply g (eps -> h) or g^{-1} (h -> eps) given c(y).
+
+        Returns the result and its log|det| (B,).
+        """
         d = v.shape[1]
         stack, total = torch.cat([v, c], dim=1), 0
         for layer in reversed(self.couplings) if inverse else self.couplings:

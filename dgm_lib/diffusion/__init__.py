@@ -1,5 +1,6 @@
-"""Diffusion models on MNIST (the M2 coursework report): noise schedules, DDPM, cold diffusion with
-blur, networks.
+"""Diffusion models on MNIST (the M2 coursework report).
+
+Noise schedules, DDPM, cold diffusion with blur, networks.
 
 Images are scaled to [-1, 1]: x = 2 p - 1 for pixel intensities p in [0, 1]
 (`dgm_lib.data.mnist_images(split, "signed")`); `dgm_lib.data.to_unit` maps back to [0, 1] for

@@ -1,5 +1,6 @@
-"""Chapter 07 "DDPM vs blur": the study that samples every diffusion zoo model and scores it with
-FID.
+"""Chapter 07 "DDPM vs blur".
+
+The study that samples every diffusion zoo model and scores it with FID.
 
 `python -m dgm_lib.zoo study diffusion` (after the zoo trainings; one CPU thread) draws N_SAMPLES
 images per model and sampling mode with a fixed seed: Algorithm 2 for the DDPMs (T = 18300 ancestral
@@ -73,8 +74,11 @@ def as_uint8(images: Tensor) -> np.ndarray:
 
 
 def training_record(name: str) -> dict:
-    """Final loss (mean of the last LOSS_LAST steps), loss curve (means of LOSS_BLOCK steps), steps
-    and config of a zoo model, from its checkpoint."""
+    """A zoo model's final loss, loss curve, steps and config, from its checkpoint.
+
+    Final loss (mean of the last LOSS_LAST steps), loss curve (means of LOSS_BLOCK steps), steps and
+    config of a zoo model, from its checkpoint.
+    """
     checkpoint = load_checkpoint(zoo.checkpoint_path(name), map_location="cpu")
     loss = np.asarray(checkpoint["state"]["history"]["loss"], dtype=np.float64)
     blocks = loss[: len(loss) // LOSS_BLOCK * LOSS_BLOCK].reshape(-1, LOSS_BLOCK).mean(1)
@@ -87,8 +91,11 @@ def training_record(name: str) -> dict:
 
 
 def training_times(log: Path | None) -> tuple[str | None, dict[str, float]]:
-    """The training command (the log's first "COMMAND: ..." line) and each config's wall seconds
-    (/usr/bin/time -v)."""
+    """The training command and each config's wall seconds, from a training log.
+
+    The training command (the log's first "COMMAND: ..." line) and each config's wall seconds
+    (/usr/bin/time -v).
+    """
     if log is None or not log.is_file():
         return None, {}
     command, times, name = None, {}, None
@@ -113,8 +120,10 @@ def _timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float]:
 
 
 def cold_starts(model: ColdDiffusion, mode: str, n: int, generator: torch.Generator) -> Tensor:
-    """x_T for a sampling mode: D(x_test[:n], T) (conditional, naive), D(black, T) (black) or the
-    degraded prior."""
+    """x_T for a sampling mode.
+
+    D(x_test[:n], T) (conditional, naive), D(black, T) (black) or the degraded prior.
+    """
     d, T = model.degradation, model.T
     degrade = (
         (lambda x: d(x, T))
@@ -131,8 +140,11 @@ def cold_starts(model: ColdDiffusion, mode: str, n: int, generator: torch.Genera
 
 
 def sample_model(name: str, n: int) -> dict[str, tuple[Tensor, dict[int, Tensor], float]]:
-    """{mode: (samples, trajectory of the first N_TRAJECTORIES samples at CAPTURE[name] + (0,),
-    seconds)}."""
+    """Samples, trajectories and seconds of one zoo model in each sampling mode.
+
+    {mode: (samples, trajectory of the first N_TRAJECTORIES samples at CAPTURE[name] + (0,),
+    seconds)}.
+    """
     model = zoo.load(name, device="cpu", train_if_missing=False)
     capture = (*CAPTURE[name], 0)
     out = {}

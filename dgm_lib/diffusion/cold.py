@@ -1,7 +1,8 @@
-"""Cold diffusion (Bansal et al. 2023): a deterministic Gaussian-blur degradation D(x, t), a
-restorer R(x_t, t), training (Algorithm 3), naive sampling and the improved sampling of Algorithm 4,
-the degraded prior that fixes unconditional blur sampling, and the report's future work: a hybrid
-blur-plus-noise degradation.
+"""Cold diffusion (Bansal et al. 2023).
+
+a deterministic Gaussian-blur degradation D(x, t), a restorer R(x_t, t), training (Algorithm 3),
+naive sampling and the improved sampling of Algorithm 4, the degraded prior that fixes unconditional
+blur sampling, and the report's future work: a hybrid blur-plus-noise degradation.
 
 Images live in [-1, 1] (see dgm_lib.diffusion.mnist_images), shape (B, C, H, W) with H = W =
 image_size.
@@ -20,16 +21,20 @@ from dgm_lib.diffusion.ddpm import check_capture, timesteps
 
 
 def gaussian_kernels(sigma: Tensor, kernel_size: int) -> Tensor:
-    """Normalized 1-D Gaussian kernels (len(sigma), kernel_size): k_t[i] ∝ exp(-(i - c)^2 / (2
-    sigma_t^2)), sum 1."""
+    """Normalized 1-D Gaussian kernels (len(sigma), kernel_size).
+
+    k_t[i] ∝ exp(-(i - c)^2 / (2 sigma_t^2)), sum 1.
+    """
     offsets = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
     logits = -(offsets[None, :] ** 2) / (2 * sigma.to(torch.float64)[:, None] ** 2)
     return torch.softmax(logits, dim=1)
 
 
 class BlurDegradation(nn.Module):
-    """D(x, t): Gaussian blur with sigma_t = sigma_base + sigma_scale t (the report's eq. 7), t =
-    0..T, reflect padding.
+    """D(x, t): Gaussian blur with sigma_t = sigma_base + sigma_scale t (eq. 7).
+
+    D(x, t): Gaussian blur with sigma_t = sigma_base + sigma_scale t (the report's eq. 7), t = 0..T,
+    reflect padding.
 
     The report's training "iteratively blurs" x following the schedule; since blurs compose by
     adding variances, the image at step t is ONE blur with the schedule's sigma_t, so D(x, t)
@@ -68,8 +73,10 @@ class BlurDegradation(nn.Module):
         self.register_buffer("matrices", self._blur_matrices(kernels).to(dtype), persistent=False)
 
     def _blur_matrices(self, kernels: Tensor) -> Tensor:
-        """M_t (T + 1, H, H) with (M_t v)_i = sum_j k_t[j] v_reflect[i + j - c]: the 1-D blur of the
-        basis vectors."""
+        """M_t (T + 1, H, H) with (M_t v)_i = sum_j k_t[j] v_reflect[i + j - c].
+
+        The 1-D blur of the basis vectors.
+        """
         n, r = self.image_size, self.kernel_size // 2
         basis = F.pad(
             torch.eye(n, dtype=kernels.dtype).unsqueeze(1), (r, r), mode="reflect"
@@ -98,8 +105,9 @@ class BlurDegradation(nn.Module):
 
 
 class HybridDegradation(nn.Module):
-    """Blur plus noise, the report's future work: D(x, t) = blur_t(x) + noise_scale sqrt(t / T) eps,
-    eps ~ N(0, I).
+    """Blur plus noise, the report's future work.
+
+    D(x, t) = blur_t(x) + noise_scale sqrt(t / T) eps, eps ~ N(0, I).
 
     The blur is a BlurDegradation built from the remaining arguments; `noise` fixes eps (Algorithm 4
     reuses the estimated noise), else it is drawn with `generator`.
@@ -130,8 +138,10 @@ class HybridDegradation(nn.Module):
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
     ) -> Tensor:
-        """D(x, t) = blur_t(x) + noise_scale sqrt(t / T) eps (eps = `noise` if given, else drawn
-        with `generator`)."""
+        """D(x, t) = blur_t(x) + noise_scale sqrt(t / T) eps.
+
+        eps = `noise` if given, else drawn with `generator`.
+        """
         t = timesteps(t, len(x), self.T, x.device, low=0)
         if noise is None:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -139,8 +149,9 @@ class HybridDegradation(nn.Module):
 
 
 class DegradedPrior(nn.Module):
-    """A Gaussian fitted to fully degraded images D(x_train, T): mean + probabilistic PCA
-    covariance.
+    """A Gaussian fitted to fully degraded images D(x_train, T).
+
+    Mean + probabilistic PCA covariance.
 
     Covariance W W^T + s^2 I with the top `rank` principal directions (Tipping & Bishop's
     maximum-likelihood PPCA: W = U (Lambda - s^2)^(1/2), s^2 = mean of the discarded eigenvalues).
@@ -178,8 +189,10 @@ class DegradedPrior(nn.Module):
     def sample(
         self, n: int, noise: float = 0.02, generator: torch.Generator | None = None
     ) -> Tensor:
-        """n starts x_T = mean + W z + s eps + noise eps' (z, eps, eps' standard normal, drawn with
-        `generator`)."""
+        """n starts x_T = mean + W z + s eps + noise eps', drawn with `generator`.
+
+        z, eps and eps' are standard normal.
+        """
         check_positive_int(n, "n")
         noise = check_number(noise, "noise", inclusive=True)
         opts = {"generator": generator, "device": self.mean.device, "dtype": self.mean.dtype}
@@ -190,8 +203,11 @@ class DegradedPrior(nn.Module):
 
 
 class ColdDiffusion(nn.Module):
-    """A restorer R(x_t, t) = net(x_t, t) predicting the clean image x from D(x, t), t an int64
-    tensor (B,) in 1..T."""
+    """A restorer R(x_t, t) = net(x_t, t) predicting x from D(x, t) (cold diffusion).
+
+    A restorer R(x_t, t) = net(x_t, t) predicting the clean image x from D(x, t), t an int64 tensor
+    (B,) in 1..T.
+    """
 
     def __init__(self, net: nn.Module, degradation: BlurDegradation | HybridDegradation):
         super().__init__()
@@ -204,6 +220,7 @@ class ColdDiffusion(nn.Module):
 
     @property
     def T(self) -> int:
+        """The number of steps T."""
         return self.degradation.T
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -218,8 +235,10 @@ class ColdDiffusion(nn.Module):
         return self.net(x_t, timesteps(t, len(x_t), self.T, x_t.device))
 
     def _degrade_pair(self, x0_hat: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """(D(x0_hat, t), D(x0_hat, t - 1)); the hybrid's both use the noise estimated from x_t
-        (Bansal et al. 2023)."""
+        """(D(x0_hat, t), D(x0_hat, t - 1)).
+
+        The hybrid's both use the noise estimated from x_t (Bansal et al. 2023).
+        """
         d = self.degradation
         if isinstance(d, BlurDegradation):
             return d(x0_hat, t), d(x0_hat, t - 1)
@@ -249,8 +268,9 @@ class ColdDiffusion(nn.Module):
     def sample_naive(
         self, x_T: Tensor, generator: torch.Generator | None = None, capture: Sequence[int] = ()
     ) -> Tensor | tuple[Tensor, dict[int, Tensor]]:
-        """Naive sampling (Bansal et al., Algorithm 1): x_{t-1} = D(R(x_t, t), t - 1) for t = T..1;
-        returns x_0.
+        """Naive sampling (Bansal et al., Algorithm 1): x_{t-1} = D(R(x_t, t), t - 1) for t = T..1.
+
+        Returns x_0.
 
         Deterministic for the blur (generator unused); the hybrid re-uses the noise estimated from
         x_t.
@@ -264,13 +284,12 @@ class ColdDiffusion(nn.Module):
     def sample(
         self, x_T: Tensor, generator: torch.Generator | None = None, capture: Sequence[int] = ()
     ) -> Tensor | tuple[Tensor, dict[int, Tensor]]:
-        """Algorithm 4: x_hat_0 = R(x_t, t), x_{t-1} = x_t - D(x_hat_0, t) + D(x_hat_0, t - 1) for t
-        = T..1.
+        """Algorithm 4: the improved sampling of cold diffusion, t = T..1.
 
-        Returns x_0, the final estimate of the clean image (D(., 0) is the identity), or (x_0, {t:
-        x_t}) with `capture`. Deterministic given x_T: starting every sample from the same image
-        (the report's black image, torch.full(..., -1.0)) gives identical samples; see
-        degraded_prior for the fix.
+        x_hat_0 = R(x_t, t), x_{t-1} = x_t - D(x_hat_0, t) + D(x_hat_0, t - 1). Returns x_0, the
+        final estimate of the clean image (D(., 0) is the identity), or (x_0, {t: x_t}) with
+        `capture`. Deterministic given x_T: starting every sample from the same image (the report's
+        black image, torch.full(..., -1.0)) gives identical samples; see degraded_prior for the fix.
         """
         del generator  # deterministic given x_T (kept for the common sampling signature)
         return self._run(x_T, capture, improved=True)

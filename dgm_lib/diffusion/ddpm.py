@@ -1,5 +1,6 @@
-"""Denoising diffusion probabilistic model (Ho et al. 2020; Prince 2023, ch. 18): Algorithms 1 and 2
-of the report.
+"""Denoising diffusion probabilistic model (Ho et al. 2020; Prince 2023, ch. 18).
+
+Algorithms 1 and 2 of the report.
 
 Images live in [-1, 1] (see dgm_lib.diffusion.mnist_images). The network g_t[z_t, phi_t] = net(z_t,
 t) predicts the noise eps of z_t = sqrt(alpha_t) x + sqrt(1 - alpha_t) eps (eq. 3), with t an int64
@@ -19,8 +20,11 @@ from dgm_lib.diffusion.schedules import NoiseSchedule
 
 
 def timesteps(t: int | Tensor, n: int, T: int, device: torch.device, low: int = 1) -> Tensor:
-    """`t` (an int, or an integer tensor of shape () or (n,)) as an int64 tensor (n,) on `device`,
-    checked in low..T."""
+    """`t` as an int64 tensor (n,) on `device`, checked in low..T.
+
+    `t` (an int, or an integer tensor of shape () or (n,)) as an int64 tensor (n,) on `device`,
+    checked in low..T.
+    """
     if isinstance(t, Tensor):
         if (
             t.is_floating_point()
@@ -71,6 +75,7 @@ class DDPM(nn.Module):
 
     @property
     def T(self) -> int:
+        """The number of steps T."""
         return self.schedule.T
 
     def add_noise(self, x: Tensor, eps: Tensor, t: int | Tensor) -> Tensor:
@@ -93,8 +98,11 @@ class DDPM(nn.Module):
         return alpha.sqrt() * x + (1 - alpha).sqrt() * eps
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Algorithm 1: t ~ U{1..T}, eps ~ N(0, I), loss = pixel mean of (g_t[sqrt(a_t) x +
-        sqrt(1-a_t) eps] - eps)^2"""
+        """Algorithm 1: the loss of noise prediction at a random timestep.
+
+        t ~ U{1..T}, eps ~ N(0, I),
+        loss = pixel mean of (g_t[sqrt(a_t) x + sqrt(1 - a_t) eps] - eps)^2.
+        """
         check_tensor(x, "x")
         t = torch.randint(1, self.T + 1, (len(x),), device=x.device)
         eps = torch.randn_like(x)
@@ -129,8 +137,9 @@ class DDPM(nn.Module):
     def sample(
         self, n: int, generator: torch.Generator | None = None, capture: Sequence[int] = ()
     ) -> Tensor | tuple[Tensor, dict[int, Tensor]]:
-        """Algorithm 2: z_T ~ N(0, I), then T ancestral steps; x (n, *shape), or (x, {t: z_t}) when
-        `capture` is given.
+        """Algorithm 2: z_T ~ N(0, I), then T ancestral steps.
+
+        x (n, *shape), or (x, {t: z_t}) when `capture` is given.
 
         z_0 is the sample x; captured states are copies on the CPU.
         """
@@ -150,8 +159,10 @@ class DDPM(nn.Module):
     def forward_trajectory(
         self, x: Tensor, steps: int | Sequence[int], generator: torch.Generator | None = None
     ) -> Tensor | dict[int, Tensor]:
-        """Iterate the forward chain (eq. 1-2) z_t = sqrt(1 - beta_t) z_{t-1} + sqrt(beta_t) eps_t
-        from z_{-1} = x.
+        """The forward chain z_t = sqrt(1 - beta_t) z_{t-1} + sqrt(beta_t) eps_t (eq. 1-2).
+
+        Iterate the forward chain (eq. 1-2) z_t = sqrt(1 - beta_t) z_{t-1} + sqrt(beta_t) eps_t from
+        z_{-1} = x.
 
         The chain starts with the report's extra index t = 0 (z_0 = sqrt(1 - beta_0) x +
         sqrt(beta_0) eps_0), so that z_t ~ N(sqrt(alpha_t) x, (1 - alpha_t) I) with eq. 6's alpha_t,

@@ -1,5 +1,7 @@
-"""The explorers of chapter 07 "DDPM vs blur": beta schedules (eqs. 3, 5, 6) and the blur schedule
-(eq. 7)."""
+"""The explorers of chapter 07 "DDPM vs blur".
+
+Beta schedules (eqs. 3, 5, 6) and the blur schedule (eq. 7).
+"""
 
 from __future__ import annotations
 
@@ -46,10 +48,13 @@ def _log_slider(
 
 
 def beta_schedule_explorer() -> widgets.VBox:
-    """Pick a preset of the report (default, model 1, model 2 at T = 18,300 or 1,000) or set the
+    """Noise schedules: alpha_t against t, and noised digits at t and T.
+
+    Pick a preset of the report (default, model 1, model 2 at T = 18,300 or 1,000) or set the
     schedule yourself (linear, eq. 5, from beta_1 to beta_2, or cosine) and T: alpha_t (eq. 6)
     against t next to the presets, the signal alpha_T left at t = T, and test digits noised in
-    closed form (eq. 3) at a chosen t and at T."""
+    closed form (eq. 3) at a chosen t and at T.
+    """
     labels = {
         "default": "default",
         "model1": "model 1",
@@ -134,9 +139,12 @@ def beta_schedule_explorer() -> widgets.VBox:
 
 
 def blur_schedule_explorer() -> widgets.VBox:
-    """Set the blur schedule sigma_t = sigma_base + sigma_scale t (eq. 7), T and a step t,
-    optionally with noise (the hybrid degradation): sigma_t and the std of the 27-tap kernel
-    actually applied against t, and test digits degraded at t and at T."""
+    """The blur schedule: sigma_t against t, and degraded digits at t and T.
+
+    Set the blur schedule sigma_t = sigma_base + sigma_scale t (eq. 7), T and a step t, optionally
+    with noise (the hybrid degradation): sigma_t and the std of the 27-tap kernel actually applied
+    against t, and test digits degraded at t and at T.
+    """
 
     def draw(sigma_base: float, sigma_scale: float, T: int, t: int, noise_scale: float) -> None:
         blur = BlurDegradation(sigma_base, sigma_scale, T)

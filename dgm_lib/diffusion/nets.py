@@ -1,5 +1,6 @@
-"""Networks g_t[z_t, phi_t] for 28 x 28 images: the report's CNN and a small UNet, with a sinusoidal
-time embedding.
+"""Networks g_t[z_t, phi_t] for 28 x 28 images.
+
+The report's CNN and a small UNet, with a sinusoidal time embedding.
 
 Both take (x (B, C, H, W), t int64 (B,)) and see t only through t / T, with T fixed at construction.
 """
@@ -17,8 +18,11 @@ from dgm_lib.nets import mlp
 
 
 class TimeEmbedding(nn.Module):
-    """Sinusoidal features of s = t / T, [sin(2 pi 1.5^k s), cos(2 pi 1.5^k s) - 1] (k < n_features;
-    the report's course code, with frequency 0 first), then an MLP to `out_features`."""
+    """Sinusoidal features of s = t / T, then an MLP.
+
+    Sinusoidal features of s = t / T, [sin(2 pi 1.5^k s), cos(2 pi 1.5^k s) - 1] (k < n_features;
+    the report's course code, with frequency 0 first), then an MLP to `out_features`.
+    """
 
     def __init__(self, T: int, n_features: int, out_features: int, hidden: int = 128):
         super().__init__()
@@ -52,9 +56,11 @@ def _check_input(x: Tensor, t: Tensor, channels: int) -> None:
 
 
 class ReportCNN(nn.Module):
-    """The report's CNN: blocks Conv2d -> LayerNorm over (C, H, W) -> GELU with widths `hidden`, the
-    time embedding added (per channel) after the first block, and a final 3 x 3 convolution to
-    `channels` outputs."""
+    """The report's CNN.
+
+    Blocks Conv2d -> LayerNorm over (C, H, W) -> GELU with widths `hidden`, the time embedding added
+    (per channel) after the first block, and a final 3 x 3 convolution to `channels` outputs.
+    """
 
     def __init__(
         self,
@@ -94,8 +100,11 @@ class ReportCNN(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """GroupNorm -> SiLU -> conv, plus the time embedding, GroupNorm -> SiLU -> conv, plus a (1 x 1)
-    skip."""
+    """A residual block with GroupNorm, SiLU, two convolutions and the time embedding.
+
+    GroupNorm -> SiLU -> conv, plus the time embedding, GroupNorm -> SiLU -> conv, plus a (1 x 1)
+    skip.
+    """
 
     def __init__(self, c_in: int, c_out: int, time_dim: int, groups: int = 8):
         super().__init__()
@@ -117,9 +126,11 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """A small UNet for 28 x 28 images: one ResBlock per level at widths `channels` (28 -> 14 ->
-    ...), a middle ResBlock, skip connections by concatenation, GroupNorm and a time embedding in
-    every ResBlock."""
+    """A small UNet for 28 x 28 images.
+
+    One ResBlock per level at widths `channels` (28 -> 14 -> ...), a middle ResBlock, skip
+    connections by concatenation, GroupNorm and a time embedding in every ResBlock.
+    """
 
     def __init__(
         self,

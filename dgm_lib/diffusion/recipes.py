@@ -1,5 +1,6 @@
-"""Zoo configs and the study of chapter 07 "DDPM vs blur": the report's DDPMs, cold diffusion, a
-UNet.
+"""Zoo configs and the study of chapter 07 "DDPM vs blur".
+
+The report's DDPMs, cold diffusion, a UNet.
 
 ddpm_default, ddpm_model1, ddpm_model2 (T = 18300) and ddpm_model2_t1000 are the report's CNN
 (ReportCNN) with the linear schedules of PRESETS; cold_blur and cold_hybrid are the same CNN as
@@ -68,8 +69,10 @@ def _cnn(T: int) -> ReportCNN:
 
 
 def build_ddpm(preset: str) -> DDPM:
-    """The untrained ddpm_<preset>: ReportCNN noise predictor with the linear schedule
-    PRESETS[preset]."""
+    """The untrained ddpm_<preset>.
+
+    ReportCNN noise predictor with the linear schedule PRESETS[preset].
+    """
     schedule = preset_schedule(preset)
     return DDPM(_cnn(schedule.T), schedule)
 
@@ -81,8 +84,10 @@ def build_unet() -> DDPM:
 
 
 def build_cold(hybrid: bool) -> ColdDiffusion:
-    """The untrained cold_blur (blur of eq. 7) or cold_hybrid (plus noise noise_scale sqrt(t/T)
-    eps)."""
+    """The untrained cold_blur or cold_hybrid.
+
+    The untrained cold_blur (blur of eq. 7) or cold_hybrid (plus noise noise_scale sqrt(t/T) eps).
+    """
     T = RECIPE.cold_T
     degradation = HybridDegradation(RECIPE.noise_scale, T=T) if hybrid else BlurDegradation(T=T)
     return ColdDiffusion(_cnn(T), degradation)
@@ -91,8 +96,10 @@ def build_cold(hybrid: bool) -> ColdDiffusion:
 def train(
     model: nn.Module, steps: int = RECIPE.steps, lr: float = RECIPE.lr, progress: bool = False
 ) -> History:
-    """Adam(lr) for `steps` steps of shuffled training digits in [-1, 1] (model(x) returns
-    {"loss"})."""
+    """Adam(lr) for `steps` steps of shuffled training digits in [-1, 1].
+
+    Adam(lr) for `steps` steps of shuffled training digits in [-1, 1] (model(x) returns {"loss"}).
+    """
     generator = torch.Generator().manual_seed(RECIPE.data_seed)
     data = ShuffledBatches(mnist_images("train", "signed"), RECIPE.batch_size, generator)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

@@ -1,5 +1,6 @@
-"""Noise schedules of a DDPM: beta_t, the signal fraction alpha_t and the SNR, indexed t = 0..T as
-the report's code.
+"""Noise schedules of a DDPM.
+
+Beta_t, the signal fraction alpha_t and the SNR, indexed t = 0..T as the report's code.
 
 Linear schedule (report eq. 5): beta_t = (beta_2 - beta_1) t / T + beta_1 for t = 0, ..., T, and
 (eq. 6) alpha_t = exp(sum_{i=0}^t log(1 - beta_i)) = prod_{i=0}^t (1 - beta_i), so that z_t =
@@ -26,7 +27,9 @@ PRESETS: dict[str, tuple[float, float, int]] = {
 
 
 class NoiseSchedule(nn.Module):
-    """beta_t and alpha_t = exp(sum_{i<=t} log(1 - beta_i)) (eq. 6) as buffers of length T + 1 (t =
+    """beta_t and alpha_t = prod_{i<=t} (1 - beta_i) (eq. 6), t = 0..T.
+
+    beta_t and alpha_t = exp(sum_{i<=t} log(1 - beta_i)) (eq. 6) as buffers of length T + 1 (t =
     0..T).
 
     Computed in float64 and stored in torch's default dtype (float32 unless changed); `.to(dtype)`
@@ -59,13 +62,19 @@ class NoiseSchedule(nn.Module):
         return len(self.beta) - 1
 
     def snr(self) -> Tensor:
-        """Signal-to-noise ratio alpha_t / (1 - alpha_t) of z_t = sqrt(alpha_t) x + sqrt(1 -
-        alpha_t) eps, t = 0..T."""
+        """The signal-to-noise ratio alpha_t / (1 - alpha_t), t = 0..T.
+
+        Signal-to-noise ratio alpha_t / (1 - alpha_t) of z_t = sqrt(alpha_t) x + sqrt(1 - alpha_t)
+        eps, t = 0..T.
+        """
         return self.alpha / (1 - self.alpha)
 
     def signal_left(self) -> float:
-        """alpha_T: the fraction of the signal's variance left in z_T (should be ~0 for sampling
-        from N(0, I))."""
+        """alpha_T: the fraction of the signal's variance left in z_T.
+
+        alpha_T: the fraction of the signal's variance left in z_T (should be ~0 for sampling from
+        N(0, I)).
+        """
         return float(self.alpha[-1])
 
     def extra_repr(self) -> str:
@@ -93,8 +102,9 @@ def linear_schedule(beta1: float = 1e-4, beta2: float = 0.02, T: int = 1000) -> 
 
 
 def cosine_schedule(T: int = 1000, s: float = 0.008) -> NoiseSchedule:
-    """Nichol & Dhariwal (2021): abar_t = f(t)/f(0), f(t) = cos^2(pi/2 (t/T + s)/(1 + s)), beta_t =
-    1 - abar_t/abar_t-1.
+    """Nichol & Dhariwal (2021).
+
+    Abar_t = f(t)/f(0), f(t) = cos^2(pi/2 (t/T + s)/(1 + s)), beta_t = 1 - abar_t/abar_t-1.
 
     beta_t is clipped at 0.999 (t = T would give 1); the report's extra index t = 0 gets beta_0 =
     beta_1, so alpha_t = (1 - beta_1) abar_t.

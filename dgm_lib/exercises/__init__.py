@@ -1,5 +1,7 @@
-"""Exercises: `check(name, fn)` runs hidden checks with hints; `python -m
-dgm_lib.exercises.generate` writes student notebooks."""
+"""Exercises: `check(name, fn)` runs hidden checks with hints.
+
+`python -m dgm_lib.exercises.generate` writes student notebooks.
+"""
 
 from . import (  # noqa: F401  chapter check modules: importing one registers its checks (one name per chapter)
     change_of_variables,

@@ -1,5 +1,7 @@
-"""Checks of the exercises of the chapter "Change of variables": an affine coupling layer and the
-MAF inverse pass."""
+"""Checks of the exercises of the chapter "Change of variables".
+
+An affine coupling layer and the MAF inverse pass.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +35,10 @@ def _coupling_forward(x: Tensor, d: int, conditioner: Conditioner) -> tuple[Tens
 
 
 def _maf_inverse(z: Tensor, conditioner: Conditioner) -> tuple[Tensor, Tensor]:
-    """Reference: x_j = z_j sigma_j(x_{1:j-1}) + mu_j(x_{1:j-1}), one j at a time; log|det J_g| =
-    sum log sigma."""
+    """Reference: x_j = z_j sigma_j(x_{1:j-1}) + mu_j(x_{1:j-1}), one j at a time.
+
+    Log|det J_g| = sum log sigma.
+    """
     x = torch.zeros_like(z)
     for j in range(z.shape[1]):
         mu, log_sigma = conditioner(x)

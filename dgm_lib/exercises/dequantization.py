@@ -1,5 +1,7 @@
-"""Checks of the exercises of the chapter "Dequantization": the discretized logistic through its CDF
-(with the edge bins), and the bits/dim of the uniform dequantization bound from given noise draws.
+"""Checks of the exercises of the chapter "Dequantization".
+
+The discretized logistic through its CDF (with the edge bins), and the bits/dim of the uniform
+dequantization bound from given noise draws.
 """
 
 from __future__ import annotations
@@ -90,8 +92,10 @@ def _mixture_log_prob(x: Tensor) -> Tensor:
 
 
 def _pixel_log_prob(x: Tensor) -> Tensor:
-    """log p(x) of images x (N, 1, 4, 4): independent logistics per pixel, mu = 10 * (row + column),
-    s = 6."""
+    """log p(x) of images x (N, 1, 4, 4).
+
+    Independent logistics per pixel, mu = 10 * (row + column), s = 6.
+    """
     i, j = torch.meshgrid(torch.arange(4), torch.arange(4), indexing="ij")
     mu = (10.0 * (i + j)).to(x.dtype)
     return (

@@ -1,5 +1,8 @@
-"""Checks of the exercises of the chapter "DDPM vs blur": the closed-form forward sample (eq. 3) and
-one step of the improved cold-diffusion sampler (Algorithm 4)."""
+"""Checks of the exercises of the chapter "DDPM vs blur".
+
+The closed-form forward sample (eq. 3) and one step of the improved cold-diffusion sampler
+(Algorithm 4).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Checks of the exercises of the chapter "ELBO surgery": the mutual information estimator and a
-flow prior's density.
+"""Checks of the exercises of the chapter "ELBO surgery".
+
+The mutual information estimator and a flow prior's density.
 
 Expected answers come by another route than the student's: `log_q_agg` and `log_normal_diag` of
 dgm_lib.vae for the MI; `FlowPrior.log_prob` for a MAF prior, and the closed-form Gaussian for an

@@ -1,5 +1,6 @@
-"""Generate the student notebooks: `python -m dgm_lib.exercises.generate [--check]` (run from the
-repository root).
+"""Generate the student notebooks.
+
+`python -m dgm_lib.exercises.generate [--check]` (run from the repository root).
 
 Every book/*.ipynb containing a `### BEGIN SOLUTION` line becomes book/exercises/<same name>.ipynb
 with outputs cleared, the setup cell kept verbatim (and verified), solutions replaced by `raise
@@ -60,8 +61,10 @@ def stub_solutions(source: str) -> str:
 
 
 def _task(before: list[str], indent: str) -> str:
-    """What the stub asks for: complete the innermost enclosing function, else write the solution
-    here."""
+    """What the stub asks for.
+
+    Complete the innermost enclosing function, else write the solution here.
+    """
     for line in reversed(before):
         match = re.match(r"(\s*)(?:async\s+)?def\s+(\w+)", line)
         if match and len(match.group(1)) < len(indent):
@@ -165,8 +168,10 @@ def repository_url(config: Path) -> str:
 
 
 def generate(book: Path, out: Path, repo_url: str, check: bool = False) -> list[str]:
-    """Write (or with `check`, only compare) the student notebooks in `out`; return the names that
-    were stale."""
+    """Write (or with `check`, only compare) the student notebooks in `out`.
+
+    Return the names that were stale.
+    """
     expected = {
         chapter.name: exercise_notebook(chapter, repo_url)
         for chapter in chapters_with_solutions(book)

@@ -1,5 +1,8 @@
-"""Checks of the exercises of the chapter "Intrinsic dimension": the toy objective, d_int90 from a
-sweep, a dense projection whose columns are normalised jointly across all layers."""
+"""Checks of the exercises of the chapter "Intrinsic dimension".
+
+The toy objective, d_int90 from a sweep, a dense projection whose columns are normalised jointly
+across all layers.
+"""
 
 from __future__ import annotations
 

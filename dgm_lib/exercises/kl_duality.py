@@ -1,5 +1,6 @@
-"""Checks of the KL-duality chapter's exercises: the LOTUS reverse-KL estimator and the
-importance-sampling log Z.
+"""Checks of the KL-duality chapter's exercises.
+
+The LOTUS reverse-KL estimator and the importance-sampling log Z.
 
 Expected answers are computed by another route than the one the student takes: through f and
 Flow.log_prob at x = g(z) instead of through g's log-determinant, so the checks also catch a wrong

@@ -1,5 +1,7 @@
-"""The registry of exercise checks: `register` adds a check (a case built by reference code) to an
-exercise."""
+"""The registry of exercise checks.
+
+`register` adds a check (a case built by reference code) to an exercise.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ _REGISTRY: dict[str, dict[str, Check]] = {}
 
 @dataclass(frozen=True)
 class Case:
-    """One check's input and reference answer: `fn(*args, **kwargs)` should equal `expected` within
-    tolerance.
+    """One check's input and reference answer.
+
+    `fn(*args, **kwargs)` should equal `expected` within tolerance.
 
     `expected` is a tensor, a Python number, or a tuple of these (e.g. a flow's `(z, log_det)`).
     """
@@ -60,8 +63,10 @@ def known_exercises() -> list[str]:
 
 
 def checks_for(name: str) -> list[Check]:
-    """The checks of exercise `name` in registration order; ValueError listing the known names if
-    unknown."""
+    """The checks of exercise `name` in registration order.
+
+    ValueError listing the known names if unknown.
+    """
     if name not in _REGISTRY:
         raise ValueError(
             f"unknown exercise name={name!r}; known exercises: {', '.join(known_exercises())}"

@@ -1,5 +1,7 @@
-"""`check(name, fn)`: run an exercise's registered checks on a student's function and print a
-friendly verdict."""
+"""`check(name, fn)`.
+
+Run an exercise's registered checks on a student's function and print a friendly verdict.
+"""
 
 from __future__ import annotations
 

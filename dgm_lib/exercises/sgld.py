@@ -1,5 +1,7 @@
-"""Checks of the exercises of the chapter "SGLD": one SGLD step from minibatch gradients, one pSGLD
-step."""
+"""Checks of the exercises of the chapter "SGLD".
+
+One SGLD step from minibatch gradients, one pSGLD step.
+"""
 
 from __future__ import annotations
 

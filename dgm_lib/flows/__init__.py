@@ -1,5 +1,6 @@
-"""Normalizing flows in the notation of Lecture 2: f: x -> z normalizes, g = f^{-1}: z -> x
-generates.
+"""Normalizing flows in the notation of Lecture 2.
+
+f: x -> z normalizes, g = f^{-1}: z -> x generates.
 
 Every Transform maps x of shape (batch, *event) to (z, log|det J_f(x)|) with `forward` and back with
 `inverse`; a Flow puts a StandardNormal base under a transform and gives log_prob, sample,

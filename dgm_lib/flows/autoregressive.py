@@ -71,8 +71,10 @@ class MADE(nn.Module):
 
 
 class _GaussianAutoregressive(Transform):
-    """Shared parts of MAF and IAF: a MADE giving (mu_j, log sigma_j) with log sigma soft-clamped to
-    (-bound, bound)."""
+    """Shared parts of MAF and IAF.
+
+    a MADE giving (mu_j, log sigma_j) with log sigma soft-clamped to (-bound, bound).
+    """
 
     def __init__(
         self,
@@ -128,8 +130,9 @@ class _GaussianAutoregressive(Transform):
 
 
 class MAF(_GaussianAutoregressive):
-    """Masked autoregressive flow: f: z_j = (x_j - mu_j(x_<j)) / sigma_j(x_<j) in one pass, g in m
-    sequential passes.
+    """Masked autoregressive flow: f in one pass, g in m sequential passes.
+
+    f: z_j = (x_j - mu_j(x_<j)) / sigma_j(x_<j).
 
     log|det J_f(x)| = -sum_j log sigma_j(x_<j). `order[j]` is the rank of x_j in the autoregressive
     order. Papamakarios, Pavlakou, Murray, Masked Autoregressive Flow for Density Estimation,
@@ -144,8 +147,9 @@ class MAF(_GaussianAutoregressive):
 
 
 class IAF(_GaussianAutoregressive):
-    """Inverse autoregressive flow: g: x_j = sigma_j(z_<j) z_j + mu_j(z_<j) in one pass, f in m
-    sequential passes.
+    """Inverse autoregressive flow: g in one pass, f in m sequential passes.
+
+    g: x_j = sigma_j(z_<j) z_j + mu_j(z_<j).
 
     log|det J_g(z)| = sum_j log sigma_j(z_<j). `order[j]` is the rank of z_j in the autoregressive
     order. Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling, Improved Variational Inference

@@ -21,8 +21,10 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def soft_clamp(raw: Tensor, bound: float) -> Tensor:
-    """Bounded log-scale: log sigma = bound * tanh(raw / bound), in (-bound, bound), identity near
-    0."""
+    """Bounded log-scale.
+
+    log sigma = bound * tanh(raw / bound), in (-bound, bound), identity near 0.
+    """
     return bound * torch.tanh(raw / bound)
 
 
@@ -50,8 +52,9 @@ def sum_except_batch(x: Tensor) -> Tensor:
 
 
 class Transform(nn.Module):
-    """An invertible map f: x -> z with log|det J_f(x)|; `inverse` is g = f^{-1} with log|det
-    J_g(z)|.
+    """An invertible map f: x -> z with log|det J_f(x)|.
+
+    `inverse` is g = f^{-1} with log|det J_g(z)|.
 
     Subclasses implement `_forward` and `_inverse` and may extend `_check` (called on every input).
     """
@@ -176,8 +179,7 @@ class StandardNormal(nn.Module):
         return -0.5 * sum_except_batch(z.square()) - 0.5 * self.event_shape.numel() * LOG_2PI
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n draws z ~ N(0, I) on the generator's device (CPU without one), returned on this
-        module's device."""
+        """n draws z ~ N(0, I) on this module's device (drawn on the generator's device)."""
         check_positive_int(n, "n")
         device = generator.device if generator is not None else self._anchor.device
         z = torch.randn(
@@ -187,8 +189,9 @@ class StandardNormal(nn.Module):
 
 
 class Flow(nn.Module):
-    """A normalizing flow: p(x|theta) = p(f(x)) |det J_f(x)| with base p(z) and transform f (Lecture
-    2).
+    """A normalizing flow.
+
+    p(x|theta) = p(f(x)) |det J_f(x)| with base p(z) and transform f (Lecture 2).
 
     `forward(x)` returns the loss terms of forward-KL training, so `dgm_lib.training.fit(flow, ...)`
     works.
@@ -216,8 +219,10 @@ class Flow(nn.Module):
     def sample_with_log_prob(
         self, n: int, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """x = g(z), z ~ p(z), and log p(x|theta) = log p(z) - log|det J_g(z)|, in one
-        differentiable pass of g."""
+        """x = g(z), z ~ p(z), and log p(x|theta) = log p(z) - log|det J_g(z)|, differentiable.
+
+        One pass of g gives both.
+        """
         z = self.base.sample(n, generator=generator)
         x, log_det = self.transform.inverse(z)
         return x, self.base.log_prob(z) - log_det

@@ -27,8 +27,10 @@ def half_mask(m: int) -> Tensor:
 
 
 def checkerboard_mask(h: int, w: int) -> Tensor:
-    """Image mask (1, h, w): True where (i + j) is even, shared by all channels (RealNVP's spatial
-    mask)."""
+    """Image mask (1, h, w).
+
+    True where (i + j) is even, shared by all channels (RealNVP's spatial mask).
+    """
     check_positive_int(h, "h")
     check_positive_int(w, "w")
     if h * w < 2:
@@ -38,8 +40,10 @@ def checkerboard_mask(h: int, w: int) -> Tensor:
 
 
 def channel_mask(c: int) -> Tensor:
-    """Image mask (c, 1, 1): True on the first c // 2 channels, for every pixel (RealNVP's
-    channel-wise mask)."""
+    """Image mask (c, 1, 1).
+
+    True on the first c // 2 channels, for every pixel (RealNVP's channel-wise mask).
+    """
     check_positive_int(c, "c")
     if c < 2:
         raise ValueError(f"c must be >= 2 for a channel mask (both parts non-empty), got {c}")
@@ -49,8 +53,10 @@ def channel_mask(c: int) -> Tensor:
 def conv_net(
     channels: int, hidden: Sequence[int], activation: type[nn.Module] = nn.ReLU
 ) -> nn.Sequential:
-    """Small conditioner CNN: 3x3 conv, 1x1 convs through `hidden`, 3x3 conv to 2 * channels (mu,
-    raw log sigma)."""
+    """Small conditioner CNN.
+
+    3x3 conv, 1x1 convs through `hidden`, 3x3 conv to 2 * channels (mu, raw log sigma).
+    """
     sizes = [channels, *hidden, 2 * channels]
     layers: list[nn.Module] = []
     for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -62,8 +68,9 @@ def conv_net(
 
 
 class AffineCoupling(Transform):
-    """RealNVP affine coupling: z_1 = x_1, z_2 = (x_2 - mu(x_1)) / sigma(x_1); log|det J_f| = -sum
-    log sigma(x_1).
+    """RealNVP affine coupling: z_1 = x_1, z_2 = (x_2 - mu(x_1)) / sigma(x_1).
+
+    Log|det J_f| = -sum log sigma(x_1).
 
     `mask` (True = conditioning part x_1) is a vector mask (m,) for x of shape (B, m) (see
     `half_mask`) or an image mask broadcastable to (C, H, W) for x of shape (B, C, H, W)
@@ -146,8 +153,9 @@ class AffineCoupling(Transform):
 
     @torch.no_grad()
     def start_at_identity(self) -> AffineCoupling:
-        """Zero the conditioner's last layer, so mu = 0 and log sigma = 0: the coupling is the
-        identity.
+        """Zero the conditioner's last layer, so mu = 0 and log sigma = 0.
+
+        The coupling is the identity.
 
         Returns the coupling itself. The conditioner must be a Sequential ending in a layer with
         weight and bias (the built-in MLP and CNN conditioners are).
@@ -197,8 +205,10 @@ class AffineCoupling(Transform):
         return self._couple(z, sign=1)
 
     def _couple(self, x: Tensor, sign: int) -> tuple[Tensor, Tensor]:
-        """sign=-1: f (z_2 = (x_2 - mu) / sigma); sign=+1: g (x_2 = sigma z_2 + mu); x_1 is passed
-        through."""
+        """sign=-1: f (z_2 = (x_2 - mu) / sigma); sign=+1: g (x_2 = sigma z_2 + mu).
+
+        x_1 is passed through.
+        """
         if self.image:
             keep = self.mask.to(x.dtype)
             mu, log_sigma = self._params(x * keep, tuple(x.shape[1:]))

@@ -18,14 +18,17 @@ _BISECTIONS = 64
 
 
 def _per_feature(param: Tensor, x: Tensor) -> Tensor:
-    """Shape a (num_features,) parameter to broadcast along dim 1 of x: (m,) for (B, m), (C, 1, 1)
-    for (B, C, H, W)."""
+    """Shape a (num_features,) parameter to broadcast along dim 1 of x.
+
+    (m,) for (B, m), (C, 1, 1) for (B, C, H, W).
+    """
     return param.reshape(-1, *([1] * (x.dim() - 2)))
 
 
 class ElementwiseAffine(Transform):
-    """Elementwise affine flow: z = (x - mu) * exp(-log sigma); log|det J_f| = -(H W) sum_j log
-    sigma_j.
+    """Elementwise affine flow: z = (x - mu) * exp(-log sigma).
+
+    Log|det J_f| = -(H W) sum_j log sigma_j.
 
     Parameters mu and log sigma have one entry per feature (x of shape (B, m)) or channel ((B, C, H,
     W)). Dinh, Krueger, Bengio, NICE: Non-linear Independent Components Estimation, ICLR 2015 (the
@@ -58,8 +61,9 @@ class ElementwiseAffine(Transform):
 
 
 class ActNorm(ElementwiseAffine):
-    """Activation normalization: an ElementwiseAffine whose first forward sets mu, sigma to the
-    batch mean and std.
+    """Activation normalization.
+
+    An ElementwiseAffine whose first forward sets mu, sigma to the batch mean and std.
 
     After that first batch, z has zero mean and unit variance per feature/channel; then mu, log
     sigma train freely. The `initialized` buffer is saved with the weights. Kingma & Dhariwal, Glow,
@@ -91,8 +95,9 @@ class ActNorm(ElementwiseAffine):
 
 
 class Planar(Transform):
-    """Planar flow, generative direction g(z) = z + u_hat h(w^T z + b), h = tanh; f = g^{-1} by a 1D
-    root solve.
+    """Planar flow, generative direction g(z) = z + u_hat h(w^T z + b), h = tanh.
+
+    f = g^{-1} by a 1D root solve.
 
     Invertibility: u_hat = u + (m(w^T u) - w^T u) w / |w|^2, m(a) = -1 + softplus(a), so w^T u_hat >
     -1 and log|det J_g(z)| = log(1 + w^T u_hat h'(w^T z + b)) is finite. Inverting: a = w^T z + b
@@ -117,7 +122,9 @@ class Planar(Transform):
             raise ValueError(f"{name} must have shape (batch, {self.m}), got {tuple(x.shape)}")
 
     def u_hat(self) -> tuple[Tensor, Tensor]:
-        """(u_hat, 1 + w^T u_hat) with u_hat = u + (m(w^T u) - w^T u) w / |w|^2, so 1 + w^T u_hat =
+        """(u_hat, 1 + w^T u_hat): the invertible planar flow's parameters.
+
+        (u_hat, 1 + w^T u_hat) with u_hat = u + (m(w^T u) - w^T u) w / |w|^2, so 1 + w^T u_hat =
         softplus(w^T u) > 0.
 
         ValueError when w = 0 (u_hat undefined) or softplus(w^T u) underflows to 0 (w^T u_hat = -1
@@ -140,8 +147,10 @@ class Planar(Transform):
 
     @staticmethod
     def _jacobian_factor(h: Tensor, slack: Tensor) -> Tensor:
-        """1 + w^T u_hat h'(a) = h^2 + (1 + w^T u_hat)(1 - h^2) with h = tanh(a): positive, no
-        cancellation."""
+        """1 + w^T u_hat h'(a) = h^2 + (1 + w^T u_hat)(1 - h^2) with h = tanh(a).
+
+        Positive, no cancellation.
+        """
         h_sq = h.square()
         return h_sq + slack * (1 - h_sq)
 
@@ -207,8 +216,9 @@ class Logit(Transform):
 
 
 class Sigmoid(Inverse):
-    """Sigmoid flow R -> (0, 1): z = 1 / (1 + exp(-x)), log|det J_f(x)| = sum_j [log sigmoid(x_j) +
-    log sigmoid(-x_j)].
+    """Sigmoid flow R -> (0, 1).
+
+    z = 1 / (1 + exp(-x)), log|det J_f(x)| = sum_j [log sigmoid(x_j) + log sigmoid(-x_j)].
 
     The inverse of Logit(alpha=0).
     """

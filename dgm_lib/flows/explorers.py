@@ -25,9 +25,11 @@ def _toy_flow(flow: str, target: str, depth: int, device: str) -> Flow:
 
 
 def flow_density_explorer(device: torch.device | str | None = None) -> widgets.VBox:
-    """Pick a 2D target, RealNVP or MAF, and a depth K: the target density, the learned density of
-    the shipped zoo checkpoint (test NLL next to the best achievable, the entropy H(pi)) and samples
-    x = g(z)."""
+    """Pick a 2D target, RealNVP or MAF, and a depth K.
+
+    The target density, the learned density of the shipped zoo checkpoint (test NLL next to the best
+    achievable, the entropy H(pi)) and samples x = g(z).
+    """
     device = str(device or get_device())
     labels = {"realnvp": "RealNVP", "maf": "MAF"}
 
@@ -67,9 +69,11 @@ def _kl_fit(direction: str, target: str, device: str) -> Flow:
 
 
 def kl_direction_explorer(device: torch.device | str | None = None) -> widgets.VBox:
-    """Pick a target and the direction of the KL: the target density, the shipped flow fitted with
-    that KL, its samples x = g(z) and the divergences it reaches (an energy has no sampler, hence no
-    forward-KL fit)."""
+    """Pick a target and the direction of the KL.
+
+    The target density, the shipped flow fitted with that KL, its samples x = g(z) and the
+    divergences it reaches (an energy has no sampler, hence no forward-KL fit).
+    """
     device = str(device or get_device())
     fits = recipes.available_fits()
     arrows = {"forward": "KL($\\pi$ || p)", "reverse": "KL(p || $\\pi$)"}

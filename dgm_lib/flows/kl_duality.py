@@ -51,16 +51,19 @@ def mc_estimate(terms: Tensor) -> tuple[float, float]:
 
 
 def forward_kl_terms(flow: Flow, log_target: LogDensity, x: Tensor) -> Tensor:
-    """log pi(x) - log p(x|theta) at x ~ pi: their mean estimates KL(pi(x) || p(x|theta)) (exact log
-    pi needed)."""
+    """log pi(x) - log p(x|theta) at x ~ pi.
+
+    Their mean estimates KL(pi(x) || p(x|theta)) (exact log pi needed).
+    """
     return log_target(x) - flow.log_prob(x)
 
 
 def reverse_kl_terms(
     flow: Flow, log_target: LogDensity, n: int, generator: torch.Generator | None = None
 ) -> Tensor:
-    """log p(z) - log|det J_g(z)| - log pi(g(z)), z ~ p(z) (LOTUS): mean = KL(p(x|theta) || pi) -
-    log Z.
+    """log p(z) - log|det J_g(z)| - log pi(g(z)), z ~ p(z) (LOTUS).
+
+    Mean = KL(p(x|theta) || pi) - log Z.
 
     log Z = 0 for a normalized log_target; n terms, one pass of g (Flow.sample_with_log_prob).
     """
@@ -69,8 +72,10 @@ def reverse_kl_terms(
 
 
 def latent_log_prob(flow: Flow, log_target: LogDensity, z: Tensor) -> Tensor:
-    """log p(z|theta) = log pi(g(z)) + log|det J_g(z)|: the density of z = f(x) for x ~ pi (KL
-    duality)."""
+    """log p(z|theta) = log pi(g(z)) + log|det J_g(z)|.
+
+    The density of z = f(x) for x ~ pi (KL duality).
+    """
     x, log_det_g = flow.transform.inverse(z)
     return log_target(x) + log_det_g
 
@@ -94,8 +99,10 @@ def relaxed_elbo(
     n_samples: int = 64,
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
-    """ELBO of a VAE whose encoder and decoder are Gaussians of width sigma around f and g, per x
-    (each term (B,)).
+    """The ELBO of the flow as a VAE with Gaussian encoder and decoder of width sigma.
+
+    ELBO of a VAE whose encoder and decoder are Gaussians of width sigma around f and g, per x (each
+    term (B,)).
 
     q(z|x) = N(z; f(x), sigma^2 J_f J_f^T) and p(x|z) = N(x; g(z), sigma^2 I) tend to the
     deterministic delta(z - f(x)) and delta(x - g(z)) as sigma -> 0, where the ELBO = E_q[log

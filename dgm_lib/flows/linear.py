@@ -1,5 +1,6 @@
-"""Linear flows z = W x: permutations, LU and QR parametrisations, Glow's invertible 1x1 convolution
-(Lecture 2).
+"""Linear flows z = W x.
+
+Permutations, LU and QR parametrisations, Glow's invertible 1x1 convolution (Lecture 2).
 
 A general W costs O(m^3) to invert and to take det of; parametrising W = P L U or W = Q R gives
 log|det W| in O(m) from the triangular diagonals and W^{-1} z by triangular solves in O(m^2) (no
@@ -18,8 +19,9 @@ from dgm_lib.flows.base import Transform, as_index
 
 
 class Permutation(Transform):
-    """z_i = x_{perm[i]} along dim 1 (features of (B, m) or channels of (B, C, H, W)); |det J| = 1,
-    log-det 0.
+    """z_i = x_{perm[i]} along dim 1 (features of (B, m) or channels of (B, C, H, W)).
+
+    |det J| = 1, log-det 0.
 
     Between coupling or autoregressive layers it lets every variable be transformed (Dinh et al.,
     RealNVP, 2017).
@@ -56,15 +58,18 @@ class Reverse(Permutation):
 
 
 def _random_rotation(m: int) -> Tensor:
-    """A random orthogonal (m, m) matrix: the Q of a QR decomposition of a Gaussian matrix (Glow's
-    init)."""
+    """A random orthogonal (m, m) matrix.
+
+    The Q of a QR decomposition of a Gaussian matrix (Glow's init).
+    """
     q, r = torch.linalg.qr(torch.randn(m, m, dtype=torch.float64))
     return q * torch.sign(torch.diagonal(r))
 
 
 class LULinear(Transform):
-    """Linear flow z = W x with W = P L U: P a fixed permutation, L unit lower, U upper with
-    diagonal sign * exp(s).
+    """Linear flow z = W x with W = P L U.
+
+    P a fixed permutation, L unit lower, U upper with diagonal sign * exp(s).
 
     log|det J_f| = log|det W| = sum_j s_j in O(m); x = U^{-1} L^{-1} P^T z by two triangular solves,
     O(m^2). `weight` (default: a random rotation) is decomposed once; a singular weight raises
@@ -101,7 +106,10 @@ class LULinear(Transform):
         check_vector(x, name, self.m)
 
     def factors(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(P, L, U): L = I + strict lower part, U = strict upper part + diag(sign * exp(s))."""
+        """(Q, R) of W = Q R.
+
+        (P, L, U): L = I + strict lower part, U = strict upper part + diag(sign * exp(s)).
+        """
         eye = torch.eye(self.m, dtype=self.lower.dtype, device=self.lower.device)
         lower = torch.tril(self.lower, -1) + eye
         upper = torch.triu(self.upper, 1) + torch.diag(self.sign * torch.exp(self.log_diag))
@@ -122,8 +130,10 @@ class LULinear(Transform):
         return rows @ upper.T @ lower.T @ p.T
 
     def solve_rows(self, rows: Tensor) -> Tensor:
-        """W^{-1} z for each row z of rows (..., m): y = L^{-1} P^T z, x = U^{-1} y by triangular
-        solves."""
+        """W^{-1} z for each row z of rows (..., m).
+
+        y = L^{-1} P^T z, x = U^{-1} y by triangular solves.
+        """
         p, lower, upper = self.factors()
         flat = rows.reshape(-1, self.m) @ p  # rows of P^T z
         y = torch.linalg.solve_triangular(lower.T, flat, upper=True, left=False, unitriangular=True)
@@ -138,8 +148,9 @@ class LULinear(Transform):
 
 
 class QRLinear(Transform):
-    """Linear flow z = W x with W = Q R: Q = exp(A - A^T) orthogonal, R upper with positive diagonal
-    exp(r).
+    """Linear flow z = W x with W = Q R.
+
+    Q = exp(A - A^T) orthogonal, R upper with positive diagonal exp(r).
 
     log|det J_f| = log|det R| = sum_j r_j in O(m); x = R^{-1} Q^T z by one product and a triangular
     solve. Q is the matrix exponential of a skew-symmetric matrix (a rotation, det Q = 1), starting
@@ -161,8 +172,11 @@ class QRLinear(Transform):
         check_vector(x, name, self.m)
 
     def factors(self) -> tuple[Tensor, Tensor]:
-        """(Q, R): Q = exp(A - A^T) with A the strict upper part of `skew`, R = strict upper part +
-        diag(exp(r))."""
+        """(Q, R) of W = Q R.
+
+        (Q, R): Q = exp(A - A^T) with A the strict upper part of `skew`, R = strict upper part +
+        diag(exp(r)).
+        """
         a = torch.triu(self.skew, 1)
         q = torch.linalg.matrix_exp(a - a.T)
         r = torch.triu(self.upper, 1) + torch.diag(torch.exp(self.log_diag))
@@ -188,8 +202,9 @@ class QRLinear(Transform):
 
 
 class InvConv1x1(Transform):
-    """Glow's invertible 1x1 convolution on (B, C, H, W): z_{:, i, j} = W x_{:, i, j}; log|det J_f|
-    = H W log|det W|.
+    """Glow's invertible 1x1 convolution on (B, C, H, W): z_{:, i, j} = W x_{:, i, j}.
+
+    Log|det J_f| = H W log|det W|.
 
     With lu=True, W = P L U as in LULinear (O(C) log-det, triangular solves); with lu=False, W is a
     free matrix (log|det W| by an LU-based slogdet, O(C^3); inverse by a linear solve). Both start

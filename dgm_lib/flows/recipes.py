@@ -1,5 +1,6 @@
-"""Zoo configs of the flow chapters: 2D flows fitted by forward KL (chapter 01) and by reverse KL
-(02).
+"""Zoo configs of the flow chapters.
+
+2D flows fitted by forward KL (chapter 01) and by reverse KL (02).
 
 Chapter 01 "Change of variables": RealNVP and MAF fitted by forward KL (MLE) to the normalized 2D
 targets of dgm_lib.data.toy2d, one config per flow, target and depth, named e.g. "maf_two_moons_8"
@@ -75,8 +76,11 @@ class FlowSize:
 
 @dataclass(frozen=True)
 class KLRecipe:
-    """The KL fits: a flexible flow for the energies, a small one for the multimodal targets (it
-    cannot represent pi exactly, so forward and reverse KL must compromise, and differently)."""
+    """The KL fits: the flow sizes, the training budget and the annealing.
+
+    The KL fits: a flexible flow for the energies, a small one for the multimodal targets (it cannot
+    represent pi exactly, so forward and reverse KL must compromise, and differently).
+    """
 
     energy_flow: FlowSize = FlowSize(8, (64, 64))
     multimodal_flow: FlowSize = FlowSize(4, (32, 32))
@@ -127,8 +131,10 @@ def train_density(model: Flow, target: str) -> None:
 
 
 def available_fits() -> dict[str, tuple[str, ...]]:
-    """For every target of chapter 02, the KL directions it has a config for (forward needs
-    samples)."""
+    """For every target of chapter 02, the KL directions it has a config for.
+
+    For every target of chapter 02, the KL directions it has a config for (forward needs samples).
+    """
     fits = {target: ("reverse",) for target in ENERGIES}
     fits.update({target: DIRECTIONS for target in MULTIMODAL})
     return fits

@@ -1,5 +1,6 @@
-"""Chapter 01 "Change of variables": held-out test sets of the 2D targets and the flows' test
-scores.
+"""Chapter 01 "Change of variables".
+
+Held-out test sets of the 2D targets and the flows' test scores.
 
 The density fits are zoo configs of dgm_lib.flows.recipes (e.g. "maf_two_moons_8"). The target's
 exact log_prob gives the best achievable test NLL, the entropy H(pi) = -E_pi log pi(x), since
@@ -21,8 +22,10 @@ TEST_SEED = 2026  # their seed, never used in training
 
 
 def heldout_samples(target: str) -> Tensor:
-    """The held-out test set of `target`: TEST_SIZE draws with seed TEST_SEED (never used in
-    training), float32."""
+    """The held-out test set of `target`.
+
+    TEST_SIZE draws with seed TEST_SEED (never used in training), float32.
+    """
     return get_target(target).sample(TEST_SIZE, torch.Generator().manual_seed(TEST_SEED))
 
 
@@ -30,8 +33,11 @@ def heldout_samples(target: str) -> Tensor:
 def heldout_nll(
     log_prob_fn: Callable[[Tensor], Tensor], target: str, device: torch.device | str | None = None
 ) -> tuple[float, float]:
-    """Mean and standard error of -log p(x) over the test set of `target` (moved to `device`), in
-    nats; the target's own log_prob gives its entropy H(pi), the best achievable test NLL."""
+    """Mean and standard error of the test NLL -log p(x) of `target`, in nats.
+
+    Mean and standard error of -log p(x) over the test set of `target` (moved to `device`), in nats;
+    the target's own log_prob gives its entropy H(pi), the best achievable test NLL.
+    """
     return mean_and_se(-log_prob_fn(heldout_samples(target).to(device)))
 
 
@@ -39,8 +45,10 @@ def heldout_nll(
 def heldout_kl(
     log_prob_fn: Callable[[Tensor], Tensor], target: str, device: torch.device | str | None = None
 ) -> tuple[float, float]:
-    """KL(pi || p) = E_pi[log pi(x) - log p(x)] (= test NLL - H(pi)) on the test set of `target`:
-    mean and the standard error of the paired differences, in nats."""
+    """KL(pi || p) = E_pi[log pi(x) - log p(x)] (= test NLL - H(pi)) on the test set of `target`.
+
+    Mean and the standard error of the paired differences, in nats.
+    """
     x = heldout_samples(target)
     return mean_and_se(
         get_target(target).log_prob(x.double()) - log_prob_fn(x.to(device)).double().cpu()

@@ -1,5 +1,6 @@
-"""Chapter 06 "Intrinsic dimension": the lecture's toy problem, and the d sweeps of MNIST
-classifiers.
+"""Chapter 06 "Intrinsic dimension".
+
+The lecture's toy problem, and the d sweeps of MNIST classifiers.
 
 The toy problem J(theta) = sum_r (1 - sum of group r of theta)^2 on D = 1000 parameters has d_int =
 10 (ten linear constraints). The sweeps are studies of dgm_lib.intrinsic_dim.recipes, shipped as
@@ -37,7 +38,9 @@ def _log(line: str) -> None:
 
 
 def toy_objective(theta: Tensor) -> Tensor:
-    """The lecture's toy problem J(theta) = sum_{r=1}^{10} (1 - sum_{i=100r-99}^{100r} theta_i)^2,
+    """The lecture's toy problem J(theta) = sum_r (1 - sum of group r)^2.
+
+    The lecture's toy problem J(theta) = sum_{r=1}^{10} (1 - sum_{i=100r-99}^{100r} theta_i)^2,
     theta (..., 1000).
 
     Ten linear constraints on 1000 parameters: the solution set has dimension 990, so d_int = 10 (Li
@@ -53,8 +56,10 @@ def toy_objective(theta: Tensor) -> Tensor:
 
 
 def toy_subspace_optimum(theta_0: Tensor, P: Tensor) -> tuple[Tensor, float]:
-    """argmin over theta_d of the toy objective J(theta_0 + P theta_d) and its minimum J_min, by
-    least squares.
+    """The minimum of the toy objective over a subspace, by least squares.
+
+    argmin over theta_d of the toy objective J(theta_0 + P theta_d) and its minimum J_min, by least
+    squares.
 
     J(theta_0 + P theta_d) = ||b - A P theta_d||^2 with A the 10 x 1000 group-sum matrix and b = 1 -
     A theta_0, so theta_d* is the minimum-norm least-squares solution and J_min = ||(I - Pi) b||^2,
@@ -74,8 +79,10 @@ def toy_subspace_optimum(theta_0: Tensor, P: Tensor) -> tuple[Tensor, float]:
 
 
 class ToyProblem(nn.Module):
-    """The toy objective as a module: 1000 native parameters theta ~ N(0, I) (random init),
-    forward() = J(theta)."""
+    """The toy objective as a module.
+
+    1000 native parameters theta ~ N(0, I) (random init), forward() = J(theta).
+    """
 
     def __init__(self, generator: torch.Generator | None = None):
         super().__init__()
@@ -168,8 +175,10 @@ def sweep_record(name: str, directory: str | os.PathLike | None = None) -> dict:
 def load_sweep(
     name: str, directory: str | os.PathLike | None = None
 ) -> IntrinsicDimResult | dict[str, IntrinsicDimResult]:
-    """The shipped sweep `name`: an IntrinsicDimResult for one model ("fc", "lenet"), else a dict
-    key -> result ("fc_family")."""
+    """The shipped sweep `name`.
+
+    An IntrinsicDimResult for one model ("fc", "lenet"), else a dict key -> result ("fc_family").
+    """
     record = sweep_record(name, directory)
     results = {key: IntrinsicDimResult.from_dict(r) for key, r in record["results"].items()}
     return results if len(record["models"]) > 1 else next(iter(results.values()))

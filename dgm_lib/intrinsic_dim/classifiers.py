@@ -25,16 +25,19 @@ CLASSES = 10
 
 
 def fc_net(width: int = 200, depth: int = 2) -> nn.Sequential:
-    """Fully connected ReLU classifier 784 -> width (x depth) -> 10; the default 784-200-200-10 has
-    D = 199,210."""
+    """Fully connected ReLU classifier 784 -> width (x depth) -> 10.
+
+    The default 784-200-200-10 has D = 199,210.
+    """
     check_positive_int(width, "width")
     check_positive_int(depth, "depth")
     return nn.Sequential(nn.Flatten(), mlp([PIXELS, *[width] * depth, CLASSES]))
 
 
 def lenet() -> nn.Sequential:
-    """LeNet-5 style CNN for 1 x 28 x 28 digits: conv 6@5x5, pool, conv 16@5x5, pool, 120, 84, 10 (D
-    = 44,426).
+    """LeNet-5 style CNN for 1 x 28 x 28 digits.
+
+    Conv 6@5x5, pool, conv 16@5x5, pool, 120, 84, 10 (D = 44,426).
 
     The LeNet of Li et al. (2018) on MNIST (valid convolutions, max pooling, ReLU).
     """
@@ -81,7 +84,11 @@ def train_classifier(
     batch_size: int,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    """Minimise the mean cross-entropy of `model` on data = (images, labels) with Adam for `epochs`
+    """Minimise the mean cross-entropy of `model` on (images, labels) with Adam.
+
+    Minimise the mean cross-entropy of `model` on (images, labels) with Adam.
+
+    Minimise the mean cross-entropy of `model` on data = (images, labels) with Adam for `epochs`
     epochs.
 
     Minibatches are reshuffled every epoch with `generator`; works for a plain model (all D
@@ -141,8 +148,11 @@ def _build(
 
 @dataclass(frozen=True)
 class ClassifierTraining:
-    """How a sweep trains: Adam for `epochs` epochs of `batch_size` digits, lr `lr` for all D
-    parameters (the baseline) and `subspace_lr` for theta_d, everything seeded by `seed`."""
+    """How a sweep trains.
+
+    Adam for `epochs` epochs of `batch_size` digits, lr `lr` for all D parameters (the baseline) and
+    `subspace_lr` for theta_d, everything seeded by `seed`.
+    """
 
     epochs: int
     batch_size: int
@@ -156,8 +166,13 @@ def direct_accuracy(
     training: ClassifierTraining,
     device: torch.device | str | None = None,
 ) -> float:
-    """The baseline: test accuracy of make_model() with all D parameters trained on
-    load_mnist("train")."""
+    """The baseline: test accuracy of make_model() with all D parameters trained.
+
+    The baseline: test accuracy of make_model() with all D parameters trained.
+
+    The baseline: test accuracy of make_model() with all D parameters trained on
+    load_mnist("train").
+    """
     t = training
     model = _build(make_model, t.seed, device)
     generator = torch.Generator().manual_seed(t.seed)
@@ -172,8 +187,11 @@ def subspace_accuracy(
     projection: str = "fastfood",
     device: torch.device | str | None = None,
 ) -> float:
-    """Test accuracy of make_model() trained in a random d-dimensional subspace on
-    load_mnist("train").
+    """Test accuracy of make_model() trained in a random d-dimensional subspace.
+
+    Test accuracy of make_model() trained in a random d-dimensional subspace.
+
+    Test accuracy of make_model() trained in a random d-dimensional subspace on load_mnist("train").
 
     theta^(D) = theta_0 + P theta^(d): theta_0 the model's initialisation under `training.seed`, P
     drawn with that seed, only theta^(d) trained (Adam, from 0). Li et al. (2018), Sec. 2.

@@ -1,5 +1,6 @@
-"""The intrinsic dimension d_int90: the smallest d whose subspace training reaches 90% of the
-baseline.
+"""The intrinsic dimension d_int90.
+
+The smallest d whose subspace training reaches 90% of the baseline.
 
 Li, Farkhoor, Liu, Yosinski, Measuring the Intrinsic Dimension of Objective Landscapes, ICLR 2018.
 """
@@ -15,8 +16,9 @@ BASELINE_KINDS = ("direct", "fixed")
 
 @dataclass
 class IntrinsicDimResult:
-    """A sweep over d: scores[k] is the score at dims[k]; d_int90 the smallest d with score >=
-    fraction * baseline.
+    """A sweep over d: scores[k] is the score at dims[k].
+
+    d_int90 the smallest d with score >= fraction * baseline.
 
     baseline_kind "direct": the baseline is the directly trained model's score; "fixed": a given
     number. d_int90 is None when no d of the sweep reaches the threshold.

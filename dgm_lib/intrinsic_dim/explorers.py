@@ -1,5 +1,8 @@
-"""The explorer of chapter 06 "Intrinsic dimension": the lecture's toy problem, solved in closed
-form in random subspaces (the minimum that subspace training converges to)."""
+"""The explorer of chapter 06 "Intrinsic dimension".
+
+The lecture's toy problem, solved in closed form in random subspaces (the minimum that subspace
+training converges to).
+"""
 
 from __future__ import annotations
 
@@ -30,10 +33,12 @@ def _toy_optima(
 
 
 def intrinsic_dimension_explorer() -> widgets.VBox:
-    """Pick d, the projection (dense, sparse, Fastfood) and a seed: the lecture's toy problem
-    J(theta) = sum_r (1 - sum of group r)^2 on 1000 parameters, minimised over the random subspace
-    theta_0 + P theta_d in closed form (what subspace training converges to): min J against d, and
-    the ten group sums at the optimum against 1."""
+    """Pick d, the projection (dense, sparse, Fastfood) and a seed.
+
+    The lecture's toy problem J(theta) = sum_r (1 - sum of group r)^2 on 1000 parameters, minimised
+    over the random subspace theta_0 + P theta_d in closed form (what subspace training converges
+    to): min J against d, and the ten group sums at the optimum against 1.
+    """
 
     def draw(d: int, projection: str, seed: int) -> None:
         theta_0, optima = _toy_optima(projection, seed)

@@ -1,5 +1,6 @@
-"""Random projections P: R^d -> R^D with unit-norm columns for subspace training (Li et al., ICLR
-2018).
+"""Random projections P: R^d -> R^D with unit-norm columns, for subspace training.
+
+Li, Farkhoor, Liu, Yosinski, ICLR 2018.
 
 Dense Gaussian, very sparse (Li, Hastie, Church, KDD 2006) and Fastfood (Le, Sarlos, Smola, ICML
 2013), each drawn once from a seed and kept as buffers.
@@ -61,8 +62,10 @@ def walsh_hadamard(x: Tensor) -> Tensor:
 
 
 class Projection(nn.Module):
-    """A fixed random map theta^(d) (d,) -> P theta^(d) (D,) with (approximately) unit-norm columns
-    of P.
+    """A fixed random map theta^(d) -> P theta^(d) with unit-norm columns.
+
+    A fixed random map theta^(d) (d,) -> P theta^(d) (D,) with (approximately) unit-norm columns of
+    P.
 
     P is drawn once from `seed` (on the CPU, so the same seed gives the same P on every device) and
     kept as buffers; the output follows the dtype and device of theta_d. Inputs (..., d) map to
@@ -101,8 +104,10 @@ class Projection(nn.Module):
         return next(b for b in self.buffers() if b.is_floating_point()).dtype
 
     def matrix(self) -> Tensor:
-        """The dense D x d matrix P (small D * d only: ValueError above MAX_MATRIX_ENTRIES), columns
-        P e_j."""
+        """The dense D x d matrix P, column j = P e_j (small D * d only).
+
+        ValueError above MAX_MATRIX_ENTRIES entries.
+        """
         _check_entries(self.D, self.d, f"{type(self).__name__}.matrix()")
         device = next(self.buffers()).device
         eye = torch.eye(self.d, dtype=self._buffer_dtype(), device=device)
@@ -130,8 +135,9 @@ class DenseProjection(Projection):
 
 
 class SparseProjection(Projection):
-    """Very sparse random projection: P_ij in {-1, 0, +1} with P(P_ij != 0) = 1/sqrt(D), columns
-    scaled to unit norm.
+    """Very sparse random projection.
+
+    P_ij in {-1, 0, +1} with P(P_ij != 0) = 1/sqrt(D), columns scaled to unit norm.
 
     Li, Hastie, Church (KDD 2006) with s = sqrt(D); a column with no entry gets one at a random row.
     About d sqrt(D) non-zeros, kept as COO triplets (rows, cols, values); P theta_d is a gather and
@@ -189,8 +195,10 @@ class SparseProjection(Projection):
 
 
 class FastfoodProjection(Projection):
-    """Fastfood: P theta_d = the first D entries of [V_1 x; ...; V_n x] / sqrt(D / L), V_b = H G_b
-    Pi_b H B_b / s_b.
+    """The Fastfood projection: Walsh-Hadamard transforms, O(D log d) per product.
+
+    Fastfood: P theta_d = the first D entries of [V_1 x; ...; V_n x] / sqrt(D / L), V_b = H G_b Pi_b
+    H B_b / s_b.
 
     x is theta_d zero-padded to L = 2^ceil(log2 d), n = ceil(D / L) independent blocks, H the L x L
     Walsh-Hadamard matrix, B_b random signs, Pi_b a random permutation, G_b ~ N(0, I) diagonal, s_b

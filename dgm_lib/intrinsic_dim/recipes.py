@@ -22,8 +22,11 @@ RECIPE = ClassifierTraining(epochs=30, batch_size=128, lr=1e-3, subspace_lr=3e-2
 
 @dataclass(frozen=True)
 class Sweep:
-    """The architectures swept (key -> (model name of classifiers.MODELS, kwargs)), the grid of d
-    and the projection."""
+    """A d sweep: the architectures, the grid of d and the projection.
+
+    The architectures swept (key -> (model name of classifiers.MODELS, kwargs)), the grid of d and
+    the projection.
+    """
 
     models: dict[str, tuple[str, dict]]
     dims: tuple[int, ...]

@@ -1,5 +1,6 @@
-"""Subspace training: theta^(D) = theta_0^(D) + P theta^(d), only theta^(d) trained (Li et al.,
-2018).
+"""Subspace training.
+
+theta^(D) = theta_0^(D) + P theta^(d), only theta^(d) trained (Li et al., 2018).
 
 theta_0 is the frozen random initialisation of any module, P a fixed random D x d projection
 (dgm_lib.intrinsic_dim.projections) and theta^(d) in R^d starts at 0.

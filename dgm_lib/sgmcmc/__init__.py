@@ -1,5 +1,7 @@
-"""Stochastic gradient MCMC (C. Li's lecture): SGLD, pSGLD and SGHMC as torch optimizers, step-size
-schedules, burn-in, thinning and Bayesian model averaging.
+"""Stochastic gradient MCMC (C. Li's lecture).
+
+SGLD, pSGLD and SGHMC as torch optimizers, step-size schedules, burn-in, thinning and Bayesian model
+averaging.
 
 The samplers' module docstring (dgm_lib.sgmcmc.samplers) states the notation and the loss contract
 (the N/n scaling of the minibatch potential).

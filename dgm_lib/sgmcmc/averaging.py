@@ -38,8 +38,10 @@ def _stack(samples: Sequence[Sample]) -> Tensor | list[Tensor] | dict[str, Tenso
 
 
 class SampleCollector:
-    """Burn-in and thinning: keeps theta_t for t = burn_in + thin, burn_in + 2 thin, ... (t = steps
-    taken so far)."""
+    """Burn-in and thinning: keeps theta_t for t = burn_in + thin, burn_in + 2 thin, ...
+
+    t counts the steps taken so far.
+    """
 
     def __init__(self, burn_in: int, thin: int = 1) -> None:
         check_int(burn_in, "SampleCollector: burn_in", 0)
@@ -50,8 +52,11 @@ class SampleCollector:
     def maybe_collect(
         self, step: int, model_or_params: nn.Module | Tensor | Iterable[Tensor]
     ) -> bool:
-        """Store a copy (state dict / tensor / list of tensors) iff step > burn_in and (step -
-        burn_in) % thin == 0."""
+        """Store a copy of the parameters if `step` is one to keep.
+
+        Store a copy (state dict / tensor / list of tensors) iff step > burn_in and (step - burn_in)
+        % thin == 0.
+        """
         check_int(step, "SampleCollector: step", 0)
         keep = step > self.burn_in and (step - self.burn_in) % self.thin == 0
         if keep:
@@ -59,8 +64,11 @@ class SampleCollector:
         return keep
 
     def stacked(self) -> Tensor | list[Tensor] | dict[str, Tensor]:
-        """The samples stacked along a new first dimension (a tensor, a list of tensors or a dict,
-        like the samples)."""
+        """The samples stacked along a new first dimension.
+
+        The samples stacked along a new first dimension (a tensor, a list of tensors or a dict, like
+        the samples).
+        """
         if not self.samples:
             raise ValueError(
                 "SampleCollector: no samples collected yet (is burn_in larger than the number of "
@@ -74,8 +82,10 @@ class SampleCollector:
         fn: Callable[[Tensor], Tensor] | None,
         x: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        """Bayesian model average over the collected samples: `bayesian_average(model, self.samples,
-        x, fn)`."""
+        """Bayesian model average over the collected samples.
+
+        `bayesian_average(model, self.samples, x, fn)`.
+        """
         return bayesian_average(model, self.samples, x, fn)
 
 
@@ -86,8 +96,10 @@ def _softmax(logits: Tensor) -> Tensor:
 def _evaluate(
     model: nn.Module | Callable[[Tensor, Tensor], Tensor], sample: Sample, x: Tensor
 ) -> Tensor:
-    """model(x; theta) for one sample: functional_call for a module, model(theta, x) for a plain
-    function."""
+    """model(x; theta) for one sample.
+
+    Functional_call for a module, model(theta, x) for a plain function.
+    """
     if not isinstance(model, nn.Module):
         return model(sample, x)
     if isinstance(sample, list):

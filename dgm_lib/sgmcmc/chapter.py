@@ -1,5 +1,7 @@
-"""Chapter 05 "SGLD": parallel SG-MCMC chains on a potential U(theta), a 1D Gaussian mixture with
-exact bin masses, the rescaled Gaussian N(0, diag(a, 1)) of Li et al. (AAAI 2016), two-moons labels.
+"""Chapter 05 "SGLD".
+
+Parallel SG-MCMC chains on a potential U(theta), a 1D Gaussian mixture with exact bin masses, the
+rescaled Gaussian N(0, diag(a, 1)) of Li et al. (AAAI 2016), two-moons labels.
 
 Nothing here is a zoo config: every run is small enough to happen live in the chapter, its widget
 and the tests.
@@ -28,8 +30,11 @@ SAMPLERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
 
 @dataclass(frozen=True)
 class ChainRun:
-    """How run_chains runs: `steps` steps of size `lr`, the first `burn_in` dropped, and
-    minibatch-like gradient noise f~_t = grad U(theta_t) + grad_noise * nu_t, nu_t ~ N(0, I)."""
+    """How run_chains runs.
+
+    `steps` steps of size `lr`, the first `burn_in` dropped, and minibatch-like gradient noise f~_t
+    = grad U(theta_t) + grad_noise * nu_t, nu_t ~ N(0, I).
+    """
 
     steps: int
     lr: float
@@ -53,8 +58,9 @@ def run_chains(
     generator: torch.Generator | None = None,
     **options: Any,
 ) -> Tensor:
-    """Independent chains theta_t (one per row of theta0) of `sampler` on U(theta) =
-    potential(theta).
+    """Independent chains of `sampler` on the potential U(theta), one per row of theta0.
+
+    Independent chains theta_t (one per row of theta0) of `sampler` on U(theta) = potential(theta).
 
     Args:
         sampler: a name of SAMPLERS ("SGD", "SGLD", "pSGLD", "SGHMC").
@@ -99,8 +105,11 @@ def run_chains(
 
 
 class Mixture1D:
-    """p(theta) = sum_k w_k N(theta; mu_k, s_k^2) on the real line, with exact log-density, CDF and
-    bin masses."""
+    """A 1D Gaussian mixture with exact log-density, CDF and bin masses.
+
+    p(theta) = sum_k w_k N(theta; mu_k, s_k^2) on the real line, with exact log-density, CDF and bin
+    masses.
+    """
 
     def __init__(self, weights: list[float], means: list[float], stds: list[float]):
         if not len(weights) == len(means) == len(stds) or min(stds) <= 0 or min(weights) <= 0:
@@ -127,8 +136,11 @@ class Mixture1D:
         return (w * 0.5 * torch.erfc(-(theta[..., None] - mu) / (s * math.sqrt(2)))).sum(-1)
 
     def total_variation(self, samples: Tensor, edges: Tensor) -> float:
-        """(1/2) sum_b |P_hat_b - P_b| between the histogram of `samples` and the exact masses of
-        the bins `edges` (the mass outside [edges[0], edges[-1]] counts as one more bin)."""
+        """Total variation between the histogram of `samples` and the exact bin masses.
+
+        (1/2) sum_b |P_hat_b - P_b| between the histogram of `samples` and the exact masses of the
+        bins `edges` (the mass outside [edges[0], edges[-1]] counts as one more bin).
+        """
         x = samples.detach().reshape(-1).to(torch.float64).cpu()
         edges = edges.to(torch.float64).cpu()
         inside = (x >= edges[0]) & (x <= edges[-1])
@@ -142,8 +154,10 @@ class Mixture1D:
 
 
 def rescaled_gaussian_potential(a: float) -> Callable[[Tensor], Tensor]:
-    """U(theta) = theta_1^2 / (2a) + theta_2^2 / 2: the target N(0, diag(a, 1)) of Li et al. (AAAI
-    2016)."""
+    """U(theta) = theta_1^2 / (2a) + theta_2^2 / 2.
+
+    The target N(0, diag(a, 1)) of Li et al. (AAAI 2016).
+    """
     if a <= 0:
         raise ValueError(f"a must be > 0, got {a}")
     return lambda theta: 0.5 * theta[:, 0] ** 2 / a + 0.5 * theta[:, 1] ** 2
@@ -175,9 +189,11 @@ def rescaled_gaussian_chains(
     seed: int = 0,
     **options,
 ) -> Tensor | None:
-    """`chains` chains of `sampler` on N(0, diag(a, 1)) started at (1, 1), step size lr, seeded; the
-    iterates after a burn-in of steps / 2, (steps - steps // 2, chains, 2), or None if they diverged
-    (a non-finite gradient)."""
+    """`chains` chains of `sampler` on N(0, diag(a, 1)) started at (1, 1), step size lr, seeded.
+
+    The iterates after a burn-in of steps / 2, (steps - steps // 2, chains, 2), or None if they
+    diverged (a non-finite gradient).
+    """
     theta0 = torch.ones(chains, 2, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)
     try:
@@ -192,8 +208,10 @@ def rescaled_gaussian_chains(
 
 
 def rescaled_gaussian_error(sampler: str, a: float, lr: float, **kwargs) -> float:
-    """covariance_error of `rescaled_gaussian_chains(sampler, a, lr, **kwargs)`; inf if the chains
-    diverged."""
+    """covariance_error of `rescaled_gaussian_chains(sampler, a, lr, **kwargs)`.
+
+    Inf if the chains diverged.
+    """
     samples = rescaled_gaussian_chains(sampler, a, lr, **kwargs)
     return math.inf if samples is None else covariance_error(samples, a)
 
@@ -201,8 +219,11 @@ def rescaled_gaussian_error(sampler: str, a: float, lr: float, **kwargs) -> floa
 def moons_classification(
     n: int, std: float = 0.25, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
-    """n points of the two moons of dgm_lib.data.toy2d (noise `std`) with labels y = 0 (upper moon),
-    1 (lower): (x (n, 2) float32, y (n,) int64), n // 2 of each class."""
+    """n labelled points of the two moons: y = 0 upper moon, 1 lower.
+
+    n points of the two moons of dgm_lib.data.toy2d (noise `std`) with labels y = 0 (upper moon), 1
+    (lower): (x (n, 2) float32, y (n,) int64), n // 2 of each class.
+    """
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
     moons = two_moons(std)
@@ -217,9 +238,11 @@ def moons_classification(
 
 
 def distance_to_boundary(labels: Tensor, points: Tensor) -> Tensor:
-    """Distance of every grid point to the decision boundary: to the nearest point of the (H, W)
-    grid `points` (H, W, 2) whose predicted label differs from a horizontal or vertical neighbour's;
-    shape (H * W,)."""
+    """Distance of every grid point to the decision boundary.
+
+    To the nearest point of the (H, W) grid `points` (H, W, 2) whose predicted label differs from a
+    horizontal or vertical neighbour's; shape (H * W,).
+    """
     if labels.shape != points.shape[:2]:
         raise ValueError(
             f"labels {tuple(labels.shape)} and points {tuple(points.shape)} must share the grid "

@@ -13,10 +13,13 @@ from dgm_lib.sgmcmc.chapter import covariance_error, rescaled_gaussian_chains
 
 
 def sgld_explorer() -> widgets.VBox:
-    """Pick the step size eps, the preconditioner (none: SGLD; RMSprop: pSGLD) and the scale a of
-    the target N(0, diag(a, 1)) of Li et al. (2016): samples of 100 seeded chains (2,000 steps, the
+    """SGLD and pSGLD samples of N(0, diag(a, 1)) for a step size and a preconditioner.
+
+    Pick the step size eps, the preconditioner (none: SGLD; RMSprop: pSGLD) and the scale a of the
+    target N(0, diag(a, 1)) of Li et al. (2016): samples of 100 seeded chains (2,000 steps, the
     second half kept) against the true density, and the whitened marginals against N(0, 1) with the
-    covariance error of the chapter "SGLD"."""
+    covariance error of the chapter "SGLD".
+    """
 
     def draw(step_size: float, preconditioner: str, a: float) -> None:
         sampler, options = (

@@ -78,8 +78,11 @@ class _SGMCMC(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Check the group's keys, hyperparameters and tensors, then add it
-        (torch.optim.Optimizer.add_param_group)."""
+        """Check the group's keys, hyperparameters and tensors, then add it.
+
+        Check the group's keys, hyperparameters and tensors, then add it
+        (torch.optim.Optimizer.add_param_group).
+        """
         owner = type(self).__name__
         if not isinstance(param_group, dict):
             raise TypeError(
@@ -122,8 +125,10 @@ class _SGMCMC(torch.optim.Optimizer):
         _check_num_data(group["num_data"], owner)
 
     def _gradients(self) -> list[list[tuple[Tensor, Tensor]]]:
-        """Per group, the pairs (theta, f~_t) with f~_t = N * grad if num_data=N else grad; raises
-        on NaN/inf."""
+        """Per group, the pairs (theta, f~_t) with f~_t = N * grad if num_data=N else grad.
+
+        Raises on NaN/inf.
+        """
         owner = type(self).__name__
         pairs: list[list[tuple[Tensor, Tensor]]] = []
         for k, group in enumerate(self.param_groups):
@@ -179,8 +184,10 @@ class _SGMCMC(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        """One sampler step on every parameter with a gradient; `closure` (optional) re-evaluates
-        the loss."""
+        """One sampler step on every parameter with a gradient.
+
+        `closure` (optional) re-evaluates the loss.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -232,8 +239,9 @@ class SGLD(_SGMCMC):
 
 
 class pSGLD(_SGMCMC):  # noqa: N801 (the paper's name)
-    """Preconditioned SGLD (Li et al., AAAI 2016) with the RMSprop diagonal preconditioner
-    G(theta_t).
+    """Preconditioned SGLD (Li et al., AAAI 2016) with RMSprop's diagonal preconditioner.
+
+    Preconditioned SGLD (Li et al., AAAI 2016) with the RMSprop diagonal preconditioner G(theta_t).
 
     V(theta_t) = alpha V(theta_{t-1}) + (1 - alpha) f~_t ⊙ f~_t,   V(theta_1) = f~_1 ⊙ f~_1 (first
     step),

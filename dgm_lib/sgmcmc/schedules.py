@@ -34,8 +34,11 @@ def polynomial_decay(a: float, b: float, gamma: float) -> Callable[[int], float]
 
 
 class StepSizeSchedule(LRScheduler):
-    """Sets every group's step size to eps_t = schedule(t), t = number of `.step()` calls (t = 0 at
-    construction)."""
+    """Sets every group's step size to eps_t = schedule(t).
+
+    Sets every group's step size to eps_t = schedule(t), t = number of `.step()` calls (t = 0 at
+    construction).
+    """
 
     def __init__(
         self,

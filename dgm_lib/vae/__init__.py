@@ -1,5 +1,6 @@
-"""Variational autoencoders (Lecture 7): encoders, decoders, priors, posterior flows, ELBO, IWAE and
-ELBO surgery.
+"""Variational autoencoders (Lecture 7).
+
+Encoders, decoders, priors, posterior flows, ELBO, IWAE and ELBO surgery.
 
 x is data, z the latent; q(z|x, phi) the encoder, p(x|z, theta) the decoder, p(z) or p(z|lambda) the
 prior, q_agg(z) = 1/n sum_i q(z|x_i) the aggregated posterior. The zoo configs of the MNIST VAEs

@@ -31,8 +31,11 @@ LATENT_PRIOR_FAMILIES = {
 def _latent_codes(
     name: str, split: str, device: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The zoo VAE `name`'s posteriors of the `split` digits: (mu, log_var, one draw z_i ~ q(z|x_i),
-    log q_agg(z_i)) with q_agg over all digits of the split, computed once (seeded)."""
+    """The zoo VAE `name`'s posteriors of the `split` digits.
+
+    (mu, log_var, one draw z_i ~ q(z|x_i), log q_agg(z_i)) with q_agg over all digits of the split,
+    computed once (seeded).
+    """
     model = zoo.load(name, device=device)
     with torch.no_grad():
         x = mnist_images(split, "binarized").to(device)
@@ -45,9 +48,12 @@ def latent_prior(
 ) -> tuple[
     Callable[[torch.Tensor], torch.Tensor], Callable[[int, torch.Generator], torch.Tensor], str
 ]:
-    """(log p(z), sampler, description) of the prior `family` of its zoo VAE, re-parametrised in
-    closed form: the K heaviest MoG components / first K pseudo-inputs / first K training digits,
-    every std times T, the first `depth` MAF layers of the flow prior with z* ~ N(0, T^2 I)."""
+    """(log p(z), sampler, description) of a re-parametrised zoo prior.
+
+    (log p(z), sampler, description) of the prior `family` of its zoo VAE, re-parametrised in closed
+    form: the K heaviest MoG components / first K pseudo-inputs / first K training digits, every std
+    times T, the first `depth` MAF layers of the flow prior with z* ~ N(0, T^2 I).
+    """
     model = zoo.load(LATENT_PRIOR_FAMILIES[family], device=device)
     log_t2 = 2 * math.log(temperature)
     if family == "flow (MAF)":
@@ -106,10 +112,13 @@ def latent_prior(
 
 
 def latent_prior_explorer(device: torch.device | str | None = None) -> widgets.VBox:
-    """Pick a prior family of the 2D-latent MNIST VAEs and its parameters (components K, temperature
-    T, flow depth): the aggregated posterior q_agg of the test digits, the prior p(z), KL(q_agg ||
-    p) and decoded samples z ~ p(z). Nothing is trained: every setting is a closed-form
-    re-parametrisation of a shipped zoo prior."""
+    """Latent priors of the 2D-latent MNIST VAEs against the aggregated posterior.
+
+    Pick a prior family of the 2D-latent MNIST VAEs and its parameters (components K, temperature T,
+    flow depth): the aggregated posterior q_agg of the test digits, the prior p(z), KL(q_agg || p)
+    and decoded samples z ~ p(z). Nothing is trained: every setting is a closed-form
+    re-parametrisation of a shipped zoo prior.
+    """
     device = str(device or get_device())
 
     def draw(family: str, components: int, temperature: float, depth: int) -> None:

@@ -1,5 +1,6 @@
-"""The VAE of Lecture 7: encoders q(z|x, phi), decoders p(x|z, theta), the ELBO, the IWAE bound and
-an IAF posterior.
+"""The VAE of Lecture 7.
+
+Encoders q(z|x, phi), decoders p(x|z, theta), the ELBO, the IWAE bound and an IAF posterior.
 
 Encoders return (mu, log_var) of q(z|x, phi) = N(mu_phi(x), sigma_phi^2(x)), log-variances
 soft-clamped to (-LOG_VAR_BOUND, LOG_VAR_BOUND). Decoders return Bernoulli logits, or (mean,
@@ -31,8 +32,10 @@ IWAE_CHUNK = 2**15  # decoder rows evaluated at once by VAE.iwae
 
 
 def flatten_input(x: Tensor, x_dim: int, name: str = "x") -> Tensor:
-    """x of shape (B, x_dim) or (B, *event) with x_dim entries per sample -> (B, x_dim); else
-    TypeError/ValueError."""
+    """x of shape (B, x_dim) or (B, *event) with x_dim entries per sample -> (B, x_dim).
+
+    Else TypeError/ValueError.
+    """
     check_tensor(x, name)
     if math.prod(x.shape[1:]) != x_dim:
         raise ValueError(
@@ -49,8 +52,10 @@ def _check_likelihood(likelihood: str) -> str:
 
 
 def _conv_grid(x_shape: tuple[int, ...], n_halvings: int) -> tuple[int, int]:
-    """(h, w) of the smallest feature map after `n_halvings` stride-2 layers; ValueError unless they
-    divide H, W."""
+    """(h, w) of the smallest feature map after `n_halvings` stride-2 layers.
+
+    ValueError unless they divide H, W.
+    """
     if len(x_shape) != 3:
         raise ValueError(f"x_shape must be (C, H, W) for a convolutional network, got {x_shape}")
     _, height, width = x_shape
@@ -61,8 +66,10 @@ def _conv_grid(x_shape: tuple[int, ...], n_halvings: int) -> tuple[int, int]:
 
 
 class MLPEncoder(nn.Module):
-    """q(z|x, phi) = N(mu_phi(x), diag sigma_phi^2(x)) with an MLP x -> (mu, log sigma^2); x is
-    flattened."""
+    """q(z|x, phi) = N(mu_phi(x), diag sigma_phi^2(x)) with an MLP x -> (mu, log sigma^2).
+
+    x is flattened.
+    """
 
     def __init__(
         self,
@@ -87,8 +94,11 @@ class MLPEncoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """q(z|x, phi) with a CNN: stride-2 4x4 convs through `hidden` channels (each halves H and W),
-    then a linear layer to (mu, log sigma^2)."""
+    """q(z|x, phi) with a CNN.
+
+    Stride-2 4x4 convs through `hidden` channels (each halves H and W), then a linear layer to (mu,
+    log sigma^2).
+    """
 
     def __init__(
         self,
@@ -119,8 +129,10 @@ class ConvEncoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    """p(x|z, theta): Bernoulli(sigmoid(logits)) or N(mean, diag exp(log_var)) per pixel; `net` maps
-    z to (B, k * C, ...) with k = 1 (logits) or 2 (mean, raw log-variance)."""
+    """p(x|z, theta): Bernoulli(sigmoid(logits)) or N(mean, diag exp(log_var)) per pixel.
+
+    `net` maps z to (B, k * C, ...) with k = 1 (logits) or 2 (mean, raw log-variance).
+    """
 
     def __init__(self, z_dim: int, x_shape: Sequence[int], likelihood: str):
         super().__init__()
@@ -151,9 +163,11 @@ class _Decoder(nn.Module):
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out[0]
 
     def log_prob(self, x: Tensor, out: Tensor | tuple[Tensor, Tensor]) -> Tensor:
-        """log p(x|z, theta) summed over pixels, shape (B,): sum x log s(l) + (1 - x) log s(-l)
-        (Bernoulli, x in [0, 1]) or sum log N(x; mean, exp(log_var)) (Gaussian); `out` is
-        forward(z)."""
+        """log p(x|z, theta) summed over pixels, shape (B,).
+
+        sum x log s(l) + (1 - x) log s(-l) (Bernoulli, x in [0, 1]) or sum log N(x; mean,
+        exp(log_var)) (Gaussian); `out` is forward(z).
+        """
         x = flatten_input(x, self.x_dim).reshape(-1, *self.x_shape)
         if self.likelihood == "bernoulli":
             log_px = -F.binary_cross_entropy_with_logits(out, x, reduction="none")
@@ -166,8 +180,11 @@ class _Decoder(nn.Module):
 
 
 class MLPDecoder(_Decoder):
-    """p(x|z, theta) with an MLP z -> logits (Bernoulli) or (mean, log sigma^2) (Gaussian) of every
-    pixel."""
+    """p(x|z, theta) with an MLP.
+
+    p(x|z, theta) with an MLP z -> logits (Bernoulli) or (mean, log sigma^2) (Gaussian) of every
+    pixel.
+    """
 
     def __init__(
         self,
@@ -188,9 +205,11 @@ class MLPDecoder(_Decoder):
 
 
 class ConvDecoder(_Decoder):
-    """p(x|z, theta) with a CNN: a linear layer to hidden[0] maps of size (H, W) / 2**len(hidden),
-    then stride-2 4x4 transposed convs through `hidden` (each doubles H and W) to the logits or
-    (mean, log sigma^2)."""
+    """p(x|z, theta) with a CNN.
+
+    a linear layer to hidden[0] maps of size (H, W) / 2**len(hidden), then stride-2 4x4 transposed
+    convs through `hidden` (each doubles H and W) to the logits or (mean, log sigma^2).
+    """
 
     def __init__(
         self,
@@ -218,8 +237,9 @@ class ConvDecoder(_Decoder):
 
 
 class IAFPosterior(Inverse):
-    """Flow posterior z* = g(z, lambda): `depth` IAF layers (orders reversed every other layer), z ~
-    q(z|x, phi).
+    """Flow posterior z* = g(z, lambda).
+
+    `depth` IAF layers (orders reversed every other layer), z ~ q(z|x, phi).
 
     `forward(z) -> (z*, log|det J_g(z)|)` is one parallel pass per layer (IAF's cheap direction);
     log q(z*|x) = log q(z|x) - log|det J_g(z)|. `inverse` (z* -> z) needs z_dim sequential passes
@@ -240,9 +260,11 @@ class IAFPosterior(Inverse):
 
 @dataclass
 class PosteriorSample:
-    """n_samples draws from q(z*|x) per data point: z0 = mu + sigma eps ~ N(mu, sigma^2), z =
-    posterior flow(z0) (z = z0 without one), log_q = log q(z|x) and log_det = log|det J_g(z0)|
-    (zeros without a flow), (S, B, ...)."""
+    """n_samples draws from q(z*|x) per data point.
+
+    Z0 = mu + sigma eps ~ N(mu, sigma^2), z = posterior flow(z0) (z = z0 without one), log_q = log
+    q(z|x) and log_det = log|det J_g(z0)| (zeros without a flow), (S, B, ...).
+    """
 
     mu: Tensor
     log_var: Tensor
@@ -306,8 +328,10 @@ class VAE(nn.Module):
 
     @property
     def closed_form_kl(self) -> bool:
-        """Whether KL(q(z|x) || p(z)) has the closed form gaussian_kl: standard normal prior, no
-        posterior flow."""
+        """Whether KL(q(z|x) || p(z)) has the closed form gaussian_kl.
+
+        Standard normal prior, no posterior flow.
+        """
         return isinstance(self.prior, StandardNormalPrior) and self.posterior_flow is None
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -319,8 +343,11 @@ class VAE(nn.Module):
         return self.decoder(z)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z, theta), shape (B,) for z (B, z_dim), or (S, B) for S latents per data point, z
-        (S, B, z_dim)."""
+        """log p(x|z, theta) for one or several latents per data point.
+
+        log p(x|z, theta), shape (B,) for z (B, z_dim), or (S, B) for S latents per data point, z
+        (S, B, z_dim).
+        """
         check_tensor(z, "z")
         if z.dim() == 2:
             return self.decoder.log_prob(x, self.decoder(z))
@@ -366,8 +393,11 @@ class VAE(nn.Module):
     def sample_posterior(
         self, x: Tensor, n_samples: int = 1, generator: torch.Generator | None = None
     ) -> PosteriorSample:
-        """n_samples draws z ~ q(z|x) per point (through the posterior flow, if any) and log q(z|x),
-        (S, B, ...)."""
+        """n_samples draws z ~ q(z|x) per point and log q(z|x).
+
+        n_samples draws z ~ q(z|x) per point (through the posterior flow, if any) and log q(z|x),
+        (S, B, ...).
+        """
         check_positive_int(n_samples, "n_samples")
         mu, log_var = self.encode(x)
         return self.sample_q(mu, log_var, n_samples, generator)
@@ -379,9 +409,12 @@ class VAE(nn.Module):
     def elbo_terms(
         self, x: Tensor, n_samples: int = 1, generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
-        """recon = E_q log p(x|z, theta), kl = KL(q(z|x) || p(z)) and elbo = recon - kl, each (B,),
+        """recon, kl and elbo = recon - kl of every data point.
+
+        recon = E_q log p(x|z, theta), kl = KL(q(z|x) || p(z)) and elbo = recon - kl, each (B,),
         with n_samples draws of z; kl is gaussian_kl when closed_form_kl, else the Monte Carlo mean
-        of log q(z|x) - log p(z)."""
+        of log q(z|x) - log p(z).
+        """
         post = self.sample_posterior(x, n_samples, generator)
         recon = self.log_likelihood(x, post.z).mean(0)
         if self.closed_form_kl:
@@ -397,8 +430,10 @@ class VAE(nn.Module):
         return self.elbo_terms(x, n_samples, generator)["elbo"]
 
     def iwae(self, x: Tensor, k: int = 50, generator: torch.Generator | None = None) -> Tensor:
-        """IWAE bound log 1/k sum_{s=1}^k p(x, z_s | theta) / q(z_s|x), z_s ~ q(z|x), shape (B,)
-        (Burda et al., 2016).
+        """The IWAE bound log 1/k sum_s p(x, z_s|theta) / q(z_s|x) (Burda et al., 2016).
+
+        IWAE bound log 1/k sum_{s=1}^k p(x, z_s | theta) / q(z_s|x), z_s ~ q(z|x), shape (B,) (Burda
+        et al., 2016).
 
         A lower bound on log p(x|theta) that increases with k (k = 1: the ELBO in expectation); the
         k draws are decoded in chunks of about IWAE_CHUNK rows.
@@ -413,14 +448,18 @@ class VAE(nn.Module):
         return torch.logsumexp(torch.cat(log_w, 0), 0) - math.log(k)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Loss terms for fit(): loss = -mean(recon - beta kl); elbo, recon, kl are batch means
-        (detached)."""
+        """Loss terms for fit(): loss = -mean(recon - beta kl).
+
+        Elbo, recon, kl are batch means (detached).
+        """
         terms = self.elbo_terms(x)
         loss = -(terms["recon"] - self.beta * terms["kl"]).mean()
         return {"loss": loss, **{name: value.mean().detach() for name, value in terms.items()}}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n decoded prior draws E[x|z], z ~ p(z): pixel probabilities (Bernoulli) or means, shape
-        (n, *x_shape)."""
+        """n decoded prior draws E[x|z], z ~ p(z).
+
+        Pixel probabilities (Bernoulli) or means, shape (n, *x_shape).
+        """
         return self.decoder.mean(self.decoder(self.prior.sample(n, generator)))

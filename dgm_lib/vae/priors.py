@@ -25,8 +25,11 @@ PAIRWISE_CHUNK = 2**22  # entries of the (rows, K, d) tensor built at once by lo
 def standard_normal(
     shape: Sequence[int], like: Tensor, generator: torch.Generator | None = None
 ) -> Tensor:
-    """eps ~ N(0, I) of `shape`, drawn on the generator's device (like's without one), on like's
-    device and dtype."""
+    """eps ~ N(0, I) of `shape` on like's device and dtype.
+
+    eps ~ N(0, I) of `shape`, drawn on the generator's device (like's without one), on like's device
+    and dtype.
+    """
     device = generator.device if generator is not None else like.device
     return torch.randn(tuple(shape), generator=generator, device=device, dtype=like.dtype).to(
         like.device
@@ -34,8 +37,11 @@ def standard_normal(
 
 
 def check_gaussian(mu: Tensor, log_var: Tensor) -> None:
-    """TypeError/ValueError unless mu and log_var are floating-point (B, d) tensors of the same
-    shape, no NaN."""
+    """TypeError/ValueError unless (mu, log_var) are a batch of diagonal Gaussians.
+
+    TypeError/ValueError unless mu and log_var are floating-point (B, d) tensors of the same shape,
+    no NaN.
+    """
     check_tensor(mu, "mu")
     check_tensor(log_var, "log_var")
     if mu.dim() != 2 or mu.shape != log_var.shape:
@@ -63,8 +69,10 @@ def log_normal_diag(z: Tensor, mu: Tensor, log_var: Tensor) -> Tensor:
 
 
 def log_normal_pairwise(z: Tensor, mu: Tensor, log_var: Tensor) -> Tensor:
-    """log N(z_m; mu_k, diag exp(log_var_k)) for every pair: z (M, d), mu and log_var (K, d) -> (M,
-    K), in chunks of rows."""
+    """log N(z_m; mu_k, diag exp(log_var_k)) for every pair.
+
+    z (M, d), mu and log_var (K, d) -> (M, K), in chunks of rows.
+    """
     rows = max(1, PAIRWISE_CHUNK // max(1, mu.numel()))
     return torch.cat([log_normal_diag(c[:, None, :], mu, log_var) for c in z.split(rows)], 0)
 
@@ -143,8 +151,10 @@ class MoGPrior(nn.Module):
         return f"z_dim={self.z_dim}, n_components={k}, temperature={t:g}"
 
     def components(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(log pi (K,), means (K, d), log-variances (K, d)) of the mixture at the current
-        temperature."""
+        """(log pi, means, log-variances) of the mixture at the current temperature.
+
+        (log pi (K,), means (K, d), log-variances (K, d)) of the mixture at the current temperature.
+        """
         log_var = 2.0 * (
             soft_clamp(self.raw_log_std, LOG_VAR_BOUND / 2) + math.log(self.temperature)
         )
@@ -167,8 +177,10 @@ class MoGPrior(nn.Module):
 def _sample_mixture(
     n: int, log_pi: Tensor, means: Tensor, log_var: Tensor, generator: torch.Generator | None
 ) -> Tensor:
-    """n draws from sum_k pi_k N(means_k, diag exp(log_var_k)): component k ~ pi, then z = mu_k +
-    sigma_k eps."""
+    """n draws from sum_k pi_k N(means_k, diag exp(log_var_k)).
+
+    Component k ~ pi, then z = mu_k + sigma_k eps.
+    """
     device = generator.device if generator is not None else means.device
     k = torch.multinomial(log_pi.exp().to(device), n, replacement=True, generator=generator).to(
         means.device
@@ -178,8 +190,10 @@ def _sample_mixture(
 
 
 class VampPrior(nn.Module):
-    """VampPrior p(z|lambda) = 1/K sum_k q(z | u_k, phi): the encoder's posterior averaged over K
-    learnable pseudo-inputs u_k (lambda = u_{1..K}), an approximation of the optimal prior q_agg.
+    """VampPrior p(z|lambda) = 1/K sum_k q(z | u_k, phi).
+
+    The encoder's posterior averaged over K learnable pseudo-inputs u_k (lambda = u_{1..K}), an
+    approximation of the optimal prior q_agg.
 
     `encoder` is shared with the VAE (so phi is trained by both terms); `init` (K, *x_shape) sets
     the pseudo-inputs (e.g. K training images, as in the paper), else they start uniform in [0, 1].
@@ -245,8 +259,9 @@ class VampPrior(nn.Module):
 
 
 class FlowPrior(nn.Module):
-    """Flow-based prior: log p(z|lambda) = log N(f(z, lambda); 0, I) + log|det J_f(z)|, z* = f(z) ~
-    N(0, I).
+    """Flow-based prior.
+
+    log p(z|lambda) = log N(f(z, lambda); 0, I) + log|det J_f(z)|, z* = f(z) ~ N(0, I).
 
     `transform` is a dgm_lib.flows Transform whose forward f normalizes z -> z* (a Flow is accepted
     too: its transform is used); sampling runs the inverse g: z = g(z*). MAF and RealNVP evaluate f
@@ -276,8 +291,9 @@ class FlowPrior(nn.Module):
         return len(self.transform) if isinstance(self.transform, Compose) else 1
 
     def truncated(self, depth: int) -> FlowPrior:
-        """The flow prior on the first `depth` layers of this one's transform (sharing their
-        weights).
+        """The flow prior on the first `depth` layers of this one's transform.
+
+        The flow prior on the first `depth` layers of this one's transform (sharing their weights).
 
         log p(z) = log N(f_depth o ... o f_1(z); 0, I) + sum of their log-dets.
         """

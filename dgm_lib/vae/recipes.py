@@ -95,8 +95,10 @@ def binarize(images: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def train(model: VAE, epochs: int = RECIPE.epochs, progress: bool = False) -> History:
-    """Adam on -ELBO over dynamically binarized training digits; a VampPrior starts from
-    n_pseudo training digits."""
+    """Adam on -ELBO over dynamically binarized training digits.
+
+    a VampPrior starts from n_pseudo training digits.
+    """
     generator = torch.Generator().manual_seed(RECIPE.data_seed)
     images = load_mnist("train")[0]  # stays on the CPU with the generator; fit() moves each batch
     if isinstance(model.prior, VampPrior):

@@ -1,5 +1,6 @@
-"""ELBO surgery (Hoffman & Johnson, 2016): the average KL splits into mutual information and
-marginal KL.
+"""ELBO surgery (Hoffman & Johnson, 2016).
+
+The average KL splits into mutual information and marginal KL.
 
 1/n sum_i KL(q(z|x_i) || p(z)) = I_q[x, z] + KL(q_agg(z) || p(z)), with the aggregated posterior
 q_agg(z) = 1/n sum_i q(z|x_i), I_q[x, z] = 1/n sum_i KL(q(z|x_i) || q_agg(z)) in [0, log n], so that
