@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm_lib.checks import check_positive_int, check_sizes, check_tensor
+from dgm_lib.core import dtype_of
 from dgm_lib.dequantization.discrete import NUM_BINS, check_discrete
 from dgm_lib.flows.base import StandardNormal, sum_except_batch
 from dgm_lib.flows.coupling import AffineCoupling, checkerboard_mask, half_mask
@@ -105,7 +106,7 @@ class VariationalDequantizer(nn.Module):
 
     def forward(self, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """(x = y + u, log q(u|y) of shape (B,)) with u = sigmoid(g(eps; y)), eps ~ N(0, I)."""
-        dtype = next(self.parameters()).dtype
+        dtype = dtype_of(self)
         c = self._condition(y, "y", dtype)
         eps = self.base.sample(y.shape[0], generator=generator).to(c.device)
         h, log_det = self._through_couplings(eps, c, inverse=False)
