@@ -37,7 +37,6 @@ CONFIG_MODULES: tuple[str, ...] = (  # the recipes modules, one per line
     "dgm_lib.flows.recipes",
     "dgm_lib.vae.recipes",
     "dgm_lib.dequantization.recipes",
-    "dgm_lib.dequantization.multiscale_recipes",
     "dgm_lib.intrinsic_dim.recipes",
     "dgm_lib.diffusion.recipes",
 )

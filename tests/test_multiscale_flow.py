@@ -258,7 +258,7 @@ def test_bad_input_raises_naming_the_argument(call, error, words):
 
 
 def _recipes():
-    from dgm_lib.dequantization import multiscale_recipes
+    from dgm_lib.dequantization import multiscale_mnist as multiscale_recipes
 
     return multiscale_recipes
 

@@ -17,6 +17,7 @@ import torch
 
 from dgm_lib import zoo
 from dgm_lib.data.mnist import mnist_images
+from dgm_lib.dequantization import multiscale_mnist
 from dgm_lib.dequantization.discrete import NUM_BINS
 from dgm_lib.dequantization.flow import DequantizedFlow, make_image_flow
 from dgm_lib.dequantization.uniform import UniformDequantizer
@@ -94,5 +95,16 @@ for _dequantizer in DEQUANTIZERS:
             build=partial(build, _dequantizer),
             train=train,
             config=RECIPE.config(_dequantizer),
+        )
+    )
+for _dequantizer in multiscale_mnist.DEQUANTIZERS:  # the multiscale flow of issue 18, resumable
+    zoo.register(
+        zoo.Entry(
+            zoo.zoo_name("deq", "mnist", "multiscale", _dequantizer),
+            build=partial(multiscale_mnist.build, _dequantizer),
+            train=multiscale_mnist.train,
+            config=multiscale_mnist.zoo_config(_dequantizer),
+            max_bytes=multiscale_mnist.MAX_BYTES,
+            resumable=True,
         )
     )

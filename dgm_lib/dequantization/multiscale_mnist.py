@@ -1,4 +1,6 @@
-"""Zoo configs of the multiscale (Glow-like) flow on MNIST pixels (chapter 04, issue 18).
+"""The multiscale (Glow-like) flow on MNIST pixels: model, training, metric (issue 18).
+
+Its zoo configs are registered in dgm_lib.dequantization.recipes.
 
 deq_mnist_multiscale_uniform and deq_mnist_multiscale_variational share one flow: logit_preprocess
 (exact log-det, so the flow is a density on [0, 256)^784), then make_multiscale_flow with LEVELS
@@ -37,7 +39,6 @@ from functools import partial
 import torch
 from tqdm.auto import tqdm
 
-from dgm_lib import zoo
 from dgm_lib.checks import check_positive_int
 from dgm_lib.data.mnist import mnist_images
 from dgm_lib.dequantization.discrete import NUM_BINS, bits_per_dim
@@ -173,7 +174,15 @@ def train(
     return fit(model, optimizer, data, options, scheduler=scheduler, generator=generator)
 
 
-def _register_all() -> None:
+def zoo_config(dequantizer: str) -> dict:
+    """The config stored in (and checked against) deq_mnist_multiscale_<dequantizer>.pt.
+
+    Args:
+        dequantizer: "uniform" or "variational".
+
+    Returns:
+        Everything that determines the weights.
+    """
     common = {
         "shape": list(SHAPE),
         "num_bins": NUM_BINS,
@@ -194,20 +203,7 @@ def _register_all() -> None:
         "eval_n": EVAL_N,
         "data": "mnist subset train (4000 digits)",
     }
-    for dequantizer in DEQUANTIZERS:
-        config = {**common, "dequantizer": dequantizer}
-        if dequantizer == "variational":
-            config.update(dequantizer_depth=DEQ_DEPTH, dequantizer_hidden=list(DEQ_HIDDEN))
-        zoo.register(
-            zoo.Entry(
-                f"deq_mnist_multiscale_{dequantizer}",
-                build=partial(build, dequantizer),
-                train=train,
-                config=config,
-                max_bytes=MAX_BYTES,
-                resumable=True,
-            )
-        )
-
-
-_register_all()
+    config = {**common, "dequantizer": dequantizer}
+    if dequantizer == "variational":
+        config.update(dequantizer_depth=DEQ_DEPTH, dequantizer_hidden=list(DEQ_HIDDEN))
+    return config
