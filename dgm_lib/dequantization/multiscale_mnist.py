@@ -40,6 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dgm_lib.checks import check_positive_int
+from dgm_lib.core import device_of
 from dgm_lib.data.mnist import mnist_images
 from dgm_lib.dequantization.discrete import NUM_BINS, bits_per_dim
 from dgm_lib.dequantization.flow import DequantizedFlow, logit_preprocess
@@ -99,7 +100,7 @@ def held_out_bpd(model: DequantizedFlow, n: int = EVAL_N) -> dict[str, float]:
     if not isinstance(model, DequantizedFlow):
         raise TypeError(f"model must be a DequantizedFlow, got {type(model).__name__}")
     check_positive_int(n, "n")
-    device = next(model.parameters()).device
+    device = device_of(model)
     out = {}
     for split in ("test", "train"):
         generator = torch.Generator(device).manual_seed(EVAL_SEED)

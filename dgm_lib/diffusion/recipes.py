@@ -40,7 +40,7 @@ from dgm_lib.diffusion.ddpm import DDPM
 from dgm_lib.diffusion.nets import ReportCNN, UNet
 from dgm_lib.diffusion.schedules import PRESETS, preset_schedule
 from dgm_lib.metrics import confident_share, fid
-from dgm_lib.training import FitOptions, History, ShuffledBatches, fit
+from dgm_lib.training import FitOptions, History, ShuffledBatches, adam_cosine, fit
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def sample_quality(model: DDPM, n: int = LONG_RUN.eval_n) -> dict[str, float]:
     """
     generator = torch.Generator(model.schedule.alpha.device).manual_seed(LONG_RUN.eval_seed)
     samples = to_unit(model.sample(n, generator=generator)).cpu()
-    test = to_unit(mnist_images("test", "signed"))
+    test = mnist_images("test", "unit")
     return {"fid": fid(samples, test), "confident": confident_share(samples)}
 
 
@@ -156,8 +156,7 @@ def train_long(model: nn.Module, checkpoint_path: Path, progress: bool = False) 
     """
     generator = torch.Generator().manual_seed(RECIPE.data_seed)
     data = ShuffledBatches(mnist_images("train", "signed"), RECIPE.batch_size, generator)
-    optimizer = torch.optim.Adam(model.parameters(), lr=RECIPE.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, LONG_RUN.steps)
+    optimizer, scheduler = adam_cosine(model, RECIPE.lr, LONG_RUN.steps)
     config = {"steps": LONG_RUN.steps, "lr": RECIPE.lr, "lr_schedule": "cosine",
               "eval_every": LONG_RUN.eval_every}  # fmt: skip
     options = FitOptions(
