@@ -47,7 +47,7 @@ lint: $(VENV_STAMP)
 # runs can pick the same free port and one client then waits forever for replies that went to the other kernel.
 execute: $(VENV_STAMP)
 	ipc=$$(mktemp -d); trap 'rm -rf "$$ipc"' EXIT; \
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
+	DGM_EXPLORERS=book $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
 		--ExecutePreprocessor.record_timing=False --KernelManager.transport=ipc --KernelManager.ip="$$ipc/kernel" \
 		$(NOTEBOOKS)
 

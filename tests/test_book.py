@@ -45,7 +45,7 @@ VENDORED = (
 
 
 class _Tags(HTMLParser):
-    """Collects the attributes of <script>/<link> tags and the text of inline scripts."""
+    """Collects the attributes of <script>/<link>/<img> tags and the text of inline scripts."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,7 +54,7 @@ class _Tags(HTMLParser):
         self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "link"):
+        if tag in ("script", "link", "img"):
             self.tags.append((tag, {name: value or "" for name, value in attrs}))
         self._in_script = tag == "script"
 
@@ -167,3 +167,32 @@ def test_pages_with_widgets_load_the_vendored_widget_manager(built_book: BookBui
         ]
         for path in VENDORED[1:]:
             assert any(src.endswith(path) for src in sources), f"{page.name} does not load {path}"
+
+
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+
+
+def page_weight(page: Path) -> tuple[int, int]:
+    """(own, shared) bytes of a page: its HTML with its images (the explorers' figures sit in the
+    HTML's widget state), and the scripts and stylesheets it shares with other pages (the browser
+    caches those across the book; each counted once)."""
+    own, shared = {page}, set()
+    for tag, attrs in _parse(page).tags:
+        url = attrs.get("src") if tag == "img" else _loaded_url(tag, attrs)
+        if url and not urlsplit(url).scheme:
+            (own if tag == "img" else shared).add((page.parent / urlsplit(url).path).resolve())
+    return tuple(
+        sum(path.stat().st_size for path in files if path.is_file()) for files in (own, shared)
+    )
+
+
+def test_every_page_with_its_images_is_at_most_8_mb(built_book: BookBuild) -> None:
+    """The explorers' precomputed figures sit in the page's widget state: the budget of a page."""
+    weights = {
+        page.relative_to(built_book.html).as_posix(): page_weight(page)[0]
+        for page in _html_pages(built_book)
+    }
+    heavy = {
+        page: f"{size / 2**20:.2f} MB" for page, size in weights.items() if size > MAX_PAGE_BYTES
+    }
+    assert not heavy, heavy

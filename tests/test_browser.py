@@ -7,7 +7,10 @@ go to _build/screenshots/ for review.
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +72,59 @@ PROOF_BOXES_JS = """() => Array.from(document.querySelectorAll('div.proof.admoni
 })"""
 
 
+# Every explorer's controls (class dgm-control-K) and the figure on show (the visible
+# dgm-figure-NAME-i-j-... box): its grid indices and the SHA-256 of the image bytes displayed.
+SHOWN_FIGURE_JS = """async (explorer) => {
+  const shown = Array.from(explorer.querySelectorAll('.dgm-figure'))
+    .filter(e => e.checkVisibility());
+  if (shown.length !== 1) return {count: shown.length};
+  const cls = Array.from(shown[0].classList).find(c => c.startsWith('dgm-figure-'));
+  const img = shown[0].querySelector('img');
+  const bytes = await (await fetch(img.src)).arrayBuffer();
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  const sha = Array.from(digest).map(b => b.toString(16).padStart(2, '0')).join('');
+  return {count: 1, cls, sha};
+}"""
+# Layout of an explorer: every control inside the explorer's box, no label cut off, slider tracks
+# drawn, toggle buttons side by side, no TeX left in labels.
+EXPLORER_LAYOUT_JS = """(explorer) => {
+  const box = explorer.getBoundingClientRect();
+  const problems = [];
+  explorer.querySelectorAll('[class*="dgm-control-"]').forEach(control => {
+    const r = control.getBoundingClientRect();
+    if (r.left < box.left - 1 || r.right > box.right + 1) problems.push('control outside the box');
+  });
+  explorer.querySelectorAll('.widget-label, .widget-readout, .widget-toggle-button, select')
+    .forEach(label => {
+      if (label.scrollWidth > label.clientWidth + 1) problems.push('cut off: ' + label.textContent);
+      const text = label.textContent;
+      if (text.includes('$') || text.includes(String.fromCharCode(92))) {
+        problems.push('raw TeX: ' + text);
+      }
+    });
+  explorer.querySelectorAll('.noUi-base').forEach(track => {
+    if (track.getBoundingClientRect().width < 40) problems.push('slider without a track');
+  });
+  explorer.querySelectorAll('.widget-toggle-buttons').forEach(group => {
+    const tops = new Set(Array.from(group.querySelectorAll('button'))
+      .map(b => Math.round(b.getBoundingClientRect().top)));
+    if (tops.size > 1) problems.push('toggle buttons not in one row');
+  });
+  return problems;
+}"""
+
+
+@dataclass
+class ExplorerReport:
+    """What moving an explorer's controls showed: one entry per change of a control."""
+
+    name: str
+    figures: int  # grid points stored in the page
+    controls: int
+    changes: list[dict] = field(default_factory=list)
+    layout_problems: list[str] = field(default_factory=list)
+
+
 @dataclass
 class PageReport:
     """What one page looked like in the browser."""
@@ -86,6 +142,7 @@ class PageReport:
     )  # (hidden at first, shown after a click)
     widget_states: int = 0
     widgets_rendered: int = 0
+    explorers: list[ExplorerReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
 
@@ -116,9 +173,115 @@ def _expected_launch_links(page: str) -> set[str]:
     }
 
 
+def _stored_figures(browser_page) -> dict[str, dict[tuple[int, ...], str]]:
+    """The figures in the page's saved widget state: explorer name -> grid indices -> SHA-256."""
+    images, boxes = {}, []
+    for script in browser_page.locator(
+        'script[type="application/vnd.jupyter.widget-state+json"]'
+    ).all():
+        for model_id, model in json.loads(script.text_content())["state"].items():
+            if model["model_name"] == "ImageModel":
+                (buffer,) = [b for b in model.get("buffers", []) if b["path"] == ["value"]]
+                images[model_id] = hashlib.sha256(base64.b64decode(buffer["data"])).hexdigest()
+            classes = model["state"].get("_dom_classes", [])
+            if model["model_name"] == "BoxModel" and "dgm-figure" in classes:
+                boxes.append((classes, model["state"]["children"][0]))
+    stored: dict[str, dict[tuple[int, ...], str]] = {}
+    for classes, child in boxes:
+        (cls,) = [c for c in classes if c.startswith("dgm-figure-")]
+        name, *path = cls.removeprefix("dgm-figure-").split("-")
+        stored.setdefault(name, {})[tuple(map(int, path))] = images[
+            child.removeprefix("IPY_MODEL_")
+        ]
+    return stored
+
+
+def _set_control(control, index: int) -> None:
+    """Select option `index` of a book explorer's control as a reader would."""
+    if control.locator("select").count():
+        control.locator("select").select_option(index=index)
+    elif control.locator("button").count():
+        control.locator("button").nth(index).click()
+    else:  # a SelectionSlider: its handle takes the arrow keys
+        handle = control.locator(".noUi-handle")
+        handle.focus()
+        for _ in range(30):
+            handle.press("ArrowLeft")
+        for _ in range(index):
+            handle.press("ArrowRight")
+
+
+def _exercise_explorer(browser_page, explorer, name: str, stored: dict) -> ExplorerReport:
+    """Move every control of one explorer to other values, recording what the page shows.
+
+    For control k, start from the first grid point from which two successive changes of control k
+    each change the stored figure (with two options: the other one and back), set every control
+    there, then make those two changes. Each change records the grid point expected, the one
+    shown, whether the bytes on show are the ones stored for it and whether they changed.
+    """
+    sizes = [max(path[k] for path in stored) + 1 for k in range(len(next(iter(stored))))]
+    controls = [explorer.locator(f".dgm-control-{k}") for k in range(len(sizes))]
+    report = ExplorerReport(name, len(stored), sum(c.count() for c in controls))
+    report.layout_problems = explorer.evaluate(EXPLORER_LAYOUT_JS)
+    shown = explorer.evaluate(SHOWN_FIGURE_JS)
+    current = tuple(map(int, shown["cls"].split("-")[3:])) if shown["count"] == 1 else None
+    report.changes.append({"expected": "default", "shown": current, "count": shown["count"]})
+    if current is None:
+        return report
+    for k, size in enumerate(sizes):
+
+        def with_k(path: tuple[int, ...], i: int, k: int = k) -> tuple[int, ...]:
+            return path[:k] + (i,) + path[k + 1 :]
+
+        def moves(path: tuple[int, ...], k: int = k, size: int = size) -> list[int]:
+            """Two values of control k from `path`, each changing the figure on show."""
+            targets: list[int] = []
+            for _ in range(2):
+                step = next((i for i in range(size) if i != path[k] and i not in targets
+                             and stored[with_k(path, i)] != stored[path]), None)  # fmt: skip
+                if step is None:
+                    break
+                targets.append(step)
+                path = with_k(path, step)
+            return targets
+
+        start = next((p for p in sorted(stored) if len(moves(p)) == 2), None)
+        if start is None:
+            report.changes.append({"control": k, "expected": "a figure that changes"})
+            continue
+        for j, i in enumerate(start):
+            if current[j] != i:
+                _set_control(controls[j], i)
+        current = start
+        targets = moves(start)
+        for n, i in enumerate(targets):
+            before = stored[current]
+            _set_control(controls[k], i)
+            current = with_k(current, i)
+            browser_page.wait_for_timeout(100)
+            shown = explorer.evaluate(SHOWN_FIGURE_JS)
+            path = tuple(map(int, shown["cls"].split("-")[3:])) if shown["count"] == 1 else None
+            report.changes.append({
+                "control": k,
+                "expected": current,
+                "shown": path,
+                "stored_bytes": shown.get("sha") == stored[current],
+                "changed": shown.get("sha") != before,
+            })  # fmt: skip
+            if k == 0 and n == 0:
+                explorer.screenshot(path=str(SCREENSHOTS / f"explorer__{name}__a.png"))
+            if k == len(sizes) - 1 and n == len(targets) - 1:
+                explorer.screenshot(path=str(SCREENSHOTS / f"explorer__{name}__b.png"))
+    return report
+
+
 def _visit(browser_page, base: str, path: str) -> PageReport:
     report = PageReport(path)
     browser_page.on("pageerror", lambda error: report.errors.append(str(error)))
+    browser_page.on(
+        "console",
+        lambda message: message.type == "error" and report.errors.append(message.text),
+    )
     browser_page.on("requestfailed", lambda request: report.failed_requests.append(request.url))
     browser_page.on(
         "response",
@@ -144,6 +307,12 @@ def _visit(browser_page, base: str, path: str) -> PageReport:
         except Exception:  # noqa: BLE001 (the count below records the failure)
             pass
         report.widgets_rendered = widgets.count()
+        stored = _stored_figures(browser_page)
+        for name, figures in sorted(stored.items()):
+            explorer = browser_page.locator(f".dgm-explorer-{name}")
+            explorer.scroll_into_view_if_needed()
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            report.explorers.append(_exercise_explorer(browser_page, explorer, name, figures))
     browser_page.evaluate("() => document.fonts.ready.then(() => null)")
     report.math_elements = browser_page.locator(".math").count()
     report.mjx_containers = browser_page.locator("mjx-container").count()
@@ -287,3 +456,40 @@ def test_saved_widget_state_renders(browser_report: BrowserReport) -> None:
         pytest.skip("no page has saved widget state yet")
     for path, page in pages.items():
         assert page.widgets_rendered > 0, f"{path}: saved widget state did not render"
+
+
+def test_every_explorer_switches_figures_without_a_kernel(browser_report: BrowserReport) -> None:
+    """Each control of each explorer, moved to two other values, shows the figure stored for
+    that grid point, and a different one than before."""
+    explorers = {
+        (path, explorer.name): explorer
+        for path, page in browser_report.pages.items()
+        for explorer in page.explorers
+    }
+    chapters = {
+        path
+        for path in browser_report.pages
+        if (ROOT / f"{path}.ipynb").is_file()
+        and "_explorer(" in (ROOT / f"{path}.ipynb").read_text()
+    }
+    assert chapters, "no chapter calls an explorer"
+    assert {path for path, _ in explorers} == chapters, "a chapter without a book explorer"
+    for (path, name), explorer in explorers.items():
+        assert explorer.controls == len(explorer.changes[0]["shown"] or ()), (path, name)
+        assert explorer.changes[0]["count"] == 1, (path, name, explorer.changes[0])
+        for k in range(explorer.controls):
+            of_k = [change for change in explorer.changes[1:] if change.get("control") == k]
+            assert len(of_k) >= 2, (path, name, k, of_k)
+            for change in of_k:
+                assert change["shown"] == change["expected"], (path, name, change)
+                assert change["stored_bytes"] and change["changed"], (path, name, change)
+
+
+def test_explorers_fit_the_page(browser_report: BrowserReport) -> None:
+    problems = {
+        (path, explorer.name): explorer.layout_problems
+        for path, page in browser_report.pages.items()
+        for explorer in page.explorers
+        if explorer.layout_problems
+    }
+    assert not problems, problems

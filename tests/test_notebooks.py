@@ -16,7 +16,9 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 LOCAL_PATH = re.compile(r"/work/|/root/|/home/|/tmp/")
 MEMORY_ADDRESS = re.compile(r"0x[0-9a-f]{6,}")
-MAX_BYTES = 3 * 1024 * 1024
+# A chapter holds its explorers' precomputed figures (the published page's budget, 8 MB with its
+# assets, is test_book's); the notebook itself stays small enough to open quickly in Colab.
+MAX_BYTES = 6 * 1024 * 1024
 
 ids = lambda p: p.name  # noqa: E731
 
@@ -92,10 +94,10 @@ def test_outputs_have_no_local_paths_or_memory_addresses(notebook):
                 )
 
 
-def test_is_at_most_3_mb(notebook):
+def test_is_at_most_6_mb(notebook):
     path, _ = notebook
     assert path.stat().st_size <= MAX_BYTES, (
-        f"{path.name} is {path.stat().st_size / 2**20:.1f} MB (max 3 MB)"
+        f"{path.name} is {path.stat().st_size / 2**20:.1f} MB (max 6 MB)"
     )
 
 

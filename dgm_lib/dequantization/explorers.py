@@ -12,16 +12,19 @@ from dgm_lib.dequantization.chapter import (
     noise_log_q,
     quantized_density,
 )
-from dgm_lib.explorer import explorer
+from dgm_lib.explorer import choices, explorer, interactive
 
 
-def dequantization_explorer() -> widgets.VBox:
+def dequantization_explorer(mode: str | None = None) -> widgets.Widget:
     """The dequantization bound against the entropy of a quantized density.
 
     Pick the number of bits b of a quantized 1D density (K = 2^b bins) and the dequantization noise
     q(u|y): the discrete histogram Pi(y), the dequantized density pi(x) = Pi(y) q(x - y|y) against
     the continuous model p(x), and the bits/dim of the variational bound (uniform noise: the uniform
-    bound) against the exact entropy H(Pi).
+    bound) against the exact entropy H(Pi). The book's grid is the live one: b = 1..8, every noise.
+
+    Args:
+        mode: "live" or "book" (precomputed figures); None reads $DGM_EXPLORERS.
     """
 
     def draw(bits: int, noise: str) -> None:
@@ -84,15 +87,13 @@ def dequantization_explorer() -> widgets.VBox:
         axes[2].legend(loc="lower left", fontsize=9)
         fig.tight_layout()
 
-    return explorer(
-        draw,
-        bits=widgets.IntSlider(
-            value=3, min=1, max=8, description="bits b", style={"description_width": "initial"}
+    book = {
+        "bits": choices("bits b", list(range(1, 9)), 3),
+        "noise": choices(
+            "noise q(u|y)",
+            [(label, name) for name, label in DEQUANTIZATION_NOISES.items()],
+            "uniform",
+            kind="buttons",
         ),
-        noise=widgets.ToggleButtons(
-            options=[(label, name) for name, label in DEQUANTIZATION_NOISES.items()],
-            value="uniform",
-            description="noise q(u|y)",
-            style={"description_width": "initial", "button_width": "auto"},
-        ),
-    )
+    }
+    return explorer("dequantization", lambda: interactive(draw, **book), draw, book, mode=mode)

@@ -16,7 +16,7 @@ from dgm_lib import viz
 from dgm_lib.data.mnist import load_mnist, mnist_images, to_unit
 from dgm_lib.diffusion.cold import BlurDegradation, HybridDegradation
 from dgm_lib.diffusion.schedules import PRESETS, cosine_schedule, linear_schedule
-from dgm_lib.explorer import explorer
+from dgm_lib.explorer import choices, explorer, interactive
 
 
 @lru_cache(maxsize=1)
@@ -47,13 +47,19 @@ def _log_slider(
     )  # fmt: skip
 
 
-def beta_schedule_explorer() -> widgets.VBox:
+def beta_schedule_explorer(mode: str | None = None) -> widgets.Widget:
     """Noise schedules: alpha_t against t, and noised digits at t and T.
 
     Pick a preset of the report (default, model 1, model 2 at T = 18,300 or 1,000) or set the
     schedule yourself (linear, eq. 5, from beta_1 to beta_2, or cosine) and T: alpha_t (eq. 6)
     against t next to the presets, the signal alpha_T left at t = T, and test digits noised in
-    closed form (eq. 3) at a chosen t and at T.
+    closed form (eq. 3) at a chosen t and at T. The book's grid: the report's presets, model 2's
+    betas at T = 1,000 to 18,300 (where do its digits disappear?) and the cosine schedule, each at
+    t = T/10, 3T/10 and 6T/10.
+
+    Args:
+        mode: "live" (full-range controls, a kernel redraws) or "book" (precomputed grid); None
+            reads $DGM_EXPLORERS.
     """
     labels = {
         "default": "default",
@@ -98,52 +104,80 @@ def beta_schedule_explorer() -> widgets.VBox:
         )
         fig.tight_layout()
 
-    style, wide = {"description_width": "initial"}, widgets.Layout(width="270px")
-    kind = widgets.ToggleButtons(
-        options=["linear", "cosine"], value="linear", description="schedule", style=style
-    )
-    beta1 = _log_slider(1e-4, (-6, -1), "$\\beta_1$", wide)
-    beta2 = _log_slider(0.02, (-5, -0.5), "$\\beta_2$", wide)
-    steps = widgets.IntSlider(value=1000, min=10, max=20_000, step=10, description="T", layout=wide)
-    t = widgets.IntSlider(value=300, min=0, max=1000, description="t", layout=wide)
-    preset = widgets.Dropdown(
-        options=[("custom", "custom")] + [(labels[p], p) for p in PRESETS],
-        value="default",
-        description="preset",
-        style=style,
-        layout=widgets.Layout(width="230px"),
-    )
-    box = explorer(draw, kind=kind, beta1=beta1, beta2=beta2, T=steps, t=t)
-    # non-empty while a preset sets the sliders (their changes must not reset the preset to custom)
-    applying = []
+    def live() -> widgets.VBox:
+        style, wide = {"description_width": "initial"}, widgets.Layout(width="270px")
+        kind = widgets.ToggleButtons(
+            options=["linear", "cosine"], value="linear", description="schedule", style=style
+        )
+        beta1 = _log_slider(1e-4, (-6, -1), "β₁", wide)
+        beta2 = _log_slider(0.02, (-5, -0.5), "β₂", wide)
+        steps = widgets.IntSlider(
+            value=1000, min=10, max=20_000, step=10, description="T", layout=wide
+        )
+        t = widgets.IntSlider(value=300, min=0, max=1000, description="t", layout=wide)
+        preset = widgets.Dropdown(
+            options=[("custom", "custom")] + [(labels[p], p) for p in PRESETS],
+            value="default",
+            description="preset",
+            style=style,
+            layout=widgets.Layout(width="230px"),
+        )
+        box = interactive(draw, kind=kind, beta1=beta1, beta2=beta2, T=steps, t=t)
+        # non-empty while a preset sets the sliders (then their changes keep the preset)
+        applying = []
 
-    def apply_preset(change: dict) -> None:
-        if change["new"] == "custom":
-            return
-        b1, b2, n = PRESETS[change["new"]]
-        applying.append(True)
-        kind.value, beta1.value, beta2.value, steps.value = "linear", b1, b2, n
-        applying.pop()
+        def apply_preset(change: dict) -> None:
+            if change["new"] == "custom":
+                return
+            b1, b2, n = PRESETS[change["new"]]
+            applying.append(True)
+            kind.value, beta1.value, beta2.value, steps.value = "linear", b1, b2, n
+            applying.pop()
 
-    def on_control(change: dict) -> None:
-        t.max = steps.value
-        beta1.disabled = beta2.disabled = kind.value == "cosine"
-        if not applying and preset.value != "custom":
-            preset.value = "custom"
+        def on_control(change: dict) -> None:
+            t.max = steps.value
+            beta1.disabled = beta2.disabled = kind.value == "cosine"
+            if not applying and preset.value != "custom":
+                preset.value = "custom"
 
-    preset.observe(apply_preset, names="value")
-    for control in (kind, beta1, beta2, steps):
-        control.observe(on_control, names="value")
-    box.children[0].children = (preset, *box.children[0].children)
-    return box
+        preset.observe(apply_preset, names="value")
+        for control in (kind, beta1, beta2, steps):
+            control.observe(on_control, names="value")
+        box.children[0].children = (preset, *box.children[0].children)
+        return box
+
+    model2 = PRESETS["model2"]
+    schedules = {
+        "default": ("linear", *PRESETS["default"]),
+        "model 1": ("linear", *PRESETS["model1"]),
+        "model 2, T = 18300": ("linear", *model2),
+        **{f"model 2, T = {n}": ("linear", *model2[:2], n) for n in (1000, 3000, 6000)},
+        "cosine, T = 1000": ("cosine", 0.0, 0.0, 1000),
+    }
+
+    def draw_book(schedule: str, fraction: float) -> None:
+        kind, b1, b2, T = schedules[schedule]
+        draw(kind, b1, b2, T, round(fraction * T))
+
+    book = {
+        "schedule": choices("schedule", list(schedules), "default", kind="dropdown"),
+        "fraction": choices("t / T", [0.1, 0.3, 0.6], 0.3),
+    }
+    return explorer("beta_schedule", live, draw_book, book, mode=mode)
 
 
-def blur_schedule_explorer() -> widgets.VBox:
+def blur_schedule_explorer(mode: str | None = None) -> widgets.Widget:
     """The blur schedule: sigma_t against t, and degraded digits at t and T.
 
     Set the blur schedule sigma_t = sigma_base + sigma_scale t (eq. 7), T and a step t, optionally
     with noise (the hybrid degradation): sigma_t and the std of the 27-tap kernel actually applied
-    against t, and test digits degraded at t and at T.
+    against t, and test digits degraded at t and at T. The book's grid: the report's sigma_base =
+    0.02, sigma_scale from half to four times the report's 0.01, T = 100, 300 and the report's 500,
+    t = T/2, with and without noise.
+
+    Args:
+        mode: "live" (full-range controls, a kernel redraws) or "book" (precomputed grid); None
+            reads $DGM_EXPLORERS.
     """
 
     def draw(sigma_base: float, sigma_scale: float, T: int, t: int, noise_scale: float) -> None:
@@ -182,27 +216,48 @@ def blur_schedule_explorer() -> widgets.VBox:
         axes[1].set_title(f"D(x, t): {what}")
         fig.tight_layout()
 
-    style, wide = {"description_width": "initial"}, widgets.Layout(width="250px")
-    steps = widgets.IntSlider(value=500, min=10, max=1000, step=10, description="T", layout=wide)
-    t = widgets.IntSlider(value=200, min=0, max=500, description="t", layout=wide)
-    widgets.dlink((steps, "value"), (t, "max"))
-    return explorer(
-        draw,
-        sigma_base=widgets.FloatSlider(
-            value=0.02, min=0.01, max=2.0, step=0.01, description="$\\sigma_{base}$", layout=wide
+    def live() -> widgets.VBox:
+        style, wide = {"description_width": "initial"}, widgets.Layout(width="250px")
+        steps = widgets.IntSlider(
+            value=500, min=10, max=1000, step=10, description="T", layout=wide
+        )
+        t = widgets.IntSlider(value=200, min=0, max=500, description="t", layout=wide)
+        widgets.dlink((steps, "value"), (t, "max"))
+        return interactive(
+            draw,
+            sigma_base=widgets.FloatSlider(
+                value=0.02, min=0.01, max=2.0, step=0.01, description="σ_base", layout=wide
+            ),
+            sigma_scale=widgets.FloatSlider(
+                value=0.01,
+                min=0.0,
+                max=0.05,
+                step=0.001,
+                readout_format=".3f",
+                description="σ_scale",
+                layout=wide,
+            ),
+            T=steps,
+            t=t,
+            noise_scale=widgets.FloatSlider(
+                value=0.0,
+                min=0.0,
+                max=1.0,
+                step=0.05,
+                description="noise",
+                layout=wide,
+                style=style,
+            ),
+        )
+
+    def draw_book(sigma_scale: float, T: int, noise_scale: float) -> None:
+        draw(0.02, sigma_scale, T, T // 2, noise_scale)
+
+    book = {
+        "sigma_scale": choices("σ_scale", [0.005, 0.01, 0.02, 0.04], 0.01),
+        "T": choices("T", [100, 300, 500], 500),
+        "noise_scale": choices(
+            "degradation", [("blur", 0.0), ("blur + noise 0.5", 0.5)], 0.0, kind="buttons"
         ),
-        sigma_scale=widgets.FloatSlider(
-            value=0.01,
-            min=0.0,
-            max=0.05,
-            step=0.001,
-            readout_format=".3f",
-            description="$\\sigma_{scale}$",
-            layout=wide,
-        ),
-        T=steps,
-        t=t,
-        noise_scale=widgets.FloatSlider(
-            value=0.0, min=0.0, max=1.0, step=0.05, description="noise", layout=wide, style=style
-        ),
-    )
+    }
+    return explorer("blur_schedule", live, draw_book, book, mode=mode)

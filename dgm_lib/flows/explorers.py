@@ -11,7 +11,7 @@ import torch
 from dgm_lib import viz, zoo
 from dgm_lib.core import get_device
 from dgm_lib.data.toy2d import get_target, get_target_for_fit
-from dgm_lib.explorer import explorer
+from dgm_lib.explorer import choices, explorer, interactive
 from dgm_lib.flows import recipes
 from dgm_lib.flows.base import Flow
 from dgm_lib.flows.kl_duality import forward_kl_terms, load_fit, reverse_kl_terms
@@ -24,11 +24,18 @@ def _toy_flow(flow: str, target: str, depth: int, device: str) -> Flow:
     return zoo.load(zoo.zoo_name(flow, target, depth), device=device)
 
 
-def flow_density_explorer(device: torch.device | str | None = None) -> widgets.VBox:
+def flow_density_explorer(
+    device: torch.device | str | None = None, mode: str | None = None
+) -> widgets.Widget:
     """Pick a 2D target, RealNVP or MAF, and a depth K.
 
     The target density, the learned density of the shipped zoo checkpoint (test NLL next to the best
-    achievable, the entropy H(pi)) and samples x = g(z).
+    achievable, the entropy H(pi)) and samples x = g(z). Every shipped checkpoint is a choice, so
+    the book's grid is the live one.
+
+    Args:
+        device: where the flows run (default: the best available).
+        mode: "live" or "book" (precomputed figures); None reads $DGM_EXPLORERS.
     """
     device = str(device or get_device())
     labels = {"realnvp": "RealNVP", "maf": "MAF"}
@@ -52,14 +59,12 @@ def flow_density_explorer(device: torch.device | str | None = None) -> widgets.V
         )
         fig.tight_layout()
 
-    return explorer(
-        draw,
-        target=widgets.Dropdown(options=recipes.TARGETS, value="two_moons", description="target"),
-        flow=widgets.ToggleButtons(
-            options=[(labels[f], f) for f in recipes.FLOWS], value="realnvp", description="flow"
-        ),
-        depth=widgets.ToggleButtons(options=recipes.DEPTHS, value=8, description="depth K"),
-    )
+    book = {
+        "target": choices("target", list(recipes.TARGETS), "two_moons", kind="dropdown"),
+        "flow": choices("flow", [(labels[f], f) for f in recipes.FLOWS], "realnvp", "buttons"),
+        "depth": choices("depth K", list(recipes.DEPTHS), 8, kind="buttons"),
+    }
+    return explorer("flow_density", lambda: interactive(draw, **book), draw, book, mode=mode)
 
 
 @lru_cache(maxsize=None)
@@ -68,11 +73,18 @@ def _kl_fit(direction: str, target: str, device: str) -> Flow:
     return load_fit(direction, target, device)
 
 
-def kl_direction_explorer(device: torch.device | str | None = None) -> widgets.VBox:
+def kl_direction_explorer(
+    device: torch.device | str | None = None, mode: str | None = None
+) -> widgets.Widget:
     """Pick a target and the direction of the KL.
 
     The target density, the shipped flow fitted with that KL, its samples x = g(z) and the
-    divergences it reaches (an energy has no sampler, hence no forward-KL fit).
+    divergences it reaches (an energy has no sampler, hence no forward-KL fit). Every shipped fit
+    is a choice, so the book's grid is the live one.
+
+    Args:
+        device: where the flows run (default: the best available).
+        mode: "live" or "book" (precomputed figures); None reads $DGM_EXPLORERS.
     """
     device = str(device or get_device())
     fits = recipes.available_fits()
@@ -123,12 +135,13 @@ def kl_direction_explorer(device: torch.device | str | None = None) -> widgets.V
         )
         fig.tight_layout()
 
-    return explorer(
-        draw,
-        target=widgets.Dropdown(options=list(fits), value="eight_gaussians", description="target"),
-        direction=widgets.ToggleButtons(
-            options=[("forward KL (MLE)", "forward"), ("reverse KL (LOTUS)", "reverse")],
-            value="reverse",
-            description="direction",
+    book = {
+        "target": choices("target", list(fits), "eight_gaussians", kind="dropdown"),
+        "direction": choices(
+            "direction",
+            [("forward KL (MLE)", "forward"), ("reverse KL (LOTUS)", "reverse")],
+            "reverse",
+            kind="buttons",
         ),
-    )
+    }
+    return explorer("kl_direction", lambda: interactive(draw, **book), draw, book, mode=mode)

@@ -12,7 +12,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from dgm_lib.explorer import explorer
+from dgm_lib.explorer import choices, explorer, interactive
 from dgm_lib.intrinsic_dim.chapter import ToyProblem, toy_objective, toy_subspace_optimum
 from dgm_lib.intrinsic_dim.projections import make_projection
 
@@ -32,12 +32,16 @@ def _toy_optima(
     return theta_0, optima
 
 
-def intrinsic_dimension_explorer() -> widgets.VBox:
+def intrinsic_dimension_explorer(mode: str | None = None) -> widgets.Widget:
     """Pick d, the projection (dense, sparse, Fastfood) and a seed.
 
     The lecture's toy problem J(theta) = sum_r (1 - sum of group r)^2 on 1000 parameters, minimised
     over the random subspace theta_0 + P theta_d in closed form (what subspace training converges
-    to): min J against d, and the ten group sums at the optimum against 1.
+    to): min J against d, and the ten group sums at the optimum against 1. The book's grid: d
+    around the intrinsic dimension 10, every projection, three seeds (a kernel: d = 1..20, ten).
+
+    Args:
+        mode: "live" or "book" (precomputed figures); None reads $DGM_EXPLORERS.
     """
 
     def draw(d: int, projection: str, seed: int) -> None:
@@ -83,14 +87,21 @@ def intrinsic_dimension_explorer() -> widgets.VBox:
         fig.tight_layout()
 
     style = {"description_width": "initial"}
+    projections = [("dense", "dense"), ("sparse", "sparse"), ("Fastfood", "fastfood")]
+    book = {
+        "d": choices("subspace dim d", [1, 5, 9, 10, 11, 15], 9),
+        "projection": choices("projection P", projections, "dense", kind="buttons"),
+        "seed": choices("seed", [0, 1, 2], 0),
+    }
     return explorer(
-        draw,
-        d=widgets.IntSlider(value=9, min=1, max=20, description="subspace dim d", style=style),
-        projection=widgets.ToggleButtons(
-            options=[("dense", "dense"), ("sparse", "sparse"), ("Fastfood", "fastfood")],
-            value="dense",
-            description="projection P",
-            style=style,
+        "intrinsic_dimension",
+        lambda: interactive(
+            draw,
+            d=widgets.IntSlider(value=9, min=1, max=20, description="subspace dim d", style=style),
+            projection=book["projection"],
+            seed=widgets.IntSlider(value=0, min=0, max=9, description="seed", style=style),
         ),
-        seed=widgets.IntSlider(value=0, min=0, max=9, description="seed", style=style),
+        draw,
+        book,
+        mode=mode,
     )

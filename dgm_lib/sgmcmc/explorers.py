@@ -8,17 +8,21 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from dgm_lib.explorer import explorer
+from dgm_lib.explorer import choices, explorer, interactive
 from dgm_lib.sgmcmc.chapter import covariance_error, rescaled_gaussian_chains
 
 
-def sgld_explorer() -> widgets.VBox:
+def sgld_explorer(mode: str | None = None) -> widgets.Widget:
     """SGLD and pSGLD samples of N(0, diag(a, 1)) for a step size and a preconditioner.
 
     Pick the step size eps, the preconditioner (none: SGLD; RMSprop: pSGLD) and the scale a of the
     target N(0, diag(a, 1)) of Li et al. (2016): samples of 100 seeded chains (2,000 steps, the
     second half kept) against the true density, and the whitened marginals against N(0, 1) with the
-    covariance error of the chapter "SGLD".
+    covariance error of the chapter "SGLD". The book's grid: eps from 0.003 to 0.3, SGLD or pSGLD
+    (alpha = 0.99), and the scale a from 0.01 to 10 (a kernel adds alpha = 0.999 and a = 30, 100).
+
+    Args:
+        mode: "live" or "book" (precomputed figures); None reads $DGM_EXPLORERS.
     """
 
     def draw(step_size: float, preconditioner: str, a: float) -> None:
@@ -79,26 +83,20 @@ def sgld_explorer() -> widgets.VBox:
         axes[1].legend(loc="upper left", fontsize=9)
         fig.tight_layout()
 
-    style = {"description_width": "initial"}
-    return explorer(
-        draw,
-        step_size=widgets.SelectionSlider(
-            options=[0.003, 0.01, 0.03, 0.1, 0.3], value=0.03, description="step eps", style=style
-        ),
-        preconditioner=widgets.Dropdown(
-            options=[
-                ("none (SGLD)", "none"),
-                ("RMSprop, alpha = 0.99 (pSGLD)", "0.99"),
-                ("RMSprop, alpha = 0.999 (pSGLD)", "0.999"),
-            ],
-            value="none",
-            description="preconditioner G",
-            style=style,
-        ),
-        a=widgets.SelectionSlider(
-            options=[0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100],
-            value=0.03,
-            description="scale a",
-            style=style,
-        ),
-    )
+    preconditioners = [
+        ("none (SGLD)", "none"),
+        ("RMSprop, alpha = 0.99 (pSGLD)", "0.99"),
+        ("RMSprop, alpha = 0.999 (pSGLD)", "0.999"),
+    ]
+    steps, scales = [0.003, 0.01, 0.03, 0.1, 0.3], [0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100]
+    live = {
+        "step_size": choices("step eps", steps, 0.03),
+        "preconditioner": choices("preconditioner G", preconditioners, "none", "dropdown"),
+        "a": choices("scale a", scales, 0.03),
+    }
+    book = {
+        "step_size": choices("step eps", [0.003, 0.03, 0.3], 0.03),
+        "preconditioner": choices("preconditioner G", preconditioners[:2], "none", "buttons"),
+        "a": choices("scale a", [0.01, 0.1, 1, 10], 0.1),
+    }
+    return explorer("sgld", lambda: interactive(draw, **live), draw, book, mode=mode)

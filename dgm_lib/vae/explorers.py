@@ -13,7 +13,7 @@ import torch
 from dgm_lib import viz, zoo
 from dgm_lib.core import get_device
 from dgm_lib.data.mnist import mnist_images
-from dgm_lib.explorer import explorer
+from dgm_lib.explorer import choices, explorer, interactive
 from dgm_lib.vae.priors import log_normal_pairwise
 from dgm_lib.vae.surgery import log_q_agg
 
@@ -111,13 +111,20 @@ def latent_prior(
     return log_prob, sample, f"{what}, T = {temperature:g}"
 
 
-def latent_prior_explorer(device: torch.device | str | None = None) -> widgets.VBox:
+def latent_prior_explorer(
+    device: torch.device | str | None = None, mode: str | None = None
+) -> widgets.Widget:
     """Latent priors of the 2D-latent MNIST VAEs against the aggregated posterior.
 
     Pick a prior family of the 2D-latent MNIST VAEs and its parameters (components K, temperature T,
     flow depth): the aggregated posterior q_agg of the test digits, the prior p(z), KL(q_agg || p)
     and decoded samples z ~ p(z). Nothing is trained: every setting is a closed-form
-    re-parametrisation of a shipped zoo prior.
+    re-parametrisation of a shipped zoo prior. The book's grid: every family (the flow prior with
+    all 4 or its first 2 MAF layers), K = 1, 10, 100 and T = 0.5, 1, 2.
+
+    Args:
+        device: where the VAEs run (default: the best available).
+        mode: "live" or "book" (precomputed figures); None reads $DGM_EXPLORERS.
     """
     device = str(device or get_device())
 
@@ -150,26 +157,52 @@ def latent_prior_explorer(device: torch.device | str | None = None) -> widgets.V
         fig.tight_layout()
 
     narrow, slider = {"description_width": "initial"}, widgets.Layout(width="200px")
-    return explorer(
-        draw,
-        family=widgets.Dropdown(
-            options=list(LATENT_PRIOR_FAMILIES),
-            value="standard N(0, I)",
-            description="prior",
-            layout=widgets.Layout(width="250px"),
-            style=narrow,
-        ),
-        components=widgets.SelectionSlider(
-            options=[1, 2, 3, 5, 10, 20, 50, 100, 300, 1000, 4000],
-            value=10,
-            description="K",
-            layout=slider,
-            style=narrow,
-        ),
-        temperature=widgets.FloatSlider(
-            value=1.0, min=0.25, max=3.0, step=0.05, description="T", layout=slider, style=narrow
-        ),
-        depth=widgets.IntSlider(
-            value=4, min=1, max=4, description="depth", layout=slider, style=narrow
-        ),
-    )
+
+    def live() -> widgets.VBox:
+        return interactive(
+            draw,
+            family=widgets.Dropdown(
+                options=list(LATENT_PRIOR_FAMILIES),
+                value="standard N(0, I)",
+                description="prior",
+                layout=widgets.Layout(width="250px"),
+                style=narrow,
+            ),
+            components=widgets.SelectionSlider(
+                options=[1, 2, 3, 5, 10, 20, 50, 100, 300, 1000, 4000],
+                value=10,
+                description="K",
+                layout=slider,
+                style=narrow,
+            ),
+            temperature=widgets.FloatSlider(
+                value=1.0,
+                min=0.25,
+                max=3.0,
+                step=0.05,
+                description="T",
+                layout=slider,
+                style=narrow,
+            ),
+            depth=widgets.IntSlider(
+                value=4, min=1, max=4, description="depth", layout=slider, style=narrow
+            ),
+        )
+
+    # the book's families: the flow prior at two depths; K matters only where it counts components
+    families = {f: (f, 4) for f in LATENT_PRIOR_FAMILIES}
+    families["flow (MAF), first 2 layers"] = ("flow (MAF)", 2)
+    counted = ("mixture of Gaussians", "VampPrior", "q_agg of K training digits")
+
+    def draw_book(family: str, components: int, temperature: float) -> None:
+        draw(families[family][0], components, temperature, families[family][1])
+
+    def same(family: str, components: int, temperature: float) -> tuple:
+        return family, components if family in counted else None, temperature
+
+    book = {
+        "family": choices("prior", list(families), "standard N(0, I)", kind="dropdown"),
+        "components": choices("K", [1, 10, 100], 10),
+        "temperature": choices("T", [0.5, 1.0, 2.0], 1.0),
+    }
+    return explorer("latent_prior", live, draw_book, book, same=same, mode=mode)
