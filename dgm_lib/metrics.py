@@ -13,6 +13,7 @@ models at the same n; `fid_floor()` is the real-vs-real value.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -29,6 +30,8 @@ from dgm_lib.nets import MNISTClassifier
 SQRTM_EPS = 1e-6  # pytorch-fid's offset added to both covariances when sqrtm of their product fails
 # pytorch-fid's tolerance on the imaginary part of the diagonal of sqrtm(Sigma1 Sigma2)
 IMAG_ATOL = 1e-3
+# cdist without the shortcut via |a|^2 + |b|^2 - 2ab: a copied training digit is at 0 exactly
+EXACT = "donot_use_mm_for_euclid_dist"
 
 
 def mean_and_se(values: Tensor) -> tuple[float, float]:
@@ -272,3 +275,86 @@ def fid_floor(classifier: MNISTClassifier | None = None, n_train: int | None = N
     if n_train is not None and not 2 <= check_positive_int(n_train, "n_train") <= len(train):
         raise ValueError(f"n_train must be in [2, {len(train)}], got {n_train}")
     return fid(train[:n_train], load_mnist("test")[0], classifier)
+
+
+@dataclass(frozen=True)
+class SampleReport:
+    """How much n samples of a generator look like MNIST digits, next to real digits' values.
+
+    fid against the test digits and fid_floor (n training digits against them); confident share
+    and confident_real (the test digits'); nearest_train: median Euclidean pixel distance of a
+    sample to its nearest training digit, nearest_train_real: the same for the test digits (a
+    model that copies its training digits sits below it).
+    """
+
+    n: int
+    fid: float
+    fid_floor: float
+    confident: float
+    confident_real: float
+    nearest_train: float
+    nearest_train_real: float
+
+    @property
+    def fid_ratio(self) -> float:
+        """FID over the real-vs-real floor at the same n (1 would be a perfect generator)."""
+        return self.fid / self.fid_floor
+
+    @property
+    def copies(self) -> bool:
+        """Whether samples are closer to the training digits than test digits are."""
+        return self.nearest_train < self.nearest_train_real
+
+
+def nearest_distances(images01: Tensor, reference01: Tensor, chunk: int = 500) -> Tensor:
+    """Euclidean pixel distance of each image to its nearest reference image: min_j ||x_i - r_j||.
+
+    Args:
+        images01: images (N, 1, 28, 28) in [0, 1].
+        reference01: reference images (M, 1, 28, 28) in [0, 1], M >= 1.
+        chunk: images compared at once (memory N x M floats per chunk).
+
+    Returns:
+        (N,) float64 distances.
+    """
+    _check_images01(images01, "images01")
+    _check_images01(reference01, "reference01")
+    if len(reference01) == 0:
+        raise ValueError("reference01 must hold at least one image")
+    reference = reference01.flatten(1).double().cpu()
+    flat = images01.flatten(1).double().cpu()
+    return torch.cat(
+        [
+            torch.cdist(part, reference, compute_mode=EXACT).min(1).values
+            for part in flat.split(check_positive_int(chunk, "chunk"))
+        ]
+    )
+
+
+def sample_report(samples01: Tensor, classifier: MNISTClassifier | None = None) -> SampleReport:
+    """The sample-quality report of a generator's samples (one function for every image model).
+
+    Args:
+        samples01: n >= 2 samples (n, 1, 28, 28) in [0, 1]; n at most 4,000 (the training digits
+            that give the real-vs-real floor at the same n).
+        classifier: an MNISTClassifier, or None for the shipped zoo one.
+
+    Returns:
+        A SampleReport: FID against the 1,000 test digits with the floor of n training digits,
+        the confident share (threshold 0.9) of samples and of test digits, and the median nearest-
+        training-digit distance of samples and of test digits.
+    """
+    _check_images01(samples01, "samples01")
+    train, test = load_mnist("train")[0], load_mnist("test")[0]
+    if not 2 <= len(samples01) <= len(train):
+        raise ValueError(f"samples01 must hold 2 to {len(train)} images, got {len(samples01)}")
+    net = _load_classifier(classifier)
+    return SampleReport(
+        n=len(samples01),
+        fid=fid(samples01, test, net),
+        fid_floor=fid_floor(net, len(samples01)),
+        confident=confident_share(samples01, classifier=net),
+        confident_real=confident_share(test, classifier=net),
+        nearest_train=float(nearest_distances(samples01, train).median()),
+        nearest_train_real=float(nearest_distances(test, train).median()),
+    )

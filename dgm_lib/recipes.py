@@ -5,14 +5,16 @@ Regenerate with `python -m dgm_lib.zoo train mnist_classifier`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from dgm_lib import zoo
-from dgm_lib.data.mnist import load_mnist
+from dgm_lib.data.mnist import load_mnist, to_unit
+from dgm_lib.metrics import sample_report
 from dgm_lib.nets import FEATURES, MNISTClassifier
 from dgm_lib.training import FitOptions, History, ShuffledBatches, fit
 
@@ -63,5 +65,77 @@ zoo.register(
         train=train_fid_classifier,
         config=CLASSIFIER.config(),
         max_bytes=CLASSIFIER.max_bytes,
+    )
+)
+
+
+# The image models of the sample-quality report (issue 18), scored by one function at one n.
+QUALITY_MODELS = (
+    "ddpm_unet_long", "ddpm_unet_default", "ddpm_default", "ddpm_model1", "vae_standard",
+    "deq_mnist_multiscale_uniform",
+)  # fmt: skip
+
+
+def samples01(name: str, n: int, seed: int = 0, batch: int = 250) -> Tensor:
+    """n samples in [0, 1], (n, 1, 28, 28), of the zoo image model `name`, seeded, on one CPU.
+
+    DDPM: Algorithm 2 mapped from [-1, 1]; a VAE: decoded prior draws E[x|z]; a dequantized
+    flow: y = floor(x) over 255.
+    """
+    from dgm_lib.dequantization.flow import DequantizedFlow
+    from dgm_lib.diffusion.ddpm import DDPM
+    from dgm_lib.vae.model import VAE
+
+    model = zoo.load(name, device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    parts = []
+    with torch.no_grad():
+        for size in [batch] * (n // batch) + ([n % batch] if n % batch else []):
+            if isinstance(model, DDPM):
+                parts.append(to_unit(model.sample(size, generator=generator)))
+            elif isinstance(model, DequantizedFlow):
+                parts.append(model.sample(size, generator=generator) / (model.num_bins - 1))
+            elif isinstance(model, VAE):
+                parts.append(model.sample(size, generator=generator))
+            else:
+                raise ValueError(f"{name} is not an image model (DDPM, VAE or dequantized flow)")
+    return torch.cat(parts).reshape(n, 1, 28, 28).float().clamp(0, 1)
+
+
+def recorded_evaluations(name: str) -> dict[str, list]:
+    """The evaluations `fit` recorded while training `name` ({metric: [[step, value], ...]}),
+    read from its resume file, or {} when it has none."""
+    path = zoo.resume_path(name)
+    if not path.is_file():
+        return {}
+    return torch.load(path, map_location="cpu", weights_only=True)["state"].get("evaluations", {})
+
+
+def sample_quality_study(models: str = ",".join(QUALITY_MODELS), n: int = 1000) -> dict:
+    """The sample-quality report of each model (dgm_lib.metrics.sample_report of n samples).
+
+    Returns {"sample_quality_N.json": {name: report, seconds, evaluations during training},
+    "sample_quality_N.npz": {name: its first 64 samples as uint8 (64, 28, 28)}}.
+    """
+    results, images = {}, {}
+    for name in models.split(","):
+        start = time.perf_counter()
+        samples = samples01(name, n)
+        report = sample_report(samples)
+        results[name] = {**asdict(report), "fid_ratio": report.fid_ratio,
+                         "seconds": round(time.perf_counter() - start, 1),
+                         "evaluations": recorded_evaluations(name)}  # fmt: skip
+        images[name] = (samples[:64, 0] * 255).round().to(torch.uint8).numpy()
+    return {f"sample_quality_{n}.json": results, f"sample_quality_{n}.npz": images}
+
+
+zoo.register_study(
+    zoo.Study(
+        "sample_quality",
+        run=sample_quality_study,
+        options=(
+            zoo.StudyOption("models", str, ",".join(QUALITY_MODELS), "comma-separated zoo names"),
+            zoo.StudyOption("n", int, 1000, "samples per model"),
+        ),
     )
 )

@@ -284,3 +284,31 @@ def test_fid_and_floor_argument_errors(classifier, test_digits):
         metrics.mnist_features((test_digits[:5] * 255).to(torch.uint8), classifier)
     with pytest.raises(ValueError, match="n_train"):
         metrics.fid_floor(classifier, n_train=1)
+
+
+def test_nearest_distances_are_exact_and_zero_for_copies():
+    g = torch.Generator().manual_seed(0)
+    reference = torch.rand(30, 1, 28, 28, generator=g)
+    images = torch.cat([reference[:3], torch.rand(5, 1, 28, 28, generator=g)])
+    brute = torch.stack([(reference - x).flatten(1).norm(dim=1).min() for x in images]).double()
+    got = metrics.nearest_distances(images, reference, chunk=3)
+    assert torch.allclose(got, brute, atol=1e-9)
+    assert got[:3].abs().max() == 0 and got[3:].min() > 1
+    with pytest.raises(ValueError, match="reference01"):
+        metrics.nearest_distances(images, reference[:0])
+
+
+def test_sample_report_flags_copies_and_scores_noise_far_from_digits(classifier):
+    """Training digits score a near-floor FID and are caught copying; uniform noise scores a
+    high FID, few confident labels and no copying."""
+    train, test = load_mnist("train")[0], load_mnist("test")[0]
+    copies = metrics.sample_report(train[1000:1500], classifier)
+    assert copies.n == 500 and copies.copies and copies.nearest_train == 0.0
+    assert copies.confident_real == metrics.confident_share(test, classifier=classifier)
+    assert copies.fid_ratio < 1.5
+    noise = metrics.sample_report(
+        torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(0)), classifier
+    )
+    assert not noise.copies and noise.fid_ratio > 5 and noise.confident < copies.confident
+    with pytest.raises(ValueError, match="samples01 must hold 2 to 4000"):
+        metrics.sample_report(train[:1], classifier)
