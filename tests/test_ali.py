@@ -1,0 +1,187 @@
+"""dgm_lib.ali: ALI's optimal discriminator and saddle value on closed-form Gaussians (float64),
+the non-identifiability example, ALICE's identity on a linear-Gaussian joint, networks, losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal
+
+from dgm_lib.ali import (
+    LOG_4,
+    LinearGaussianJoint,
+    NoisySampler,
+    PairDiscriminator,
+    ali_saddle_value,
+    ali_value,
+    ali_value_on_grid,
+    conditional_entropy,
+    delta_joint,
+    discriminator_loss,
+    explicit_cycle,
+    jensen_shannon_on_grid,
+    optimal_logit,
+    reconstruction_probability,
+    sampler_loss,
+)
+
+DT = torch.float64
+
+
+def _grid(n: int = 401, lim: float = 9.0) -> tuple[torch.Tensor, float]:
+    """Centres of an n x n grid over [-lim, lim]^2 as (n*n, 2) pairs (x, z), and the cell area."""
+    step = 2 * lim / n
+    axis = -lim + step * (torch.arange(n, dtype=DT) + 0.5)
+    xx, zz = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([xx.flatten(), zz.flatten()], 1), step * step
+
+
+def _gauss(mean, cov) -> MultivariateNormal:
+    return MultivariateNormal(torch.tensor(mean, dtype=DT), torch.tensor(cov, dtype=DT))
+
+
+Q = _gauss([0.0, 0.0], [[1.0, 0.6], [0.6, 1.0]])  # encoder joint q(x, z): correlated
+P = _gauss([0.5, -0.3], [[1.5, -0.2], [-0.2, 0.8]])  # decoder joint p(x, z)
+
+
+def test_optimal_discriminator_maximises_the_ali_value_on_gaussians():
+    pairs, cell = _grid()
+    log_q, log_p = Q.log_prob(pairs), P.log_prob(pairs)
+    best = ali_value_on_grid(log_q, log_p, optimal_logit(log_q, log_p), cell)
+    g = torch.Generator().manual_seed(0)
+    for scale in (0.3, 0.1, 0.01):
+        # f* + a smooth perturbation: a worse discriminator, by an amount of order scale^2
+        bump = scale * torch.sin(pairs @ torch.randn(2, generator=g, dtype=DT) + 1.0)
+        assert ali_value_on_grid(log_q, log_p, optimal_logit(log_q, log_p) + bump, cell) < best
+
+
+def test_saddle_value_is_minus_log_4_plus_twice_the_jensen_shannon_divergence():
+    pairs, cell = _grid()
+    log_q, log_p = Q.log_prob(pairs), P.log_prob(pairs)
+    value = ali_value_on_grid(log_q, log_p, optimal_logit(log_q, log_p), cell)
+    jsd = jensen_shannon_on_grid(log_q, log_p, cell)
+    assert 0 < jsd < math.log(2)
+    assert value.item() == pytest.approx(-LOG_4 + 2 * jsd.item(), abs=1e-10)
+    # at equality of the joints the value is -log 4 (quadrature: the grid holds all but ~1e-17 of
+    # the mass), and the optimal discriminator is 1/2 everywhere
+    log_q = Q.log_prob(pairs)
+    same = ali_value_on_grid(log_q, log_q, optimal_logit(log_q, log_q), cell)
+    assert same.item() == pytest.approx(-LOG_4, abs=1e-9)
+    assert optimal_logit(log_q, log_q).abs().max() == 0
+
+
+def test_monte_carlo_ali_value_agrees_with_quadrature_within_its_standard_error():
+    pairs, cell = _grid()
+    exact = ali_value_on_grid(
+        Q.log_prob(pairs),
+        P.log_prob(pairs),
+        optimal_logit(Q.log_prob(pairs), P.log_prob(pairs)),
+        cell,
+    ).item()
+    torch.manual_seed(0)
+    xq, xp = Q.sample((200_000,)), P.sample((200_000,))
+    estimate = ali_value(optimal_logit(Q.log_prob(xq), P.log_prob(xq)),
+                         optimal_logit(Q.log_prob(xp), P.log_prob(xp))).item()  # fmt: skip
+    assert estimate == pytest.approx(exact, abs=0.01)  # se about 0.002
+
+
+def test_any_delta_is_an_ali_solution_but_only_0_and_1_reconstruct():
+    for delta in (0.0, 0.25, 0.5, 0.9, 1.0):
+        joint = delta_joint(delta)
+        assert torch.equal(joint.sum(0), torch.tensor([0.5, 0.5], dtype=DT))
+        assert torch.equal(joint.sum(1), torch.tensor([0.5, 0.5], dtype=DT))
+        assert ali_saddle_value(joint, joint).item() == pytest.approx(-LOG_4, abs=1e-15)
+        assert reconstruction_probability(delta) == pytest.approx(delta**2 + (1 - delta) ** 2)
+    assert reconstruction_probability(1.0) == 1.0 and reconstruction_probability(0.5) == 0.5
+    assert conditional_entropy(0.0) == conditional_entropy(1.0) == 0.0
+    assert conditional_entropy(0.5) == pytest.approx(math.log(2))
+    # mismatched deltas are not a saddle point: the value rises above -log 4
+    assert ali_saddle_value(delta_joint(0.9), delta_joint(0.1)).item() > -LOG_4 + 0.1
+    with pytest.raises(ValueError, match="delta must be a number in"):
+        delta_joint(1.5)
+
+
+def _random_joint(seed: int, dx: int = 3, dz: int = 2) -> LinearGaussianJoint:
+    g = torch.Generator().manual_seed(seed)
+
+    def spd(d: int) -> torch.Tensor:
+        a = torch.randn(d, d, generator=g, dtype=DT)
+        return a @ a.T + 0.5 * torch.eye(d, dtype=DT)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=DT)
+
+    return LinearGaussianJoint(r(dx), spd(dx), r(dz, dx), r(dz), spd(dz), r(dx, dz), r(dx), spd(dx))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_conditional_entropy_plus_conditional_matching_is_cycle_consistency(seed):
+    joint = _random_joint(seed)
+    lhs = joint.conditional_entropy() + joint.conditional_mismatch()
+    assert lhs.item() == pytest.approx(joint.cycle_consistency().item(), rel=1e-12)
+    assert joint.conditional_mismatch() > 0
+
+
+def test_cycle_consistency_closed_form_matches_monte_carlo():
+    joint = _random_joint(0)
+    x, z = joint.sample(200_000, torch.Generator().manual_seed(1))
+    nll = -joint.decoder_log_prob(x, z)
+    se = nll.std().item() / math.sqrt(len(nll))
+    assert abs(nll.mean().item() - joint.cycle_consistency().item()) < 4 * se
+
+
+def test_decoder_equal_to_the_true_conditional_leaves_only_the_conditional_entropy():
+    joint = _random_joint(3)
+    gain, post = joint._posterior()
+    mean_z = joint.A @ joint.m + joint.b
+    matched = LinearGaussianJoint(joint.m, joint.S, joint.A, joint.b, joint.R, gain,
+                                  joint.m - gain @ mean_z, post)  # fmt: skip
+    assert matched.conditional_mismatch().item() == pytest.approx(0.0, abs=1e-12)
+    assert matched.cycle_consistency().item() == pytest.approx(
+        matched.conditional_entropy().item(), rel=1e-12
+    )
+
+
+def test_linear_gaussian_joint_rejects_bad_shapes_and_covariances():
+    joint = _random_joint(0)
+    with pytest.raises(ValueError, match="A must be a tensor of shape"):
+        LinearGaussianJoint(
+            joint.m, joint.S, joint.A.T, joint.b, joint.R, joint.C, joint.c, joint.V
+        )
+    with pytest.raises(ValueError, match="V must be symmetric positive definite"):
+        LinearGaussianJoint(joint.m, joint.S, joint.A, joint.b, joint.R, joint.C, joint.c, -joint.V)
+
+
+def test_losses_at_the_undecided_discriminator_and_their_gradients():
+    half = torch.zeros(5)
+    assert discriminator_loss(half, half).item() == pytest.approx(LOG_4)
+    assert sampler_loss(half, half).item() == pytest.approx(LOG_4)
+    sure = torch.full((5,), 10.0)
+    # a discriminator that is right scores ~0; its samplers' non-saturating loss is large
+    assert discriminator_loss(sure, -sure) < 1e-3 and sampler_loss(sure, -sure) > 19
+    assert explicit_cycle(torch.zeros(3, 2), torch.full((3, 2), 2.0), k=2).item() == 8.0
+    with pytest.raises(ValueError, match="logits_first must be a non-empty vector"):
+        discriminator_loss(torch.zeros(0), half)
+    with pytest.raises(ValueError, match="k must be an int >= 1"):
+        explicit_cycle(torch.zeros(3, 2), torch.zeros(3, 2), k=0)
+    with pytest.raises(ValueError, match="x and x_hat must have the same shape"):
+        explicit_cycle(torch.zeros(3, 2), torch.zeros(2, 2))
+
+
+def test_networks_shapes_noise_and_errors():
+    g = NoisySampler(2, 3, noise_dim=2, hidden=(16,))
+    v = torch.zeros(6, 2)
+    a = g(v, torch.Generator().manual_seed(0))
+    b = g(v, torch.Generator().manual_seed(0))
+    c = g(v, torch.Generator().manual_seed(1))
+    assert a.shape == (6, 3) and torch.equal(a, b) and not torch.equal(a, c)
+    deterministic = NoisySampler(2, 3, noise_dim=0, hidden=(16,))
+    assert torch.equal(deterministic(v), deterministic(v))
+    f = PairDiscriminator(2, 3, hidden=(8,))
+    assert f(v, a).shape == (6,)
+    with pytest.raises(ValueError, match="noise_dim must be an int >= 0"):
+        NoisySampler(2, 3, noise_dim=-1)
+    with pytest.raises(ValueError, match="u and v must hold the same number of rows"):
+        f(v, a[:4])
