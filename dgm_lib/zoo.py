@@ -39,6 +39,7 @@ CONFIG_MODULES: tuple[str, ...] = (  # the recipes modules, one per line
     "dgm_lib.dequantization.recipes",
     "dgm_lib.intrinsic_dim.recipes",
     "dgm_lib.diffusion.recipes",
+    "dgm_lib.ali.recipes",
 )
 # the size budget of a shipped checkpoint, unless its Entry sets a smaller one
 MAX_BYTES = 3_000_000
