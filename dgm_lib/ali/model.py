@@ -10,7 +10,10 @@ and NaN-guarded like every other model.
 
 Methods (C. Li's lecture): "ali" (joint matching alone), "alice_explicit" (+ lam times the l_2
 cycle consistency of x and of z), "alice_implicit" (+ lam times an adversarial cycle consistency:
-a second discriminator on (x, x) against (x, x^), eq. 2).
+a second discriminator on (x, x) against (x, x^), eq. 2). Semi-supervised, with a few paired
+(x, z) held by the model: "alice_explicit_mapping" (+ lam times ||x - g_theta(z)||^2 +
+||z - g_phi(x)||^2 on the pairs) and "alice_implicit_mapping" (+ lam times a conditional GAN: a
+discriminator on the paired (x, z) against (x^, z), x^ ~ p_theta(x|z), eq. 3).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from dgm_lib.ali.losses import discriminator_loss, explicit_cycle, sampler_loss
 from dgm_lib.ali.networks import NoisySampler, PairDiscriminator
 from dgm_lib.checks import check_features, check_number, check_positive_int
 
-METHODS = ("ali", "alice_explicit", "alice_implicit")
+METHODS = ("ali", "alice_explicit", "alice_implicit", "alice_explicit_mapping",
+           "alice_implicit_mapping")  # fmt: skip
+SUPERVISED = ("alice_explicit_mapping", "alice_implicit_mapping")
 
 
 def _frozen(net: nn.Module, *inputs: Tensor) -> Tensor:
@@ -37,9 +42,10 @@ class JointMatching(nn.Module):
 
     Args:
         x_dim: data size; z_dim: code size (prior N(0, I)); noise_dim: eps and zeta size.
-        method: "ali", "alice_explicit" or "alice_implicit".
+        method: one of METHODS.
         lam: weight of the conditional-entropy term (ignored by "ali").
         hidden: widths of every network's hidden layers.
+        pairs: the paired data (x (m, x_dim), z (m, z_dim)) of the semi-supervised methods.
 
     Example:
         >>> model = JointMatching(2, 2, method="alice_explicit", hidden=(16,))
@@ -55,10 +61,13 @@ class JointMatching(nn.Module):
         method: str = "ali",
         lam: float = 1.0,
         hidden: tuple[int, ...] = (256, 256),
+        pairs: tuple[Tensor, Tensor] | None = None,
     ):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if (pairs is not None) != (method in SUPERVISED):
+            raise ValueError(f"pairs must be given exactly for the methods {SUPERVISED}")
         self.method, self.lam = method, check_number(lam, "lam", 0.0, inclusive=True)
         self.x_dim, self.z_dim = (
             check_positive_int(x_dim, "x_dim"),
@@ -70,6 +79,16 @@ class JointMatching(nn.Module):
         self.cycle_discriminator = (
             PairDiscriminator(x_dim, x_dim, hidden) if method == "alice_implicit" else None
         )  # f_eta(x, x')
+        self.mapping_discriminator = (
+            PairDiscriminator(x_dim, z_dim, hidden) if method == "alice_implicit_mapping" else None
+        )  # f_chi(x, z)
+        if pairs is not None:
+            check_features(pairs[0], "pairs[0]", x_dim)
+            check_features(pairs[1], "pairs[1]", z_dim)
+            if len(pairs[0]) != len(pairs[1]):
+                raise ValueError("pairs must hold as many x as z")
+            self.register_buffer("paired_x", pairs[0].clone())
+            self.register_buffer("paired_z", pairs[1].clone())
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """x^ = g_theta(g_phi(x, zeta), eps): x -> z -> x."""
@@ -109,5 +128,17 @@ class JointMatching(nn.Module):
                 _frozen(self.cycle_discriminator, x, x), _frozen(self.cycle_discriminator, x, x_hat)
             )
             g_loss = g_loss + self.lam * terms["cycle"]
+        elif self.method == "alice_explicit_mapping":
+            px, pz = self.paired_x.to(x), self.paired_z.to(x)
+            terms["mapping"] = explicit_cycle(px, self.decoder(pz)) + explicit_cycle(
+                pz, self.encoder(px)
+            )
+            g_loss = g_loss + self.lam * terms["mapping"]
+        elif self.method == "alice_implicit_mapping":
+            px, pz = self.paired_x.to(x), self.paired_z.to(x)
+            x_hat, f = self.decoder(pz), self.mapping_discriminator
+            d_loss = d_loss + discriminator_loss(f(px, pz), f(x_hat.detach(), pz))
+            terms["mapping"] = sampler_loss(_frozen(f, px, pz), _frozen(f, x_hat, pz))
+            g_loss = g_loss + self.lam * terms["mapping"]
         return {"loss": d_loss + g_loss, "d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
                 **{k: v.detach() for k, v in terms.items()}}  # fmt: skip

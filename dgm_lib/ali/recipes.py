@@ -15,8 +15,8 @@ from functools import partial
 import torch
 
 from dgm_lib import zoo
-from dgm_lib.ali.model import METHODS, JointMatching
-from dgm_lib.ali.toy import mode_metrics, sample_x
+from dgm_lib.ali.model import METHODS, SUPERVISED, JointMatching
+from dgm_lib.ali.toy import mode_metrics, paired_codes, sample_x
 from dgm_lib.training import FitOptions, History, ShuffledBatches, fit
 
 
@@ -44,8 +44,10 @@ RECIPE = ToyRecipe()
 
 
 def build(method: str, lam: float = RECIPE.lam, recipe: ToyRecipe = RECIPE) -> JointMatching:
-    """The untrained model of `method` with the recipe's networks."""
-    return JointMatching(2, 2, 2, method, lam, recipe.hidden)
+    """The untrained model of `method` with the recipe's networks (and one pair per mode for the
+    semi-supervised methods, toy.paired_codes)."""
+    pairs = paired_codes() if method in SUPERVISED else None
+    return JointMatching(2, 2, 2, method, lam, recipe.hidden, pairs)
 
 
 def train(model: JointMatching, recipe: ToyRecipe = RECIPE, progress: bool = False) -> History:
@@ -71,9 +73,14 @@ def outputs(model: JointMatching, recipe: ToyRecipe = RECIPE) -> dict[str, torch
 
 
 def evaluate(model: JointMatching, recipe: ToyRecipe = RECIPE) -> dict[str, float]:
-    """toy.mode_metrics of the model's `outputs`."""
+    """toy.mode_metrics of the model's `outputs`; for a semi-supervised model also "code_placed",
+    the share of test codes z~ nearest to the paired code of their mode (chance: 1/5)."""
     out = outputs(model, recipe)
-    return mode_metrics(out["x"], out["labels"], out["reconstructions"], out["samples"])
+    metrics = mode_metrics(out["x"], out["labels"], out["reconstructions"], out["samples"])
+    if model.method in SUPERVISED:
+        placed = torch.cdist(out["codes"], paired_codes()[1]).argmin(1) == out["labels"]
+        metrics["code_placed"] = float(placed.double().mean())
+    return metrics
 
 
 for _method in METHODS:

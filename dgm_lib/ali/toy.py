@@ -30,6 +30,21 @@ def sample_x(n: int, generator: torch.Generator | None = None) -> tuple[Tensor, 
     return MODES[labels] + STD * torch.randn(n, 2, generator=generator), labels
 
 
+def paired_codes(per_mode: int = 1, radius: float = 1.5) -> tuple[Tensor, Tensor]:
+    """The semi-supervised pairs: per_mode points at each mode's centre mu_k, each paired with
+    the code z_k = radius (cos 2 pi k / 5, sin 2 pi k / 5), a prescribed place for mode k in z.
+
+    Example:
+        >>> x, z = paired_codes()
+        >>> x.shape, z.shape
+        (torch.Size([5, 2]), torch.Size([5, 2]))
+    """
+    check_positive_int(per_mode, "per_mode")
+    angles = 2 * torch.pi * torch.arange(len(MODES)) / len(MODES)
+    codes = radius * torch.stack([angles.cos(), angles.sin()], 1)
+    return MODES.repeat_interleave(per_mode, 0), codes.repeat_interleave(per_mode, 0)
+
+
 def nearest_mode(x: Tensor) -> Tensor:
     """The index of the mode nearest to each point, argmin_k ||x - mu_k||."""
     check_float_tensor(x, "x")
