@@ -5,33 +5,63 @@ Run an exercise's registered checks on a student's function and print a friendly
 
 from __future__ import annotations
 
+import ctypes
 import math
+import signal
+import threading
 from numbers import Number
 from typing import Any, Callable
 
 import torch
 
+from dgm_lib.checks import check_real
+
 from .registry import checks_for
 
 NOT_IMPLEMENTED = "not implemented yet: replace the `raise NotImplementedError` with your code"
+TIME_LIMIT = 10.0  # seconds per check; every reference solution takes well under one
 
 
-def check(name: str, fn: Callable) -> bool:
+class CheckTimeout(BaseException):
+    """The student's function ran past the time limit (a BaseException: `except Exception` in the
+    student's code does not swallow it)."""
+
+
+def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT) -> bool:
     """Run every check of exercise `name` on `fn`, print one pass/fail line with a hint, and return
-    whether all passed."""
+    whether all passed.
+
+    Each call of `fn` gets `time_limit` seconds (SIGALRM in the main thread, as in Jupyter;
+    elsewhere a watchdog thread interrupts it); an endless loop, a KeyboardInterrupt (the stop
+    button) or a `sys.exit()` in `fn` fails the check with a message, never a traceback.
+    """
     checks = checks_for(name)
     if not callable(fn):
         raise TypeError(
             f"fn={fn!r} is a {type(fn).__name__}; pass the function itself, e.g. check({name!r}, "
             "my_function)"
         )
+    check_real(time_limit, "time_limit", lambda v: v > 0, "a positive number of seconds", "check")
     for i, chk in enumerate(checks, start=1):
         case = chk.make_case()
         where = f"check {i}/{len(checks)} ({chk.description})"
         try:
-            got = fn(*case.args, **case.kwargs)
+            got = call_with_time_limit(fn, case.args, case.kwargs, time_limit)
         except NotImplementedError:
             return _fail(f"{name}: {NOT_IMPLEMENTED}.", chk.hint)
+        except CheckTimeout:
+            return _fail(
+                f"{name}: {where} did not finish within {time_limit:g} s (an endless loop? a "
+                "loop whose condition never changes?); it was stopped.",
+                chk.hint,
+            )
+        except KeyboardInterrupt:
+            return _fail(f"{name}: {where} was interrupted (KeyboardInterrupt).", chk.hint)
+        except SystemExit as error:
+            return _fail(
+                f"{name}: {where} called exit()/sys.exit({error.code!r}); return a value instead.",
+                chk.hint,
+            )
         except Exception as error:  # a student's bug: report it, never a traceback
             return _fail(f"{name}: {where} raised {_error_text(error)}.", chk.hint)
         problem = compare(got, case.expected, rtol=case.rtol, atol=case.atol)
@@ -39,6 +69,68 @@ def check(name: str, fn: Callable) -> bool:
             return _fail(f"{name}: {where} failed: {problem}.", chk.hint)
     print(f"✅ {name}: all {len(checks)} checks passed")
     return True
+
+
+def _alarm_available() -> bool:
+    """SIGALRM can time a call: a POSIX platform, the main thread, and no alarm already pending."""
+    return (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    )
+
+
+def call_with_time_limit(fn: Callable, args: tuple, kwargs: dict, seconds: float) -> Any:
+    """`fn(*args, **kwargs)`, raising CheckTimeout after `seconds`.
+
+    In the main thread of a POSIX Python (Jupyter's kernel, a script) a SIGALRM handler raises the
+    timeout; otherwise `fn` runs in a daemon thread, which on timeout is sent CheckTimeout
+    asynchronously (CPython) and abandoned if it still does not stop (a long C call).
+    """
+    if not _alarm_available():
+        return _call_in_thread(fn, args, kwargs, seconds)
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise CheckTimeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _call_in_thread(fn: Callable, args: tuple, kwargs: dict, seconds: float) -> Any:
+    """The portable fallback of `call_with_time_limit`: a watchdog join on a worker thread."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name="dgm_lib-check", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        _raise_in_thread(worker)
+        worker.join(1.0)
+        raise CheckTimeout
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def _raise_in_thread(worker: threading.Thread) -> None:
+    """Ask CPython to raise CheckTimeout in `worker` (no-op where the C API is missing)."""
+    try:
+        set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    except AttributeError:  # not CPython: the daemon thread is abandoned
+        return
+    set_async_exc(ctypes.c_ulong(worker.ident), ctypes.py_object(CheckTimeout))
 
 
 def compare(got: Any, expected: Any, rtol: float, atol: float, what: str = "output") -> str | None:
