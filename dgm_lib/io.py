@@ -119,6 +119,33 @@ def _config_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) -> s
     return diffs[0] + more
 
 
+def config_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str | None:
+    """One phrase describing the first key where two configs differ, or None when they are equal."""
+    return _config_mismatch(found, expected)
+
+
+def state_dict_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str | None:
+    """One phrase naming the first tensor whose name or shape differs between two state_dicts.
+
+    Example:
+        >>> state_dict_mismatch({"w": torch.zeros(2)}, {"w": torch.zeros(3)})
+        "'w' has shape (2,) in the file, the model has (3,)"
+    """
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    if missing or extra:
+        parts = [
+            f"missing {missing[:3]}" if missing else "",
+            f"unexpected {extra[:3]}" if extra else "",
+        ]
+        return "parameter names differ: " + ", ".join(p for p in parts if p)
+    for key, value in expected.items():
+        shape = tuple(getattr(found[key], "shape", ()))
+        if shape != tuple(getattr(value, "shape", ())):
+            return f"{key!r} has shape {shape} in the file, the model has {tuple(value.shape)}"
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
     """The first line of an exception message, shortened."""
     lines = str(exc).strip().splitlines()

@@ -26,7 +26,13 @@ from tqdm.auto import tqdm
 
 from dgm_lib.checks import check_positive_int
 from dgm_lib.core import device_of, get_rng_state, set_rng_state
-from dgm_lib.io import load_checkpoint, save_checkpoint
+from dgm_lib.io import (
+    CheckpointError,
+    config_mismatch,
+    load_checkpoint,
+    save_checkpoint,
+    state_dict_mismatch,
+)
 
 LossFn = Callable[[nn.Module, Any], Mapping[str, Tensor]]
 Evaluate = Callable[[nn.Module], Mapping[str, float]]
@@ -278,11 +284,75 @@ class _Run:
     batches: Iterator | None = None
     epoch_rng: dict = field(default_factory=dict)  # RNG states just before iter(data)
     last_good: int | None = None  # step of the last checkpoint written or resumed
+    signature: dict = field(default_factory=dict)  # what a resume must match (_signature)
+
+    def __post_init__(self) -> None:
+        self.signature = _signature(self.optimizer)
 
     @property
     def path(self) -> Path | None:
         path = self.options.checkpoint_path
         return Path(path) if path is not None else None
+
+
+def _plain(value: Any) -> Any:
+    """A hyper-parameter as a plain value a checkpoint can hold (tuples as lists, tensors as
+    floats, anything else as its repr)."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _hyper(groups: list[dict]) -> list[dict]:
+    """The hyper-parameters of each parameter group (all keys but "params"), as plain values."""
+    return [{k: _plain(v) for k, v in g.items() if k != "params"} for g in groups]
+
+
+def _signature(optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's class and hyper-parameters when fit starts: a resume must match them."""
+    kind = type(optimizer)
+    return {
+        "optimizer": f"{kind.__module__}.{kind.__qualname__}",
+        "hyper": _hyper(optimizer.param_groups),
+    }
+
+
+def _resume_mismatch(run: _Run, record: dict) -> str | None:
+    """What differs between the checkpoint and what `run` trains (config, architecture,
+    optimizer class or hyper-parameters), or None."""
+    state = record["state"]
+    problem = config_mismatch(record["config"], run.options.config or {})
+    if problem:
+        return f"config: {problem}"
+    if not isinstance(state.get("model"), Mapping):
+        return "it holds no model weights"
+    problem = state_dict_mismatch(state["model"], run.model.state_dict())
+    if problem:
+        return f"architecture: {problem}"
+    saved, now = state.get("signature"), run.signature
+    if saved is None:  # written before signatures: compare the optimizer's saved groups
+        groups = state.get("optimizer", {}).get("param_groups", [])
+        saved = {"optimizer": now["optimizer"], "hyper": _hyper(groups)}
+        if any("initial_lr" in g for g in groups):  # a scheduler moved lr: compare initial_lr
+            now = {
+                **now,
+                "hyper": [{k: v for k, v in g.items() if k != "lr"} for g in now["hyper"]],
+            }
+            saved["hyper"] = [{k: v for k, v in g.items() if k != "lr"} for g in saved["hyper"]]
+    if saved["optimizer"] != now["optimizer"]:
+        return f"optimizer: {saved['optimizer']} in the file, now {now['optimizer']}"
+    if len(saved["hyper"]) != len(now["hyper"]):
+        n_old, n_new = len(saved["hyper"]), len(now["hyper"])
+        return f"optimizer: {n_old} parameter groups in the file, now {n_new}"
+    for k, (old, new) in enumerate(zip(saved["hyper"], now["hyper"])):
+        problem = config_mismatch(old, new)
+        if problem:
+            return f"optimizer hyper-parameters of group {k}: {problem}"
+    return None
 
 
 def _save(run: _Run) -> None:
@@ -297,6 +367,7 @@ def _save(run: _Run) -> None:
         "position": run.position,
         "epoch_rng": run.epoch_rng,
         "rng": get_rng_state(run.generator),
+        "signature": run.signature,
     }
     save_checkpoint(run.path, state, run.options.config or {})
     run.last_good = run.step
@@ -304,9 +375,7 @@ def _save(run: _Run) -> None:
 
 def _restore(run: _Run) -> dict:
     """Load the checkpoint into model, optimizer and scheduler; returns its state."""
-    state = load_checkpoint(run.path, expected_config=run.options.config, map_location="cpu")[
-        "state"
-    ]
+    state = load_checkpoint(run.path, map_location="cpu")["state"]
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scheduler is not None:
@@ -314,8 +383,22 @@ def _restore(run: _Run) -> dict:
     return state
 
 
+def _check_resumable(run: _Run) -> None:
+    """CheckpointError unless the checkpoint at run.path was written by the same training (config,
+    architecture, optimizer class and hyper-parameters)."""
+    record = load_checkpoint(run.path, map_location="cpu")
+    problem = _resume_mismatch(run, record)
+    if problem:
+        raise CheckpointError(
+            f"checkpoint {run.path}: cannot resume, it was written by another training "
+            f"({problem}); to start fresh, delete the file or pass another checkpoint_path "
+            "(resume=False overwrites it)"
+        )
+
+
 def _resume(run: _Run) -> None:
     """Continue from the checkpoint: weights, history, RNG states and the data position."""
+    _check_resumable(run)
     state = _restore(run)
     run.history = History(state["history"], state.get("evaluations", {}))
     run.step, run.position, run.epoch_rng = state["step"], state["position"], state["epoch_rng"]

@@ -1,0 +1,87 @@
+"""Hardening of fit(): a resume that does not match, a non-scalar loss, an unsavable config...
+each bad call raises a clear error naming the argument (issue items 2, 7, 8, 11, 12, 19, 20)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dgm_lib.io import CheckpointError
+from dgm_lib.training import FitOptions, fit
+
+torch.set_num_threads(1)
+DATA = [torch.ones(4, 2), torch.zeros(4, 2)]
+
+
+def _loss(model, x):
+    return {"loss": (model(x) - x).square().mean()}
+
+
+def _fit(model=None, optimizer=None, **options):
+    model = model if model is not None else nn.Linear(2, 2)
+    optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=0.1)
+    opts = {"steps": 2, "loss_fn": _loss, "progress": False, **options}
+    return fit(model, optimizer, DATA, FitOptions(**opts))
+
+
+def _first(path):
+    """A finished 2-step run at `path` (SGD lr=0.1 on Linear(2, 2), config None)."""
+    torch.manual_seed(0)
+    _fit(checkpoint_path=path)
+
+
+# item -> (second call given a checkpoint of _first, error type, phrase)
+RESUME = {
+    "item_02_other_lr": (
+        lambda p: _fit(
+            optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.5), checkpoint_path=p
+        ),
+        CheckpointError,
+        r"'lr' is 0.1 in the file, expected 0.5",
+    ),
+    "item_02_other_optimizer": (
+        lambda p: _fit(
+            optimizer=torch.optim.Adam(nn.Linear(2, 2).parameters(), lr=0.1), checkpoint_path=p
+        ),
+        CheckpointError,
+        r"optimizer: torch.optim.sgd.SGD in the file, now torch.optim.adam.Adam",
+    ),
+    "item_02_other_architecture": (
+        lambda p: _fit(model=nn.Sequential(nn.Linear(2, 2)), checkpoint_path=p),
+        CheckpointError,
+        r"architecture: parameter names differ",
+    ),
+    "item_02_other_shape": (
+        lambda p: fit(
+            (m := nn.Linear(2, 3)),
+            torch.optim.SGD(m.parameters(), lr=0.1),
+            DATA,
+            FitOptions(steps=2, loss_fn=lambda m, x: {"loss": m(x).mean()}, checkpoint_path=p),
+        ),
+        CheckpointError,
+        r"'weight' has shape \(2, 2\) in the file, the model has \(3, 2\)",
+    ),
+    "item_02_config_where_none_was": (
+        lambda p: _fit(checkpoint_path=p, config={"lr": 0.1}),
+        CheckpointError,
+        r"config: 'lr' is missing in the file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUME))
+def test_resume_of_another_training_is_refused(case, tmp_path):
+    call, error, phrase = RESUME[case]
+    path = tmp_path / "run.pt"
+    _first(path)
+    with pytest.raises(error, match=phrase) as info:
+        call(path)
+    assert "delete the file or pass another checkpoint_path" in str(info.value)
+
+
+def test_item_02_matching_resume_still_continues(tmp_path):
+    path = tmp_path / "run.pt"
+    _first(path)
+    torch.manual_seed(0)
+    assert len(_fit(checkpoint_path=path, steps=3)) == 3
