@@ -192,3 +192,19 @@ def check_integer_valued(y: Any, name: str) -> None:
                 f"{name} must hold integer values, got {int(frac.sum())} non-integer entries, "
                 f"e.g. {example}"
             )
+
+
+def check_in_range(x: Tensor, name: str, low: float, high: float, why: str = "") -> None:
+    """ValueError unless every entry of the tensor `x` lies in [low, high] (one device sync).
+
+    Example:
+        >>> check_in_range(torch.tensor([0.0, 255.0]), "x", 0.0, 1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: x must lie in [0.0, 1.0], got values in [0, 255]
+    """
+    if x.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if lo < low or hi > high or math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"{name} must lie in [{low}, {high}]{why}, got values in [{lo:g}, {hi:g}]")
