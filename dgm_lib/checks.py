@@ -208,3 +208,16 @@ def check_in_range(x: Tensor, name: str, low: float, high: float, why: str = "")
     lo, hi = (float(v) for v in torch.aminmax(x.detach()))
     if lo < low or hi > high or math.isnan(lo) or math.isnan(hi):
         raise ValueError(f"{name} must lie in [{low}, {high}]{why}, got values in [{lo:g}, {hi:g}]")
+
+
+def check_bound(value: Any, name: str = "bound") -> float:
+    """`value` as a float if it is a finite positive real number (a soft-clamp bound), else
+    TypeError/ValueError.
+
+    Example:
+        >>> check_bound(float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: bound must be positive and finite, got inf
+    """
+    return check_real(value, name, lambda v: v > 0, "positive and finite")
