@@ -221,3 +221,19 @@ def check_bound(value: Any, name: str = "bound") -> float:
         ValueError: bound must be positive and finite, got inf
     """
     return check_real(value, name, lambda v: v > 0, "positive and finite")
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """`dtype` if it is a floating-point torch.dtype, else TypeError naming `name`.
+
+    Example:
+        >>> check_float_dtype(torch.int64)
+        Traceback (most recent call last):
+        ...
+        TypeError: dtype must be a floating-point torch.dtype (e.g. torch.float32), got torch.int64
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"{name} must be a floating-point torch.dtype (e.g. torch.float32), got {dtype!r}"
+        )
+    return dtype
