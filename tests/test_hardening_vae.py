@@ -38,7 +38,32 @@ BAD_CALLS = {
     "item_03_inf_target": (
         lambda: _vae().elbo(torch.tensor([[0.0, 1.0, float("inf"), 0.5]])),
         ValueError,
-        r"x must lie in \[0.0, 1.0\]",
+        r"x contains inf \(1 of 4 entries\)",
+    ),
+    "item_06_float64_into_float32_vae": (
+        lambda: _vae().elbo(torch.rand(3, 4, dtype=torch.float64)),
+        TypeError,
+        r"x has dtype torch.float64 but the model's parameters are torch.float32; .*x.float\(\)",
+    ),
+    "item_06_float16_latents_into_decode": (
+        lambda: _vae().decode(torch.zeros(3, 2, dtype=torch.float16)),
+        TypeError,
+        "z has dtype torch.float16",
+    ),
+    "item_09_empty_batch_elbo": (
+        lambda: _vae().elbo(torch.rand(0, 4)),
+        ValueError,
+        r"x is an empty batch, shape \(0, 4\)",
+    ),
+    "item_09_empty_batch_iwae": (
+        lambda: _vae().iwae(torch.rand(0, 4), k=3),
+        ValueError,
+        "x is an empty batch",
+    ),
+    "item_09_empty_batch_forward": (
+        lambda: _vae()(torch.rand(0, 4)),
+        ValueError,
+        "x is an empty batch",
     ),
 }
 

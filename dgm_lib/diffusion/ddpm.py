@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm_lib.checks import check_positive_int, check_tensor
+from dgm_lib.checks import check_dtype_matches, check_positive_int, check_tensor
 from dgm_lib.diffusion.schedules import NoiseSchedule
 
 
@@ -104,6 +104,7 @@ class DDPM(nn.Module):
         loss = pixel mean of (g_t[sqrt(a_t) x + sqrt(1 - a_t) eps] - eps)^2.
         """
         check_tensor(x, "x")
+        check_dtype_matches(x, self.net, "x")
         t = torch.randint(1, self.T + 1, (len(x),), device=x.device)
         eps = torch.randn_like(x)
         return {"loss": F.mse_loss(self.net(self.add_noise(x, eps, t), t), eps)}
