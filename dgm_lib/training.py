@@ -227,6 +227,17 @@ def _loss_terms(model: nn.Module, batch: Any, loss_fn: LossFn | None) -> dict[st
         raise TypeError(
             f"the model (or loss_fn) must return a dict of loss terms with a 'loss' key, got {got}"
         )
+    for name, value in out.items():
+        if isinstance(value, Tensor) and value.numel() != 1:
+            raise ValueError(
+                f"loss term {name!r} must be a scalar (one number, e.g. the batch's .mean()), "
+                f"got a tensor of shape {tuple(value.shape)}"
+            )
+    if not isinstance(out["loss"], Tensor):
+        raise TypeError(
+            f"loss term 'loss' must be a scalar tensor to differentiate, got "
+            f"{type(out['loss']).__name__}"
+        )
     return dict(out)
 
 

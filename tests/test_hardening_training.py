@@ -85,3 +85,30 @@ def test_item_02_matching_resume_still_continues(tmp_path):
     _first(path)
     torch.manual_seed(0)
     assert len(_fit(checkpoint_path=path, steps=3)) == 3
+
+
+# item -> (bad call, error type, phrase)
+BAD_CALLS = {
+    "item_07_per_sample_loss_vector": (
+        lambda: _fit(loss_fn=lambda m, x: {"loss": (m(x) - x).square().sum(1)}),
+        ValueError,
+        r"loss term 'loss' must be a scalar .*\.mean\(\).*got a tensor of shape \(4,\)",
+    ),
+    "item_07_per_sample_extra_term": (
+        lambda: _fit(loss_fn=lambda m, x: {"loss": m(x).mean(), "kl": m(x).sum(1)}),
+        ValueError,
+        r"loss term 'kl' must be a scalar",
+    ),
+    "item_07_loss_is_a_float": (
+        lambda: _fit(loss_fn=lambda m, x: {"loss": 1.0}),
+        TypeError,
+        "loss term 'loss' must be a scalar tensor to differentiate, got float",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CALLS))
+def test_bad_call_raises_a_clear_error(case):
+    call, error, phrase = BAD_CALLS[case]
+    with pytest.raises(error, match=phrase):
+        call()
