@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -88,7 +89,31 @@ def _check_config(value: Any, key: str = "") -> None:
             _check_config(v, f"{key}[{i}]")
     elif value is not None and not isinstance(value, (str, int, float, bool)):
         allowed = "a str, number, bool, None, list or dict"
-        raise TypeError(f"config value {key!r} must be {allowed}, got {type(value).__name__}")
+        raise TypeError(
+            f"config value {key!r} must be {allowed}, got {type(value).__name__} {value!r}"
+        )
+    elif isinstance(value, float) and math.isnan(value):
+        raise ValueError(
+            f"config value {key!r} is NaN; NaN never equals itself, so a checkpoint with it could "
+            "never be loaded again"
+        )
+
+
+def check_config(config: Any, name: str = "config") -> dict:
+    """`config` if it is a dict a checkpoint can store and compare, else TypeError/ValueError.
+
+    Allowed: str keys; str, number (not NaN), bool, None, list, tuple and dict values.
+
+    Example:
+        >>> check_config({"lr": float("nan")})
+        Traceback (most recent call last):
+        ...
+        ValueError: config value 'lr' is NaN; NaN never equals itself, so a checkpoint with it ...
+    """
+    if not isinstance(config, dict):
+        raise TypeError(f"{name} must be a dict, got {type(config).__name__}")
+    _check_config(config)
+    return config
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -172,9 +197,7 @@ def save_checkpoint(
     """
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict, got {type(state).__name__}")
-    if not isinstance(config, dict):
-        raise TypeError(f"config must be a dict, got {type(config).__name__}")
-    _check_config(config)
+    check_config(config)
     record = {
         "format_version": FORMAT_VERSION,
         "library_version": __version__,

@@ -28,6 +28,7 @@ from dgm_lib.checks import check_positive_int
 from dgm_lib.core import device_of, get_rng_state, set_rng_state
 from dgm_lib.io import (
     CheckpointError,
+    check_config,
     config_mismatch,
     load_checkpoint,
     save_checkpoint,
@@ -192,6 +193,8 @@ class FitOptions:
         check_positive_int(self.evaluate_every, "evaluate_every")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be a positive number or None, got {self.grad_clip!r}")
+        if self.config is not None:
+            check_config(self.config)  # now, not at the first save after expensive steps
         if self.evaluate is not None and not callable(self.evaluate):
             kind = type(self.evaluate).__name__
             raise TypeError(

@@ -29,7 +29,14 @@ from torch import nn
 
 from dgm_lib.checks import check_positive_int
 from dgm_lib.core import get_device, get_rng_state, seed_everything, set_rng_state
-from dgm_lib.io import CheckpointError, load_checkpoint, save_checkpoint, save_json, save_npz
+from dgm_lib.io import (
+    CheckpointError,
+    check_config,
+    load_checkpoint,
+    save_checkpoint,
+    save_json,
+    save_npz,
+)
 from dgm_lib.training import History
 
 CONFIG_MODULES: tuple[str, ...] = (  # the recipes modules, one per line
@@ -80,6 +87,7 @@ class Entry:
         if not callable(self.build) or not callable(self.train):
             kinds = f"{type(self.build).__name__} and {type(self.train).__name__}"
             raise TypeError(f"build and train must be callables, got {kinds}")
+        check_config(self.config)  # when registering, not when saving after training
 
     @property
     def file_config(self) -> dict:

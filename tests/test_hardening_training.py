@@ -104,6 +104,21 @@ BAD_CALLS = {
         TypeError,
         "loss term 'loss' must be a scalar tensor to differentiate, got float",
     ),
+    "item_08_config_holding_a_class_fails_before_training": (
+        lambda: FitOptions(steps=2, config={"act": nn.ReLU}),
+        TypeError,
+        r"config value 'act' must be a str, number, bool, None, list or dict, got type",
+    ),
+    "item_08_config_not_a_dict": (
+        lambda: FitOptions(steps=2, config=[("lr", 0.1)]),
+        TypeError,
+        "config must be a dict, got list",
+    ),
+    "item_13_nan_in_config": (
+        lambda: FitOptions(steps=2, config={"opt": {"lr": float("nan")}}),
+        ValueError,
+        "config value 'opt.lr' is NaN; NaN never equals itself",
+    ),
 }
 
 
