@@ -35,6 +35,7 @@ from dgm_lib.io import (
     state_dict_mismatch,
 )
 
+_STATE_KEYS = ("model", "optimizer", "step", "history", "position", "epoch_rng", "rng")
 LossFn = Callable[[nn.Module, Any], Mapping[str, Tensor]]
 Evaluate = Callable[[nn.Module], Mapping[str, float]]
 
@@ -389,7 +390,7 @@ def _save(run: _Run) -> None:
 
 def _restore(run: _Run) -> dict:
     """Load the checkpoint into model, optimizer and scheduler; returns its state."""
-    state = load_checkpoint(run.path, map_location="cpu")["state"]
+    state = load_checkpoint(run.path, map_location="cpu", require=_STATE_KEYS)["state"]
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scheduler is not None:
@@ -400,7 +401,7 @@ def _restore(run: _Run) -> dict:
 def _check_resumable(run: _Run) -> None:
     """CheckpointError unless the checkpoint at run.path was written by the same training (config,
     architecture, optimizer class and hyper-parameters)."""
-    record = load_checkpoint(run.path, map_location="cpu")
+    record = load_checkpoint(run.path, map_location="cpu", require=_STATE_KEYS)
     problem = _resume_mismatch(run, record)
     if problem:
         raise CheckpointError(

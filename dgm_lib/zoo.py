@@ -297,7 +297,9 @@ def load(
         except OSError as exc:
             warnings.warn(f"zoo: trained {name!r} but could not save {path}: {exc}", stacklevel=2)
         return model
-    record = load_checkpoint(path, expected_config=config.file_config, map_location="cpu")
+    record = load_checkpoint(
+        path, expected_config=config.file_config, map_location="cpu", require=("model",)
+    )
     model = config.build()
     try:
         model.load_state_dict(record["state"]["model"])
