@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -300,6 +301,8 @@ class _Run:
     epoch_rng: dict = field(default_factory=dict)  # RNG states just before iter(data)
     last_good: int | None = None  # step of the last checkpoint written or resumed
     signature: dict = field(default_factory=dict)  # what a resume must match (_signature)
+    snapshot: tuple | None = None  # (step, position, epoch_rng, rng) when the current step began
+    committing: bool = False  # the optimizer is stepping: the state is between two steps
 
     def __post_init__(self) -> None:
         self.signature = _signature(self.optimizer)
@@ -370,8 +373,9 @@ def _resume_mismatch(run: _Run, record: dict) -> str | None:
     return None
 
 
-def _save(run: _Run) -> None:
-    """Write the full training state of `run` to its checkpoint path."""
+def _save(run: _Run, rng: dict | None = None) -> None:
+    """Write the full training state of `run` to its checkpoint path (`rng`: the RNG states to
+    record, default the current ones)."""
     state = {
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -381,7 +385,7 @@ def _save(run: _Run) -> None:
         "evaluations": run.history.evaluations,
         "position": run.position,
         "epoch_rng": run.epoch_rng,
-        "rng": get_rng_state(run.generator),
+        "rng": rng if rng is not None else get_rng_state(run.generator),
         "signature": run.signature,
     }
     save_checkpoint(run.path, state, run.options.config or {})
@@ -473,11 +477,13 @@ def _train_step(run: _Run, batch: Any, device: torch.device) -> dict[str, float]
     values, bad = _guarded_backward(terms, run.optimizer, run.options.grad_clip)
     if bad is not None:
         raise _fail(run, values, bad)
+    run.committing = True  # from here until the step is recorded, an interrupt cannot save
     run.optimizer.step()
     if run.scheduler is not None:
         run.scheduler.step()
     run.step += 1
     run.history.append(values)
+    run.committing = False
     return values
 
 
@@ -486,8 +492,63 @@ def _after_step(run: _Run) -> None:
     options, last = run.options, run.step == run.options.steps
     if options.evaluate is not None and (run.step % options.evaluate_every == 0 or last):
         run.history.record_evaluation(run.step, _evaluated(run.model, options.evaluate))
-    if run.path is not None and (run.step % options.checkpoint_every == 0 or last):
+    saving = run.path is not None and run.step % options.checkpoint_every == 0
+    if saving or last:
+        _check_parameters(run)  # once per save and at the end: one device sync
+    if run.path is not None and (saving or last):
         _save(run)
+
+
+def _non_finite_parameter(model: nn.Module) -> str | None:
+    """The name of the first parameter holding NaN or inf, or None (one sync when all finite)."""
+    params = list(model.named_parameters())
+    if not params or bool(torch.stack([torch.isfinite(p).all() for _, p in params]).all()):
+        return None
+    return next(name for name, p in params if not torch.isfinite(p).all())
+
+
+def _check_parameters(run: _Run) -> None:
+    """NonFiniteLossError if an optimizer step made a parameter NaN/inf; restores the last good
+    checkpoint first, so a diverged model never becomes the one saved."""
+    bad = _non_finite_parameter(run.model)
+    if bad is None:
+        return
+    kept = f"no checkpoint, the model holds the diverged step {run.step}"
+    if run.last_good is not None:
+        _restore(run)
+        kept = f"model, optimizer and scheduler restored to step {run.last_good} from {run.path}"
+    message = (
+        f"non-finite parameter {bad!r} after step {run.step} (the optimizer step diverged: lower "
+        f"the learning rate or set grad_clip); {kept}"
+    )
+    raise NonFiniteLossError(message, run.step, "parameters", math.nan, run.history)
+
+
+def _save_on_interrupt(run: _Run) -> None:
+    """On KeyboardInterrupt: save the last completed step (unless saved already or diverged)."""
+    if run.path is None or run.committing or run.snapshot is None:
+        return
+    step, position, epoch_rng, rng = run.snapshot
+    if run.step == step:  # interrupted inside a step before the optimizer moved: undo its batch
+        run.position, run.epoch_rng = position, epoch_rng
+    else:
+        rng = None
+    if run.step == run.last_good or _non_finite_parameter(run.model) is not None:
+        return
+    _save(run, rng)
+    print(f"fit: interrupted; step {run.step} saved to {run.path} (run again to resume)")
+
+
+def _warn_unsaved_generator(data: Iterable, generator: torch.Generator | None) -> None:
+    """Warn when `data` draws from a torch.Generator that fit was not given (resume not exact)."""
+    own = getattr(data, "generator", None)
+    if isinstance(own, torch.Generator) and own is not generator:
+        warnings.warn(
+            f"data ({type(data).__name__}) draws from its own torch.Generator, which fit was not "
+            "given, so a resumed run will not be bit-for-bit the uninterrupted one; pass it: "
+            "fit(..., generator=data.generator)",
+            stacklevel=3,
+        )
 
 
 def fit(
@@ -509,8 +570,12 @@ def fit(
     position are saved atomically every `checkpoint_every` steps and at the end, and an existing
     checkpoint is continued exactly (see the module docstring for the data contract). A non-finite
     term raises NonFiniteLossError naming the step and the term; the last good checkpoint stays on
-    disk and is restored. `options.evaluate` runs every `evaluate_every` steps and at the end,
-    without changing the training stream; its metrics go to `history.evaluations`.
+    disk and is restored; so are non-finite parameters after an optimizer step, checked at every
+    save and at the end. A KeyboardInterrupt saves the last completed step, then propagates.
+    Resuming is bit-for-bit only when the data's own torch.Generator is passed as `generator`
+    (fit warns when `data.generator` is one it was not given). `options.evaluate` runs every
+    `evaluate_every` steps and at the end, without changing the training stream; its metrics go
+    to `history.evaluations`.
 
     Args:
         model: an nn.Module returning a dict of loss terms (or used by `options.loss_fn`).
@@ -541,6 +606,8 @@ def fit(
             "not a tensor"
         )
     run = _Run(model, optimizer, data, options, scheduler, generator)
+    if run.path is not None:
+        _warn_unsaved_generator(data, generator)
     if run.path is not None and options.resume and run.path.exists():
         _resume(run)
         if run.step >= options.steps:
@@ -556,10 +623,16 @@ def fit(
     )
     try:
         while run.step < options.steps:
+            if run.path is not None:
+                rng = get_rng_state(run.generator)
+                run.snapshot = (run.step, run.position, run.epoch_rng, rng)
             values = _train_step(run, _next_batch(run), device)
             bar.set_postfix({name: f"{value:.4g}" for name, value in values.items()}, refresh=False)
             bar.update(1)
             _after_step(run)
+    except KeyboardInterrupt:
+        _save_on_interrupt(run)
+        raise
     finally:
         bar.close()
         model.train(was_training)

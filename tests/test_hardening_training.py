@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from dgm_lib.io import CheckpointError
-from dgm_lib.training import FitOptions, fit
+from dgm_lib.io import CheckpointError, load_checkpoint
+from dgm_lib.training import FitOptions, NonFiniteLossError, ShuffledBatches, fit
 
 torch.set_num_threads(1)
 DATA = [torch.ones(4, 2), torch.zeros(4, 2)]
@@ -127,3 +127,80 @@ def test_bad_call_raises_a_clear_error(case):
     call, error, phrase = BAD_CALLS[case]
     with pytest.raises(error, match=phrase):
         call()
+
+
+class BlowUpAt:
+    """loss_fn with a tiny gradient until call `at`, then a gradient of 10 per weight: with
+    lr = 1e38 the optimizer step sends the weights to -inf while the loss itself is finite."""
+
+    def __init__(self, at):
+        self.at, self.calls = at, 0
+
+    def __call__(self, model, x):
+        self.calls += 1
+        scale = 10.0 if self.calls >= self.at else 1e-40
+        return {"loss": (model.weight * scale).sum()}
+
+
+def _huge_lr_fit(path, at):
+    model = nn.Linear(2, 2)
+    options = FitOptions(
+        steps=3, loss_fn=BlowUpAt(at), progress=False, checkpoint_path=path, checkpoint_every=1
+    )
+    fit(model, torch.optim.SGD(model.parameters(), lr=1e38), DATA, options)
+
+
+def test_item_11_non_finite_parameters_are_never_saved(tmp_path):
+    path = tmp_path / "run.pt"
+    with pytest.raises(NonFiniteLossError, match=r"non-finite parameter 'weight' after step 2 "):
+        _huge_lr_fit(path, at=2)
+    saved = load_checkpoint(path)["state"]  # the last good checkpoint stays: step 1, finite
+    assert saved["step"] == 1 and torch.isfinite(saved["model"]["weight"]).all()
+
+
+def test_item_11_without_a_good_checkpoint_nothing_is_written(tmp_path):
+    path = tmp_path / "run.pt"
+    with pytest.raises(NonFiniteLossError, match="no checkpoint, the model holds the diverged"):
+        _huge_lr_fit(path, at=1)
+    assert not path.exists()
+
+
+class InterruptAt:
+    def __init__(self, at):
+        self.at, self.calls = at, 0
+
+    def __call__(self, model, x):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return _loss(model, x)
+
+
+def test_item_12_keyboard_interrupt_saves_then_reraises(tmp_path, capsys):
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _fit(steps=10, checkpoint_path=path, checkpoint_every=100, loss_fn=InterruptAt(4))
+    assert load_checkpoint(path)["state"]["step"] == 3
+    assert "step 3 saved to" in capsys.readouterr().out
+
+
+def test_item_20_data_generator_not_given_to_fit_warns(tmp_path):
+    model = nn.Linear(2, 2)
+    data = ShuffledBatches(torch.rand(8, 2), 4, torch.Generator().manual_seed(0))
+    options = FitOptions(steps=2, loss_fn=_loss, progress=False, checkpoint_path=tmp_path / "r.pt")
+    with pytest.warns(UserWarning, match="draws from its own torch.Generator, which fit was not"):
+        fit(model, torch.optim.SGD(model.parameters(), lr=0.1), data, options)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        options = FitOptions(
+            steps=2, loss_fn=_loss, progress=False, checkpoint_path=tmp_path / "s.pt"
+        )
+        fit(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            data,
+            options,
+            generator=data.generator,
+        )
