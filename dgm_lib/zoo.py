@@ -246,6 +246,29 @@ def _train(
     return model.eval(), state
 
 
+def _usable_device(device: torch.device | str | None) -> torch.device:
+    """`device` as a torch.device that exists on this machine (None: get_device()), else
+    ValueError."""
+    if device is None:
+        return get_device()
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be a device such as 'cpu' or 'cuda', got {device!r}"
+        ) from exc
+    available = {
+        "cuda": torch.cuda.is_available,
+        "mps": lambda: torch.backends.mps.is_available(),
+    }.get(device.type, lambda: True)
+    if not available():
+        raise ValueError(
+            f"device={str(device)!r} but this machine has no {device.type} device; pass "
+            "device='cpu' or leave it None (get_device() picks what exists)"
+        )
+    return device
+
+
 def train(
     name: str,
     *,
@@ -258,7 +281,7 @@ def train(
         The checkpoint path.
     """
     config = entry(name)
-    device = torch.device(device) if device is not None else get_device()
+    device = _usable_device(device)
     _, state = _train(config, device, directory)
     path = checkpoint_path(name, directory)
     return save_checkpoint(path, state, config.file_config, max_bytes=config.max_bytes)
@@ -283,8 +306,14 @@ def load(
         The model, in eval mode.
     """
     config = entry(name)
-    device = torch.device(device) if device is not None else get_device()
+    device = _usable_device(device)
     path = checkpoint_path(name, directory)
+    if not path.parent.is_dir():
+        source = "directory=" if directory is not None else "DGM_CHECKPOINT_DIR"
+        raise CheckpointError(
+            f"checkpoint folder {path.parent} does not exist (from {source}); check the path "
+            "for a typo, or create the folder to train into it"
+        )
     if not path.exists():
         if not train_if_missing:
             raise CheckpointError(
