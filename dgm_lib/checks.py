@@ -129,6 +129,19 @@ def check_float_tensor(x: Any, name: str) -> None:
     _check_no_nan(x, name)
 
 
+def check_finite_tensor(x: Any, name: str) -> None:
+    """TypeError unless `x` is a floating-point tensor; ValueError if it holds NaN or inf.
+
+    Example:
+        >>> check_finite_tensor(torch.tensor([0.0, float("inf")]), "mu")
+        Traceback (most recent call last):
+        ...
+        ValueError: mu contains inf (1 of 2 entries); allowed: finite values
+    """
+    check_float_tensor(x, name)
+    _check_finite(x, name)
+
+
 def _check_no_nan(x: Tensor, name: str) -> None:
     if torch.isnan(x).any():
         count = int(torch.isnan(x).sum())

@@ -600,6 +600,21 @@ def fit(
     """
     if not isinstance(options, FitOptions):
         raise TypeError(f"options must be a FitOptions, got {type(options).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer over the model's parameters (e.g. "
+            f"torch.optim.Adam(model.parameters())), got {type(optimizer).__name__}"
+        )
+    if scheduler is not None and not all(
+        callable(getattr(scheduler, m, None)) for m in ("step", "state_dict", "load_state_dict")
+    ):
+        raise TypeError(
+            "scheduler must be a learning-rate scheduler object (e.g. "
+            "torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max)) or None, got "
+            f"{type(scheduler).__name__} {scheduler!r}"
+        )
     if isinstance(data, Tensor):
         raise TypeError(
             "data must be an iterable of batches (e.g. a DataLoader or x.split(batch_size)), "
