@@ -1,11 +1,12 @@
 """Hardening of dgm_lib.data: bad arguments to the 2D targets and to load_mnist raise errors
-naming the argument (issue items 5, 15, 16)."""
+naming the argument (issue items 5, 15, 16, 19)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from dgm_lib.data.mnist import load_mnist, to_unit
 from dgm_lib.data.toy2d import eight_gaussians, get_target, rings, two_moons
 
 torch.set_num_threads(1)
@@ -66,6 +67,36 @@ BAD_CALLS = {
         lambda: rings(std=float("nan")),
         ValueError,
         "std must be a finite number",
+    ),
+    "item_15_timeout_as_string": (
+        lambda: load_mnist("test", "torchvision", timeout="3"),
+        TypeError,
+        "load_mnist: timeout must be a real number .*got str '3'",
+    ),
+    "item_15_timeout_nan": (
+        lambda: load_mnist("test", "torchvision", timeout=float("nan")),
+        ValueError,
+        "load_mnist: timeout must be a positive number of seconds, got nan",
+    ),
+    "item_15_timeout_negative": (
+        lambda: load_mnist("test", timeout=-1),
+        ValueError,
+        "load_mnist: timeout must be a positive number of seconds, got -1",
+    ),
+    "item_15_root_an_int": (
+        lambda: load_mnist("test", "torchvision", root=123),
+        TypeError,
+        r"load_mnist: root must be a folder path \(str or os.PathLike\) or None, got int 123",
+    ),
+    "item_19_to_unit_of_a_string": (
+        lambda: to_unit("x"),
+        TypeError,
+        "images must be a floating-point tensor, got a str",
+    ),
+    "item_19_to_unit_of_integers": (
+        lambda: to_unit(torch.tensor([0, 255])),
+        TypeError,
+        "images must be a floating-point tensor, got a tensor of dtype torch.int64",
     ),
 }
 
