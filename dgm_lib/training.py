@@ -392,9 +392,11 @@ def _save(run: _Run, rng: dict | None = None) -> None:
     run.last_good = run.step
 
 
-def _restore(run: _Run) -> dict:
-    """Load the checkpoint into model, optimizer and scheduler; returns its state."""
-    state = load_checkpoint(run.path, map_location="cpu", require=_STATE_KEYS)["state"]
+def _restore(run: _Run, state: dict | None = None) -> dict:
+    """Load the checkpoint (or its already loaded `state`) into model, optimizer and scheduler;
+    returns its state."""
+    if state is None:
+        state = load_checkpoint(run.path, map_location="cpu", require=_STATE_KEYS)["state"]
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scheduler is not None:
@@ -402,9 +404,9 @@ def _restore(run: _Run) -> dict:
     return state
 
 
-def _check_resumable(run: _Run) -> None:
-    """CheckpointError unless the checkpoint at run.path was written by the same training (config,
-    architecture, optimizer class and hyper-parameters)."""
+def _resumable_state(run: _Run) -> dict:
+    """The state of the checkpoint at run.path; CheckpointError unless the same training (config,
+    architecture, optimizer class and hyper-parameters) wrote it."""
     record = load_checkpoint(run.path, map_location="cpu", require=_STATE_KEYS)
     problem = _resume_mismatch(run, record)
     if problem:
@@ -413,12 +415,12 @@ def _check_resumable(run: _Run) -> None:
             f"({problem}); to start fresh, delete the file or pass another checkpoint_path "
             "(resume=False overwrites it)"
         )
+    return record["state"]
 
 
 def _resume(run: _Run) -> None:
     """Continue from the checkpoint: weights, history, RNG states and the data position."""
-    _check_resumable(run)
-    state = _restore(run)
+    state = _restore(run, _resumable_state(run))
     run.history = History(state["history"], state.get("evaluations", {}))
     run.step, run.position, run.epoch_rng = state["step"], state["position"], state["epoch_rng"]
     run.last_good = run.step
