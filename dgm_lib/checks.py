@@ -7,12 +7,13 @@ torch).
 
 from __future__ import annotations
 
+import itertools
 import math
 from numbers import Real
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def check_int(value: Any, name: str, low: int = 1) -> int:
@@ -128,14 +129,39 @@ def check_float_tensor(x: Any, name: str) -> None:
     _check_no_nan(x, name)
 
 
+def check_finite_tensor(x: Any, name: str) -> None:
+    """TypeError unless `x` is a floating-point tensor; ValueError if it holds NaN or inf.
+
+    Example:
+        >>> check_finite_tensor(torch.tensor([0.0, float("inf")]), "mu")
+        Traceback (most recent call last):
+        ...
+        ValueError: mu contains inf (1 of 2 entries); allowed: finite values
+    """
+    check_float_tensor(x, name)
+    _check_finite(x, name)
+
+
 def _check_no_nan(x: Tensor, name: str) -> None:
     if torch.isnan(x).any():
         count = int(torch.isnan(x).sum())
         raise ValueError(f"{name} contains NaN ({count} of {x.numel()} entries); allowed: no NaN")
 
 
+def _check_finite(x: Tensor, name: str) -> None:
+    """ValueError naming NaN or inf entries of `x` (one device sync when all are finite)."""
+    if torch.isfinite(x).all():
+        return
+    _check_no_nan(x, name)
+    count = int(torch.isinf(x).sum())
+    raise ValueError(
+        f"{name} contains inf ({count} of {x.numel()} entries); allowed: finite values"
+    )
+
+
 def check_tensor(x: Any, name: str) -> None:
-    """TypeError unless `x` is a floating-point tensor (batch, *event); ValueError if it holds NaN.
+    """TypeError unless `x` is a floating-point tensor (batch, *event); ValueError if the batch is
+    empty or it holds NaN or inf.
 
     Example:
         >>> check_tensor(torch.zeros(3), "x")
@@ -155,7 +181,11 @@ def check_tensor(x: Any, name: str) -> None:
             f"{name} must have shape (batch, *event) with at least 2 dimensions, got "
             f"{tuple(x.shape)}"
         )
-    _check_no_nan(x, name)
+    if x.shape[0] == 0:
+        raise ValueError(
+            f"{name} is an empty batch, shape {tuple(x.shape)}; pass at least one sample"
+        )
+    _check_finite(x, name)
 
 
 def check_vector(x: Any, name: str, m: int) -> None:
@@ -192,3 +222,74 @@ def check_integer_valued(y: Any, name: str) -> None:
                 f"{name} must hold integer values, got {int(frac.sum())} non-integer entries, "
                 f"e.g. {example}"
             )
+
+
+def check_in_range(x: Tensor, name: str, low: float, high: float, why: str = "") -> None:
+    """ValueError unless every entry of the tensor `x` lies in [low, high] (one device sync).
+
+    Example:
+        >>> check_in_range(torch.tensor([0.0, 255.0]), "x", 0.0, 1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: x must lie in [0.0, 1.0], got values in [0, 255]
+    """
+    if x.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if lo < low or hi > high or math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"{name} must lie in [{low}, {high}]{why}, got values in [{lo:g}, {hi:g}]")
+
+
+def check_bound(value: Any, name: str = "bound") -> float:
+    """`value` as a float if it is a finite positive real number (a soft-clamp bound), else
+    TypeError/ValueError.
+
+    Example:
+        >>> check_bound(float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: bound must be positive and finite, got inf
+    """
+    return check_real(value, name, lambda v: v > 0, "positive and finite")
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """`dtype` if it is a floating-point torch.dtype, else TypeError naming `name`.
+
+    Example:
+        >>> check_float_dtype(torch.int64)
+        Traceback (most recent call last):
+        ...
+        TypeError: dtype must be a floating-point torch.dtype (e.g. torch.float32), got torch.int64
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"{name} must be a floating-point torch.dtype (e.g. torch.float32), got {dtype!r}"
+        )
+    return dtype
+
+
+def check_dtype_matches(x: Tensor, module: nn.Module, name: str = "x") -> None:
+    """TypeError unless the floating tensor `x` has the dtype of the module's parameters.
+
+    A module without floating parameters or buffers accepts any dtype. No device sync.
+
+    Example:
+        >>> check_dtype_matches(torch.zeros(1, 2, dtype=torch.float64), nn.Linear(2, 2))
+        Traceback (most recent call last):
+        ...
+        TypeError: x has dtype torch.float64 but the model's parameters are torch.float32; ...
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        return
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    own = next((t for t in tensors if t.is_floating_point()), None)
+    if own is None or own.dtype == x.dtype:
+        return
+    methods = {torch.float64: "double", torch.float32: "float", torch.float16: "half"}
+    for_model = f"model.{methods[x.dtype]}()" if x.dtype in methods else f"model.to({x.dtype})"
+    for_x = f"{name}.{methods[own.dtype]}()" if own.dtype in methods else f"{name}.to({own.dtype})"
+    raise TypeError(
+        f"{name} has dtype {x.dtype} but the model's parameters are {own.dtype}; convert the "
+        f"model ({for_model}) or the input ({for_x})"
+    )

@@ -90,6 +90,10 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
         >>> torch.equal(a, torch.rand(2))
         True
     """
+    keys = ("torch", "cuda", "generator", "python", "numpy")
+    if not isinstance(state, dict) or not set(keys) <= state.keys():
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"state must be a dict from get_rng_state() with keys {keys}, got {got}")
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -41,7 +41,15 @@ def mean_and_se(values: Tensor) -> tuple[float, float]:
         >>> mean_and_se(torch.tensor([1.0, 2.0, 3.0]))
         (2.0, 0.5773502691896258)
     """
+    if not isinstance(values, Tensor):
+        raise TypeError(f"values must be a tensor, got {type(values).__name__}")
     values = values.detach().double().cpu()
+    if values.numel() < 2:
+        raise ValueError(
+            f"values must hold at least 2 numbers for a standard error, got {values.numel()}"
+        )
+    if torch.isnan(values).any():
+        raise ValueError(f"values contains NaN ({int(values.isnan().sum())} of {values.numel()})")
     return values.mean().item(), values.std().item() / values.numel() ** 0.5
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -26,8 +27,16 @@ from tqdm.auto import tqdm
 
 from dgm_lib.checks import check_positive_int
 from dgm_lib.core import device_of, get_rng_state, set_rng_state
-from dgm_lib.io import load_checkpoint, save_checkpoint
+from dgm_lib.io import (
+    CheckpointError,
+    check_config,
+    config_mismatch,
+    load_checkpoint,
+    save_checkpoint,
+    state_dict_mismatch,
+)
 
+_STATE_KEYS = ("model", "optimizer", "step", "history", "position", "epoch_rng", "rng")
 LossFn = Callable[[nn.Module, Any], Mapping[str, Tensor]]
 Evaluate = Callable[[nn.Module], Mapping[str, float]]
 
@@ -186,6 +195,8 @@ class FitOptions:
         check_positive_int(self.evaluate_every, "evaluate_every")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be a positive number or None, got {self.grad_clip!r}")
+        if self.config is not None:
+            check_config(self.config)  # now, not at the first save after expensive steps
         if self.evaluate is not None and not callable(self.evaluate):
             kind = type(self.evaluate).__name__
             raise TypeError(
@@ -220,6 +231,17 @@ def _loss_terms(model: nn.Module, batch: Any, loss_fn: LossFn | None) -> dict[st
         got = f"dict with keys {sorted(out)}" if isinstance(out, Mapping) else type(out).__name__
         raise TypeError(
             f"the model (or loss_fn) must return a dict of loss terms with a 'loss' key, got {got}"
+        )
+    for name, value in out.items():
+        if isinstance(value, Tensor) and value.numel() != 1:
+            raise ValueError(
+                f"loss term {name!r} must be a scalar (one number, e.g. the batch's .mean()), "
+                f"got a tensor of shape {tuple(value.shape)}"
+            )
+    if not isinstance(out["loss"], Tensor):
+        raise TypeError(
+            f"loss term 'loss' must be a scalar tensor to differentiate, got "
+            f"{type(out['loss']).__name__}"
         )
     return dict(out)
 
@@ -278,6 +300,12 @@ class _Run:
     batches: Iterator | None = None
     epoch_rng: dict = field(default_factory=dict)  # RNG states just before iter(data)
     last_good: int | None = None  # step of the last checkpoint written or resumed
+    signature: dict = field(default_factory=dict)  # what a resume must match (_signature)
+    snapshot: tuple | None = None  # (step, position, epoch_rng, rng) when the current step began
+    committing: bool = False  # the optimizer is stepping: the state is between two steps
+
+    def __post_init__(self) -> None:
+        self.signature = _signature(self.optimizer)
 
     @property
     def path(self) -> Path | None:
@@ -285,8 +313,69 @@ class _Run:
         return Path(path) if path is not None else None
 
 
-def _save(run: _Run) -> None:
-    """Write the full training state of `run` to its checkpoint path."""
+def _plain(value: Any) -> Any:
+    """A hyper-parameter as a plain value a checkpoint can hold (tuples as lists, tensors as
+    floats, anything else as its repr)."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _hyper(groups: list[dict]) -> list[dict]:
+    """The hyper-parameters of each parameter group (all keys but "params"), as plain values."""
+    return [{k: _plain(v) for k, v in g.items() if k != "params"} for g in groups]
+
+
+def _signature(optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's class and hyper-parameters when fit starts: a resume must match them."""
+    kind = type(optimizer)
+    return {
+        "optimizer": f"{kind.__module__}.{kind.__qualname__}",
+        "hyper": _hyper(optimizer.param_groups),
+    }
+
+
+def _resume_mismatch(run: _Run, record: dict) -> str | None:
+    """What differs between the checkpoint and what `run` trains (config, architecture,
+    optimizer class or hyper-parameters), or None."""
+    state = record["state"]
+    problem = config_mismatch(record["config"], run.options.config or {})
+    if problem:
+        return f"config: {problem}"
+    if not isinstance(state.get("model"), Mapping):
+        return "it holds no model weights"
+    problem = state_dict_mismatch(state["model"], run.model.state_dict())
+    if problem:
+        return f"architecture: {problem}"
+    saved, now = state.get("signature"), run.signature
+    if saved is None:  # written before signatures: compare the optimizer's saved groups
+        groups = state.get("optimizer", {}).get("param_groups", [])
+        saved = {"optimizer": now["optimizer"], "hyper": _hyper(groups)}
+        if any("initial_lr" in g for g in groups):  # a scheduler moved lr: compare initial_lr
+            now = {
+                **now,
+                "hyper": [{k: v for k, v in g.items() if k != "lr"} for g in now["hyper"]],
+            }
+            saved["hyper"] = [{k: v for k, v in g.items() if k != "lr"} for g in saved["hyper"]]
+    if saved["optimizer"] != now["optimizer"]:
+        return f"optimizer: {saved['optimizer']} in the file, now {now['optimizer']}"
+    if len(saved["hyper"]) != len(now["hyper"]):
+        n_old, n_new = len(saved["hyper"]), len(now["hyper"])
+        return f"optimizer: {n_old} parameter groups in the file, now {n_new}"
+    for k, (old, new) in enumerate(zip(saved["hyper"], now["hyper"])):
+        problem = config_mismatch(old, new)
+        if problem:
+            return f"optimizer hyper-parameters of group {k}: {problem}"
+    return None
+
+
+def _save(run: _Run, rng: dict | None = None) -> None:
+    """Write the full training state of `run` to its checkpoint path (`rng`: the RNG states to
+    record, default the current ones)."""
     state = {
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -296,17 +385,18 @@ def _save(run: _Run) -> None:
         "evaluations": run.history.evaluations,
         "position": run.position,
         "epoch_rng": run.epoch_rng,
-        "rng": get_rng_state(run.generator),
+        "rng": rng if rng is not None else get_rng_state(run.generator),
+        "signature": run.signature,
     }
     save_checkpoint(run.path, state, run.options.config or {})
     run.last_good = run.step
 
 
-def _restore(run: _Run) -> dict:
-    """Load the checkpoint into model, optimizer and scheduler; returns its state."""
-    state = load_checkpoint(run.path, expected_config=run.options.config, map_location="cpu")[
-        "state"
-    ]
+def _restore(run: _Run, state: dict | None = None) -> dict:
+    """Load the checkpoint (or its already loaded `state`) into model, optimizer and scheduler;
+    returns its state."""
+    if state is None:
+        state = load_checkpoint(run.path, map_location="cpu", require=_STATE_KEYS)["state"]
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scheduler is not None:
@@ -314,9 +404,23 @@ def _restore(run: _Run) -> dict:
     return state
 
 
+def _resumable_state(run: _Run) -> dict:
+    """The state of the checkpoint at run.path; CheckpointError unless the same training (config,
+    architecture, optimizer class and hyper-parameters) wrote it."""
+    record = load_checkpoint(run.path, map_location="cpu", require=_STATE_KEYS)
+    problem = _resume_mismatch(run, record)
+    if problem:
+        raise CheckpointError(
+            f"checkpoint {run.path}: cannot resume, it was written by another training "
+            f"({problem}); to start fresh, delete the file or pass another checkpoint_path "
+            "(resume=False overwrites it)"
+        )
+    return record["state"]
+
+
 def _resume(run: _Run) -> None:
     """Continue from the checkpoint: weights, history, RNG states and the data position."""
-    state = _restore(run)
+    state = _restore(run, _resumable_state(run))
     run.history = History(state["history"], state.get("evaluations", {}))
     run.step, run.position, run.epoch_rng = state["step"], state["position"], state["epoch_rng"]
     run.last_good = run.step
@@ -375,11 +479,13 @@ def _train_step(run: _Run, batch: Any, device: torch.device) -> dict[str, float]
     values, bad = _guarded_backward(terms, run.optimizer, run.options.grad_clip)
     if bad is not None:
         raise _fail(run, values, bad)
+    run.committing = True  # from here until the step is recorded, an interrupt cannot save
     run.optimizer.step()
     if run.scheduler is not None:
         run.scheduler.step()
     run.step += 1
     run.history.append(values)
+    run.committing = False
     return values
 
 
@@ -388,8 +494,63 @@ def _after_step(run: _Run) -> None:
     options, last = run.options, run.step == run.options.steps
     if options.evaluate is not None and (run.step % options.evaluate_every == 0 or last):
         run.history.record_evaluation(run.step, _evaluated(run.model, options.evaluate))
-    if run.path is not None and (run.step % options.checkpoint_every == 0 or last):
+    saving = run.path is not None and run.step % options.checkpoint_every == 0
+    if saving or last:
+        _check_parameters(run)  # once per save and at the end: one device sync
+    if run.path is not None and (saving or last):
         _save(run)
+
+
+def _non_finite_parameter(model: nn.Module) -> str | None:
+    """The name of the first parameter holding NaN or inf, or None (one sync when all finite)."""
+    params = list(model.named_parameters())
+    if not params or bool(torch.stack([torch.isfinite(p).all() for _, p in params]).all()):
+        return None
+    return next(name for name, p in params if not torch.isfinite(p).all())
+
+
+def _check_parameters(run: _Run) -> None:
+    """NonFiniteLossError if an optimizer step made a parameter NaN/inf; restores the last good
+    checkpoint first, so a diverged model never becomes the one saved."""
+    bad = _non_finite_parameter(run.model)
+    if bad is None:
+        return
+    kept = f"no checkpoint, the model holds the diverged step {run.step}"
+    if run.last_good is not None:
+        _restore(run)
+        kept = f"model, optimizer and scheduler restored to step {run.last_good} from {run.path}"
+    message = (
+        f"non-finite parameter {bad!r} after step {run.step} (the optimizer step diverged: lower "
+        f"the learning rate or set grad_clip); {kept}"
+    )
+    raise NonFiniteLossError(message, run.step, "parameters", math.nan, run.history)
+
+
+def _save_on_interrupt(run: _Run) -> None:
+    """On KeyboardInterrupt: save the last completed step (unless saved already or diverged)."""
+    if run.path is None or run.committing or run.snapshot is None:
+        return
+    step, position, epoch_rng, rng = run.snapshot
+    if run.step == step:  # interrupted inside a step before the optimizer moved: undo its batch
+        run.position, run.epoch_rng = position, epoch_rng
+    else:
+        rng = None
+    if run.step == run.last_good or _non_finite_parameter(run.model) is not None:
+        return
+    _save(run, rng)
+    print(f"fit: interrupted; step {run.step} saved to {run.path} (run again to resume)")
+
+
+def _warn_unsaved_generator(data: Iterable, generator: torch.Generator | None) -> None:
+    """Warn when `data` draws from a torch.Generator that fit was not given (resume not exact)."""
+    own = getattr(data, "generator", None)
+    if isinstance(own, torch.Generator) and own is not generator:
+        warnings.warn(
+            f"data ({type(data).__name__}) draws from its own torch.Generator, which fit was not "
+            "given, so a resumed run will not be bit-for-bit the uninterrupted one; pass it: "
+            "fit(..., generator=data.generator)",
+            stacklevel=3,
+        )
 
 
 def fit(
@@ -411,8 +572,12 @@ def fit(
     position are saved atomically every `checkpoint_every` steps and at the end, and an existing
     checkpoint is continued exactly (see the module docstring for the data contract). A non-finite
     term raises NonFiniteLossError naming the step and the term; the last good checkpoint stays on
-    disk and is restored. `options.evaluate` runs every `evaluate_every` steps and at the end,
-    without changing the training stream; its metrics go to `history.evaluations`.
+    disk and is restored; so are non-finite parameters after an optimizer step, checked at every
+    save and at the end. A KeyboardInterrupt saves the last completed step, then propagates.
+    Resuming is bit-for-bit only when the data's own torch.Generator is passed as `generator`
+    (fit warns when `data.generator` is one it was not given). `options.evaluate` runs every
+    `evaluate_every` steps and at the end, without changing the training stream; its metrics go
+    to `history.evaluations`.
 
     Args:
         model: an nn.Module returning a dict of loss terms (or used by `options.loss_fn`).
@@ -437,12 +602,29 @@ def fit(
     """
     if not isinstance(options, FitOptions):
         raise TypeError(f"options must be a FitOptions, got {type(options).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer over the model's parameters (e.g. "
+            f"torch.optim.Adam(model.parameters())), got {type(optimizer).__name__}"
+        )
+    if scheduler is not None and not all(
+        callable(getattr(scheduler, m, None)) for m in ("step", "state_dict", "load_state_dict")
+    ):
+        raise TypeError(
+            "scheduler must be a learning-rate scheduler object (e.g. "
+            "torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max)) or None, got "
+            f"{type(scheduler).__name__} {scheduler!r}"
+        )
     if isinstance(data, Tensor):
         raise TypeError(
             "data must be an iterable of batches (e.g. a DataLoader or x.split(batch_size)), "
             "not a tensor"
         )
     run = _Run(model, optimizer, data, options, scheduler, generator)
+    if run.path is not None:
+        _warn_unsaved_generator(data, generator)
     if run.path is not None and options.resume and run.path.exists():
         _resume(run)
         if run.step >= options.steps:
@@ -458,10 +640,16 @@ def fit(
     )
     try:
         while run.step < options.steps:
+            if run.path is not None:
+                rng = get_rng_state(run.generator)
+                run.snapshot = (run.step, run.position, run.epoch_rng, rng)
             values = _train_step(run, _next_batch(run), device)
             bar.set_postfix({name: f"{value:.4g}" for name, value in values.items()}, refresh=False)
             bar.update(1)
             _after_step(run)
+    except KeyboardInterrupt:
+        _save_on_interrupt(run)
+        raise
     finally:
         bar.close()
         model.train(was_training)

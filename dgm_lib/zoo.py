@@ -29,7 +29,14 @@ from torch import nn
 
 from dgm_lib.checks import check_positive_int
 from dgm_lib.core import get_device, get_rng_state, seed_everything, set_rng_state
-from dgm_lib.io import CheckpointError, load_checkpoint, save_checkpoint, save_json, save_npz
+from dgm_lib.io import (
+    CheckpointError,
+    check_config,
+    load_checkpoint,
+    save_checkpoint,
+    save_json,
+    save_npz,
+)
 from dgm_lib.training import History
 
 CONFIG_MODULES: tuple[str, ...] = (  # the recipes modules, one per line
@@ -81,6 +88,7 @@ class Entry:
         if not callable(self.build) or not callable(self.train):
             kinds = f"{type(self.build).__name__} and {type(self.train).__name__}"
             raise TypeError(f"build and train must be callables, got {kinds}")
+        check_config(self.config)  # when registering, not when saving after training
 
     @property
     def file_config(self) -> dict:
@@ -239,6 +247,29 @@ def _train(
     return model.eval(), state
 
 
+def _usable_device(device: torch.device | str | None) -> torch.device:
+    """`device` as a torch.device that exists on this machine (None: get_device()), else
+    ValueError."""
+    if device is None:
+        return get_device()
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be a device such as 'cpu' or 'cuda', got {device!r}"
+        ) from exc
+    available = {
+        "cuda": torch.cuda.is_available,
+        "mps": lambda: torch.backends.mps.is_available(),
+    }.get(device.type, lambda: True)
+    if not available():
+        raise ValueError(
+            f"device={str(device)!r} but this machine has no {device.type} device; pass "
+            "device='cpu' or leave it None (get_device() picks what exists)"
+        )
+    return device
+
+
 def train(
     name: str,
     *,
@@ -251,7 +282,7 @@ def train(
         The checkpoint path.
     """
     config = entry(name)
-    device = torch.device(device) if device is not None else get_device()
+    device = _usable_device(device)
     _, state = _train(config, device, directory)
     path = checkpoint_path(name, directory)
     return save_checkpoint(path, state, config.file_config, max_bytes=config.max_bytes)
@@ -276,8 +307,14 @@ def load(
         The model, in eval mode.
     """
     config = entry(name)
-    device = torch.device(device) if device is not None else get_device()
+    device = _usable_device(device)
     path = checkpoint_path(name, directory)
+    if not path.parent.is_dir():
+        source = "directory=" if directory is not None else "DGM_CHECKPOINT_DIR"
+        raise CheckpointError(
+            f"checkpoint folder {path.parent} does not exist (from {source}); check the path "
+            "for a typo, or create the folder to train into it"
+        )
     if not path.exists():
         if not train_if_missing:
             raise CheckpointError(
@@ -290,7 +327,9 @@ def load(
         except OSError as exc:
             warnings.warn(f"zoo: trained {name!r} but could not save {path}: {exc}", stacklevel=2)
         return model
-    record = load_checkpoint(path, expected_config=config.file_config, map_location="cpu")
+    record = load_checkpoint(
+        path, expected_config=config.file_config, map_location="cpu", require=("model",)
+    )
     model = config.build()
     try:
         model.load_state_dict(record["state"]["model"])

@@ -99,16 +99,20 @@ def _assert_identical(params_a, params_b, hist_a, hist_b):
     assert hist_a.terms == hist_b.terms
 
 
-class CrashAt:
-    """loss_fn that raises (like a killed process) on its `at`-th call."""
+class Crash(Exception):
+    """A simulated crash that fit cannot react to (like a killed process)."""
 
-    def __init__(self, at):
-        self.at, self.calls = at, 0
+
+class CrashAt:
+    """loss_fn that raises `error` (a crash, or KeyboardInterrupt) on its `at`-th call."""
+
+    def __init__(self, at, error=Crash):
+        self.at, self.calls, self.error = at, 0, error
 
     def __call__(self, model, batch):
         self.calls += 1
         if self.calls == self.at:
-            raise KeyboardInterrupt("simulated crash")
+            raise self.error("simulated crash")
         return model(*batch) if isinstance(batch, list) else model(batch)
 
 
@@ -130,15 +134,22 @@ def straight():
 @pytest.mark.parametrize(
     "every, crash_at", [(5, 13), (7, 16)]
 )  # mid-epoch, and at an epoch boundary
-def test_resume_after_crash_is_bit_for_bit(kind, every, crash_at, straight, tmp_path):
+@pytest.mark.parametrize("error", [Crash, KeyboardInterrupt])
+def test_resume_after_crash_is_bit_for_bit(kind, every, crash_at, error, straight, tmp_path):
     path = tmp_path / "run.pt"
     crashed = _setup(0, 1, DATA[kind])
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(error):
         _run(
-            crashed, STEPS, checkpoint_path=path, checkpoint_every=every, loss_fn=CrashAt(crash_at)
+            crashed,
+            STEPS,
+            checkpoint_path=path,
+            checkpoint_every=every,
+            loss_fn=CrashAt(crash_at, error),
         )
     saved = load_checkpoint(path)["state"]
-    assert saved["step"] == (crash_at - 1) // every * every
+    # a crash keeps the last periodic save; an interrupt saves the last completed step
+    last = crash_at - 1
+    assert saved["step"] == (last if error is KeyboardInterrupt else last // every * every)
     resumed = _setup(42, 99, DATA[kind])  # another process: other seeds, other initial weights
     history = _run(resumed, STEPS, checkpoint_path=path, checkpoint_every=every)
     _assert_identical(_params(resumed["model"]), straight[kind][0], history, straight[kind][1])

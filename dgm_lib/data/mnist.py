@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dgm_lib.checks import check_float_tensor, check_real
+
 SPLITS = ("train", "test")
 SOURCES = ("subset", "torchvision")
 SCALES = ("unit", "signed", "pixels", "binarized")
@@ -119,6 +121,12 @@ def load_mnist(
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    check_real(timeout, "timeout", lambda v: v > 0, "a positive number of seconds", "load_mnist")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(
+            f"load_mnist: root must be a folder path (str or os.PathLike) or None, got "
+            f"{type(root).__name__} {root!r}"
+        )
     if source == "subset":
         return _subset(split)
     root = Path(root) if root is not None else Path.home() / ".cache" / "dgm_lib" / "mnist"
@@ -174,4 +182,5 @@ def to_unit(images: Tensor) -> Tensor:
         >>> to_unit(torch.tensor([-1.0, 0.0, 1.5])).tolist()
         [0.0, 0.5, 1.0]
     """
+    check_float_tensor(images, "images")
     return ((images + 1) / 2).clamp(0, 1)

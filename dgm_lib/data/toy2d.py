@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
-from dgm_lib.checks import check_positive_int
+from dgm_lib.checks import check_float_dtype, check_number, check_positive_int, check_real
 
 LIM = 4.0  # every target lives (essentially) in [-LIM, LIM]^2
 ENERGIES: tuple[str, ...] = ("u1", "u2", "u3", "u4", "banana")  # the unnormalized targets
@@ -42,6 +42,8 @@ def _sample_args(
 ) -> tuple[torch.device, torch.dtype]:
     """Sampling happens on the generator's device (CPU by default) in `dtype` (default dtype by
     default)."""
+    if dtype is not None:
+        check_float_dtype(dtype, "dtype")
     return (
         generator.device if generator is not None else torch.device("cpu"),
         dtype or torch.get_default_dtype(),
@@ -67,7 +69,9 @@ class GaussianMixture(Target):
     normalized = True
 
     def __init__(self, name: str, means: Tensor, std: float, weights: Tensor | None = None):
-        self.name, self.std = name, float(std)
+        self.name, self.std = name, check_number(std, "std")
+        if len(means) == 0:
+            raise ValueError(f"{name}: a Gaussian mixture needs at least one component, got none")
         self.means = means.to(torch.float64)
         w = (
             torch.ones(len(means), dtype=torch.float64)
@@ -124,6 +128,7 @@ def two_moons(std: float = 0.2) -> GaussianMixture:
     Two interleaved half circles (radius 2, centers (-1, -0.5) and (1, 0.5)), equal mass, Gaussian
     noise `std`.
     """
+    check_number(std, "std")
     upper = _arc((-1.0, -0.5), 2.0, 0.0, math.pi, std)
     lower = _arc((1.0, 0.5), 2.0, math.pi, 2 * math.pi, std)
     weights = torch.cat(
@@ -134,6 +139,7 @@ def two_moons(std: float = 0.2) -> GaussianMixture:
 
 def eight_gaussians(radius: float = 2.5, std: float = 0.3) -> GaussianMixture:
     """Eight equal Gaussians N(mu_k, std^2 I), mu_k = radius (cos 2 pi k / 8, sin 2 pi k / 8)."""
+    radius = check_real(radius, "radius", lambda v: True, "a finite number", "eight_gaussians")
     theta = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
     return GaussianMixture(
         "eight_gaussians", radius * torch.stack([theta.cos(), theta.sin()], -1), std
@@ -142,6 +148,11 @@ def eight_gaussians(radius: float = 2.5, std: float = 0.3) -> GaussianMixture:
 
 def rings(radii: tuple[float, ...] = (0.8, 1.6, 2.4, 3.2), std: float = 0.1) -> GaussianMixture:
     """Concentric circles of the given radii, equal mass per ring, Gaussian noise `std`."""
+    check_number(std, "std")
+    if isinstance(radii, (str, bytes)) or not hasattr(radii, "__len__") or len(radii) == 0:
+        raise ValueError(f"radii must be a non-empty sequence of positive numbers, got {radii!r}")
+    for k, r in enumerate(radii):
+        check_number(r, f"radii[{k}]")
     arcs = [_arc((0.0, 0.0), r, 0.0, 2 * math.pi, std) for r in radii]
     weights = torch.cat([torch.full((len(a),), 1.0 / (len(radii) * len(a))) for a in arcs])
     return GaussianMixture("rings", torch.cat(arcs), std, weights)

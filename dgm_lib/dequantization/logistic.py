@@ -12,7 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm_lib.checks import check_float_tensor, check_integer_valued, check_positive_int
+from dgm_lib.checks import (
+    check_finite_tensor,
+    check_float_tensor,
+    check_integer_valued,
+    check_positive_int,
+)
 from dgm_lib.dequantization.discrete import LN2, NUM_BINS, check_discrete
 
 LOG_SCALE_MIN = -7.0  # log s is clamped below at -7 (s >= 9.1e-4), as in PixelCNN++
@@ -36,8 +41,9 @@ def _log1mexp(a: Tensor) -> Tensor:
 
 
 def _check_logistic(x: Tensor, name: str, *params: tuple[Tensor, str]) -> None:
-    for t, n in ((x, name), *params):
-        check_float_tensor(t, n)
+    check_float_tensor(x, name)
+    for t, n in params:
+        check_finite_tensor(t, n)
 
 
 def logistic_log_prob(x: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
@@ -177,7 +183,7 @@ def discretized_mix_logistic_log_prob(
     discretized_logistic_log_prob.
     """
     check_discrete(y, num_bins)
-    check_float_tensor(mu, "mu")
+    check_finite_tensor(mu, "mu")
     _check_mixture(y.to(mu.dtype), "y", logit_pi, mu, log_s)
     log_pi = torch.log_softmax(logit_pi, dim=-1)
     return torch.logsumexp(

@@ -142,6 +142,7 @@ class HybridDegradation(nn.Module):
 
         eps = `noise` if given, else drawn with `generator`.
         """
+        check_tensor(x, "x")
         t = timesteps(t, len(x), self.T, x.device, low=0)
         if noise is None:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

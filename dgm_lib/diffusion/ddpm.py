@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm_lib.checks import check_positive_int, check_tensor
+from dgm_lib.checks import check_dtype_matches, check_positive_int, check_sizes, check_tensor
 from dgm_lib.diffusion.schedules import NoiseSchedule
 
 
@@ -60,6 +60,22 @@ def _per_sample(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
     return values[t].to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
 
 
+def _check_net_fits(net: nn.Module, T: int, shape: tuple[int, ...]) -> None:
+    """ValueError when the network's time embedding or image size disagrees with T or `shape`."""
+    for module in net.modules():
+        net_T = getattr(getattr(module, "time", None), "T", None)
+        if isinstance(net_T, int) and net_T != T:
+            raise ValueError(
+                f"net was built for T = {net_T} timesteps but the schedule has T = {T}; build "
+                f"both with the same T"
+            )
+    size, channels = getattr(net, "image_size", None), getattr(net, "channels", None)
+    if isinstance(size, int) and tuple(shape[-2:]) != (size, size):
+        raise ValueError(f"net expects {size} x {size} images but shape is {shape}")
+    if isinstance(channels, int) and len(shape) == 3 and shape[0] != channels:
+        raise ValueError(f"net expects {channels} channel(s) but shape is {shape}")
+
+
 class DDPM(nn.Module):
     """A DDPM: a noise-predicting network `net(z_t, t)` with a NoiseSchedule (Ho et al. 2020).
 
@@ -71,7 +87,10 @@ class DDPM(nn.Module):
         super().__init__()
         if not isinstance(schedule, NoiseSchedule):
             raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-        self.net, self.schedule, self.shape = net, schedule, tuple(shape)
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        self.net, self.schedule, self.shape = net, schedule, check_sizes(shape, "shape")
+        _check_net_fits(net, schedule.T, self.shape)
 
     @property
     def T(self) -> int:
@@ -104,6 +123,7 @@ class DDPM(nn.Module):
         loss = pixel mean of (g_t[sqrt(a_t) x + sqrt(1 - a_t) eps] - eps)^2.
         """
         check_tensor(x, "x")
+        check_dtype_matches(x, self.net, "x")
         t = torch.randint(1, self.T + 1, (len(x),), device=x.device)
         eps = torch.randn_like(x)
         return {"loss": F.mse_loss(self.net(self.add_noise(x, eps, t), t), eps)}

@@ -40,6 +40,13 @@ class TimeEmbedding(nn.Module):
             raise ValueError(
                 f"t must be an integer tensor of shape (B,), got {t.dtype} {tuple(t.shape)}"
             )
+        if t.numel():
+            low, high = (int(v) for v in torch.aminmax(t))  # one sync
+            if low < 0 or high > self.T:
+                raise ValueError(
+                    f"t must lie in 0..T = 0..{self.T} (the network's T), got values in "
+                    f"{low}..{high}"
+                )
         phase = (t.to(self.frequencies.dtype) / self.T)[:, None] * self.frequencies
         return self.mlp(torch.cat([phase.sin(), phase.cos() - 1], dim=1))
 
@@ -77,6 +84,7 @@ class ReportCNN(nn.Module):
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (same padding), got {kernel_size}")
         self.channels = check_positive_int(channels, "channels")
+        self.image_size = check_positive_int(image_size, "image_size")
         shape = (image_size, image_size)
         widths = (channels, *hidden)
         self.blocks = nn.ModuleList(
@@ -93,6 +101,12 @@ class ReportCNN(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """g_t[x, phi]: (B, C, H, W), t (B,) -> (B, C, H, W)."""
         _check_input(x, t, self.channels)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            size = f"{self.image_size}, {self.image_size}"
+            raise ValueError(
+                f"x must have shape (B, {self.channels}, {size}) (ReportCNN(image_size="
+                f"{self.image_size}) normalizes fixed-size maps), got {tuple(x.shape)}"
+            )
         h = self.blocks[0](x) + self.time(t)[:, :, None, None]
         for block in self.blocks[1:]:
             h = block(h)

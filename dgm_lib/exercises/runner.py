@@ -5,40 +5,146 @@ Run an exercise's registered checks on a student's function and print a friendly
 
 from __future__ import annotations
 
+import ctypes
 import math
+import signal
+import sys
+import threading
 from numbers import Number
 from typing import Any, Callable
 
 import torch
 
+from dgm_lib.checks import check_real
+
 from .registry import checks_for
 
 NOT_IMPLEMENTED = "not implemented yet: replace the `raise NotImplementedError` with your code"
+TIME_LIMIT = 10.0  # seconds per check; every reference solution takes well under one
 
 
-def check(name: str, fn: Callable) -> bool:
+class CheckTimeout(BaseException):
+    """The student's function ran past the time limit (a BaseException: `except Exception` in the
+    student's code does not swallow it)."""
+
+
+def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT) -> bool:
     """Run every check of exercise `name` on `fn`, print one pass/fail line with a hint, and return
-    whether all passed."""
+    whether all passed.
+
+    Each call of `fn` gets `time_limit` seconds (SIGALRM in the main thread, as in Jupyter;
+    elsewhere a watchdog thread interrupts it); an endless loop, a KeyboardInterrupt (the stop
+    button) or a `sys.exit()` in `fn` fails the check with a message, never a traceback.
+    """
     checks = checks_for(name)
     if not callable(fn):
         raise TypeError(
             f"fn={fn!r} is a {type(fn).__name__}; pass the function itself, e.g. check({name!r}, "
             "my_function)"
         )
+    check_real(time_limit, "time_limit", lambda v: v > 0, "a positive number of seconds", "check")
     for i, chk in enumerate(checks, start=1):
         case = chk.make_case()
         where = f"check {i}/{len(checks)} ({chk.description})"
+        args, kwargs = _copies(case.args), _copies(case.kwargs)
         try:
-            got = fn(*case.args, **case.kwargs)
+            with _CappedOutput():
+                got = call_with_time_limit(fn, args, kwargs, time_limit)
         except NotImplementedError:
             return _fail(f"{name}: {NOT_IMPLEMENTED}.", chk.hint)
+        except CheckTimeout:
+            return _fail(
+                f"{name}: {where} did not finish within {time_limit:g} s (an endless loop? a "
+                "loop whose condition never changes?); it was stopped.",
+                chk.hint,
+            )
+        except KeyboardInterrupt:
+            return _fail(f"{name}: {where} was interrupted (KeyboardInterrupt).", chk.hint)
+        except SystemExit as error:
+            return _fail(
+                f"{name}: {where} called exit()/sys.exit({error.code!r}); return a value instead.",
+                chk.hint,
+            )
         except Exception as error:  # a student's bug: report it, never a traceback
             return _fail(f"{name}: {where} raised {_error_text(error)}.", chk.hint)
-        problem = compare(got, case.expected, rtol=case.rtol, atol=case.atol)
+        modified = _modified_input(case.args, args, case.kwargs, kwargs)
+        if modified is not None:
+            return _fail(
+                f"{name}: {where} failed: your function modified its input {modified} in place "
+                "(e.g. x -= mu, x.add_(...), x[...] = ...); compute a new tensor instead "
+                "(z = x - mu)",
+                chk.hint,
+            )
+        try:
+            problem = compare(got, case.expected, rtol=case.rtol, atol=case.atol)
+        except Exception as error:  # a value compare cannot handle: report, never a traceback
+            problem = f"output could not be compared ({_error_text(error)})"
         if problem is not None:
             return _fail(f"{name}: {where} failed: {problem}.", chk.hint)
     print(f"✅ {name}: all {len(checks)} checks passed")
     return True
+
+
+def _alarm_available() -> bool:
+    """SIGALRM can time a call: a POSIX platform, the main thread, and no alarm already pending."""
+    return (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    )
+
+
+def call_with_time_limit(fn: Callable, args: tuple, kwargs: dict, seconds: float) -> Any:
+    """`fn(*args, **kwargs)`, raising CheckTimeout after `seconds`.
+
+    In the main thread of a POSIX Python (Jupyter's kernel, a script) a SIGALRM handler raises the
+    timeout; otherwise `fn` runs in a daemon thread, which on timeout is sent CheckTimeout
+    asynchronously (CPython) and abandoned if it still does not stop (a long C call).
+    """
+    if not _alarm_available():
+        return _call_in_thread(fn, args, kwargs, seconds)
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise CheckTimeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _call_in_thread(fn: Callable, args: tuple, kwargs: dict, seconds: float) -> Any:
+    """The portable fallback of `call_with_time_limit`: a watchdog join on a worker thread."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name="dgm_lib-check", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        _raise_in_thread(worker)
+        worker.join(1.0)
+        raise CheckTimeout
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def _raise_in_thread(worker: threading.Thread) -> None:
+    """Ask CPython to raise CheckTimeout in `worker` (no-op where the C API is missing)."""
+    try:
+        set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    except AttributeError:  # not CPython: the daemon thread is abandoned
+        return
+    set_async_exc(ctypes.c_ulong(worker.ident), ctypes.py_object(CheckTimeout))
 
 
 def compare(got: Any, expected: Any, rtol: float, atol: float, what: str = "output") -> str | None:
@@ -55,9 +161,15 @@ def compare(got: Any, expected: Any, rtol: float, atol: float, what: str = "outp
     if isinstance(expected, torch.Tensor):
         return _compare_tensor(got, expected, rtol, atol, what)
     if isinstance(got, torch.Tensor) and got.numel() == 1:
+        if got.is_meta:
+            return f"{what} is a tensor on the meta device (no values); compute real values"
         got = got.item()
-    if not isinstance(got, Number):
-        return f"{what} should be a number, got {_describe(got)}"
+    if isinstance(got, complex) or isinstance(got, bool) or not isinstance(got, Number):
+        return f"{what} should be a real number, got {_describe(got)}"
+    try:
+        got = float(got)
+    except (OverflowError, TypeError, ValueError):
+        return f"{what} should be a real number of float size, got {_short(got)}"
     if not math.isfinite(got):
         return f"{what} is {got}: NaN or inf"
     if not math.isclose(got, expected, rel_tol=rtol, abs_tol=atol):
@@ -71,6 +183,8 @@ def _compare_tensor(
     """The tensor part of `compare`."""
     if not isinstance(got, torch.Tensor):
         return f"{what} should be a torch.Tensor, got {_describe(got)}"
+    if got.is_meta:
+        return f"{what} is a tensor on the meta device (it has no values); compute real values"
     if got.shape != expected.shape:
         return f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
     if got.dtype != expected.dtype:
@@ -93,6 +207,73 @@ def _compare_tensor(
             f"expected {_preview(expected)}, got {_preview(got)}"
         )
     return None
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """repr of a value, shortened (a 400-digit int)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return type(value).__name__
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
+def _copies(value: Any) -> Any:
+    """Fresh copies of the tensors in a case's args/kwargs (tuples, lists and dicts of them), so
+    the student's function cannot change the reference inputs."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_copies(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _copies(v) for k, v in value.items()}
+    return value
+
+
+def _modified_input(args: tuple, got_args: tuple, kwargs: dict, got_kwargs: dict) -> str | None:
+    """The name of the first tensor input the student changed in place, or None."""
+    pairs = [(f"#{k + 1} (positional)", a, b) for k, (a, b) in enumerate(zip(args, got_args))]
+    pairs += [(f"{k!r}", kwargs[k], got_kwargs[k]) for k in kwargs]
+    for name, before, after in pairs:
+        if isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor):
+            same = before.shape == after.shape and before.dtype == after.dtype
+            if not same or not torch.allclose(before, after, rtol=0, atol=0, equal_nan=True):
+                return name
+    return None
+
+
+class _CappedOutput:
+    """Redirect stdout while the student's function runs, passing only the first MAX_LINES lines
+    through and then one line saying how many were hidden."""
+
+    MAX_LINES = 50
+
+    def __init__(self) -> None:
+        self.lines, self.hidden, self._target = 0, 0, None
+
+    def __enter__(self) -> _CappedOutput:
+        self._target = sys.stdout
+        sys.stdout = self  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        sys.stdout = self._target
+        if self.hidden:
+            print(f"... ({self.hidden} more printed lines hidden by check())")
+
+    def write(self, text: str) -> int:
+        room = self.MAX_LINES - self.lines
+        if room > 0:
+            shown = "".join(text.splitlines(keepends=True)[:room])
+            self._target.write(shown)
+            self.lines += shown.count("\n")
+            self.hidden += text[len(shown) :].count("\n")
+        else:
+            self.hidden += text.count("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
 
 
 def _fail(message: str, hint: str) -> bool:
@@ -120,6 +301,9 @@ def _preview(t: torch.Tensor, k: int = 4) -> str:
 def _error_text(error: BaseException, limit: int = 200) -> str:
     """An exception's type and the first line of its message (shortened to `limit` characters), no
     traceback."""
-    text = (str(error).strip().splitlines() or [""])[0]
+    try:
+        text = (str(error).strip().splitlines() or [""])[0]
+    except Exception:  # a student's exception whose __str__ itself fails
+        text = "(its message could not be shown)"
     text = text if len(text) <= limit else text[: limit - 3] + "..."
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm_lib.checks import check_positive_int, check_sizes, check_vector
+from dgm_lib.checks import check_bound, check_positive_int, check_sizes, check_vector
 from dgm_lib.flows.base import Transform, as_index, soft_clamp
 
 
@@ -86,9 +86,7 @@ class _GaussianAutoregressive(Transform):
         activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__()
-        if not 0 < bound:
-            raise ValueError(f"bound must be positive, got {bound!r}")
-        self.m, self.bound = check_positive_int(m, "m"), float(bound)
+        self.m, self.bound = check_positive_int(m, "m"), check_bound(bound)
         self.made = MADE(m, hidden, 2, order, activation=activation)
 
     def extra_repr(self) -> str:

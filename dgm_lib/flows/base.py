@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from dgm_lib.checks import check_positive_int, check_tensor
+from dgm_lib.checks import check_dtype_matches, check_positive_int, check_tensor
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -65,11 +65,13 @@ class Transform(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """z = f(x) and log|det J_f(x)|, shape (B,)."""
+        check_dtype_matches(x, self, "x")
         self._check(x, "x")
         return self._forward(x)
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """x = g(z) = f^{-1}(z) and log|det J_g(z)| = -log|det J_f(g(z))|, shape (B,)."""
+        check_dtype_matches(z, self, "z")
         self._check(z, "z")
         return self._inverse(z)
 
@@ -209,6 +211,7 @@ class Flow(nn.Module):
         self.base, self.transform = base, transform
 
     def _log_prob_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        check_dtype_matches(x, self, "x")
         z, log_det = self.transform(x)
         return self.base.log_prob(z) + log_det, log_det
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from dgm_lib.checks import check_positive_int, check_sizes, check_tensor
+from dgm_lib.checks import check_bound, check_positive_int, check_sizes, check_tensor
 from dgm_lib.flows.base import Transform, soft_clamp, sum_except_batch
 from dgm_lib.nets import mlp
 
@@ -101,9 +101,7 @@ class AffineCoupling(Transform):
             raise ValueError(
                 f"mask must have shape (m,) or (C or 1, H or 1, W or 1), got {tuple(mask.shape)}"
             )
-        if not 0 < bound:
-            raise ValueError(f"bound must be positive, got {bound!r}")
-        self.bound = float(bound)
+        self.bound = check_bound(bound)
         self.image = mask.dim() == 3
         if self.image:
             if channels is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from numbers import Real
 from typing import Any, Callable, Sequence
 
 BASELINE_KINDS = ("direct", "fixed")
@@ -43,6 +44,14 @@ class IntrinsicDimResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "IntrinsicDimResult":
         """Rebuild from `to_dict()` output, checking that d_int90 is the one the scores give."""
+        if not isinstance(data, dict):
+            raise TypeError(f"data must be a dict from to_dict(), got {type(data).__name__}")
+        keys = ("dims", "scores", "baseline", "baseline_kind", "threshold_fraction", "d_int90")
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise ValueError(
+                f"data is not an IntrinsicDimResult.to_dict() record: missing keys {missing}"
+            )
         result = _result(
             data["dims"],
             data["scores"],
@@ -144,5 +153,25 @@ def measure_intrinsic_dimension(
         baseline, baseline_kind, threshold_fraction
     )  # argument errors before any training
     return _result(
-        dims, [train_and_score(d) for d in dims], baseline, baseline_kind, threshold_fraction
+        dims,
+        [_score(train_and_score, d) for d in dims],
+        baseline,
+        baseline_kind,
+        threshold_fraction,
     )
+
+
+def _score(train_and_score: Callable[[int], float], d: int) -> float:
+    """train_and_score(d), checked at once: a finite real number (not after the whole sweep)."""
+    score = train_and_score(d)
+    if isinstance(score, bool) or not isinstance(score, Real):
+        raise TypeError(
+            f"train_and_score({d}) returned {type(score).__name__} {score!r}; it must return the "
+            "score as a finite number (did you forget `return`?)"
+        )
+    if not math.isfinite(score):
+        raise ValueError(
+            f"the score at d = {d} is {score} (returned by train_and_score({d})); scores must be "
+            "finite"
+        )
+    return float(score)

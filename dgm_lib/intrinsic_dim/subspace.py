@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from dgm_lib.checks import check_dtype_matches
 from dgm_lib.intrinsic_dim.projections import PROJECTIONS, check_dims, make_projection
 
 
@@ -96,6 +97,9 @@ class SubspaceModule(nn.Module):
         }
 
     def forward(self, *args, **kwargs):
+        """The wrapped module's forward with theta^(D) = theta_0 + P theta^(d) as its parameters."""
+        if args:
+            check_dtype_matches(args[0], self, "x")
         return functional_call(self.module, self._params(self.theta()), args, kwargs)
 
     def extra_repr(self) -> str:

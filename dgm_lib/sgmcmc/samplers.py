@@ -75,6 +75,17 @@ class _SGMCMC(torch.optim.Optimizer):
                 "noise would be assigned to the parameters in a different order in every run"
             )
         self.generator = generator
+        if isinstance(params, torch.Tensor):
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of Tensors (e.g. "
+                "model.parameters() or [theta]), got a single Tensor"
+            )
+        params = list(params)
+        if not params:
+            raise ValueError(
+                f"{type(self).__name__}: params is an empty parameter list; it must hold at least "
+                "one tensor or parameter group (e.g. model.parameters() of a model with parameters)"
+            )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:

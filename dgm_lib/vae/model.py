@@ -21,7 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm_lib.checks import check_positive_int, check_sizes, check_tensor
+from dgm_lib.checks import (
+    check_dtype_matches,
+    check_in_range,
+    check_positive_int,
+    check_sizes,
+    check_tensor,
+)
 from dgm_lib.flows.autoregressive import IAF
 from dgm_lib.flows.base import Compose, Inverse, Transform, soft_clamp
 from dgm_lib.nets import mlp
@@ -170,6 +176,8 @@ class _Decoder(nn.Module):
         """
         x = flatten_input(x, self.x_dim).reshape(-1, *self.x_shape)
         if self.likelihood == "bernoulli":
+            why = " for a Bernoulli decoder (pixel intensities scaled to [0, 1], e.g. x / 255)"
+            check_in_range(x, "x", 0.0, 1.0, why)
             log_px = -F.binary_cross_entropy_with_logits(out, x, reduction="none")
         else:
             mean, log_var = out
@@ -336,10 +344,12 @@ class VAE(nn.Module):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mu_phi(x), log sigma_phi^2(x)), each (B, z_dim)."""
+        check_dtype_matches(x, self, "x")
         return self.encoder(x)
 
     def decode(self, z: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """The decoder's output for z (B, z_dim): Bernoulli logits or Gaussian (mean, log_var)."""
+        check_dtype_matches(z, self, "z")
         return self.decoder(z)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
