@@ -147,7 +147,7 @@ def train_long(model: nn.Module, checkpoint_path: Path, progress: bool = False) 
     """Adam(RECIPE.lr) with cosine decay for LONG_RUN.steps steps, resumable, with sample_quality.
 
     Args:
-        model: the untrained ddpm_unet_long.
+        model: an untrained DDPM (ddpm_unet_long, ddpm_default_long).
         checkpoint_path: where the full training state is kept (the zoo's resume_path).
         progress: show a progress bar.
 
@@ -229,24 +229,31 @@ def study(n: int = N_SAMPLES, train_log: Path | None = None) -> dict[str, Any]:
 
 for _name, (_build, _config) in CONFIGS.items():
     _register(_name, _build, _config)
-zoo.register(
-    zoo.Entry(
-        "ddpm_unet_long",
-        build=build_unet,
-        train=train_long,
-        config={
-            **CONFIGS["ddpm_unet_default"][1],
-            "steps": LONG_RUN.steps,
-            "lr": RECIPE.lr,
-            "lr_schedule": "cosine",
-            "eval_every": LONG_RUN.eval_every,
-            "batch_size": RECIPE.batch_size,
-            "data_seed": RECIPE.data_seed,
-        },  # fmt: skip
-        max_bytes=RECIPE.max_bytes,
-        resumable=True,
+# The long runs (issue 18): LONG_RUN's 24,000 steps with the cosine schedule, resumable, the sample
+# quality recorded every LONG_RUN.eval_every steps. The UNet, and the report's CNN with the default
+# schedule (is its 11 x 11 receptive field, not the budget, what limits its samples?).
+LONG_CONFIGS = {"ddpm_unet_long": "ddpm_unet_default", "ddpm_default_long": "ddpm_default"}
+for _name, _short in LONG_CONFIGS.items():
+    _build, _config = CONFIGS[_short]
+    zoo.register(
+        zoo.Entry(
+            _name,
+            build=_build,
+            train=train_long,
+            config={
+                **_config,
+                **({} if _config["net"] == "unet" else RECIPE.cnn_config()),
+                "steps": LONG_RUN.steps,
+                "lr": RECIPE.lr,
+                "lr_schedule": "cosine",
+                "eval_every": LONG_RUN.eval_every,
+                "batch_size": RECIPE.batch_size,
+                "data_seed": RECIPE.data_seed,
+            },  # fmt: skip
+            max_bytes=RECIPE.max_bytes,
+            resumable=True,
+        )
     )
-)
 zoo.register_study(
     zoo.Study(
         "diffusion",
