@@ -309,3 +309,16 @@ def test_shipped_semi_supervised_models_put_each_mode_where_its_pair_says():
     for method in ("alice_explicit_mapping", "alice_implicit_mapping"):
         scores = evaluate(zoo.load(f"alice_toy_{method}", device="cpu", train_if_missing=False))
         assert scores["code_placed"] > 0.8, (method, scores)
+
+
+def test_exercise_checks_pass_the_reference_and_catch_the_typical_mistakes(capsys):
+    from dgm_lib.exercises import check
+
+    assert check("ali.optimal_discriminator", lambda q, p: torch.sigmoid(q - p))
+    # exponentiating first: 0 / 0 in the tails
+    assert not check("ali.optimal_discriminator", lambda q, p: q.exp() / (q.exp() + p.exp()))
+    assert "Exponentiating log-densities" in capsys.readouterr().out
+    assert check("ali.cycle_consistency", lambda x, y: (x - y).square().sum(1).mean())
+    # the mean over every entry divides by the dimension too
+    assert not check("ali.cycle_consistency", lambda x, y: (x - y).square().mean())
+    assert "divides by the dimension" in capsys.readouterr().out

@@ -166,6 +166,7 @@ def test_precomputed_rejects_bad_names_and_empty_grids(fake_png):
         ("intrinsic_dim", "intrinsic_dimension_explorer", {}),
         ("diffusion", "beta_schedule_explorer", {}),
         ("diffusion", "blur_schedule_explorer", {}),
+        ("ali", "alice_explorer", {}),
     ],
 )
 def test_chapter_explorers_book_grid(monkeypatch, module, function, kwargs):

@@ -68,4 +68,4 @@ def reconstruction_probability(delta: float) -> float:
 def conditional_entropy(delta: float) -> float:
     """H(x|z) under q_delta in nats: h(delta) = -delta log delta - (1 - delta) log(1 - delta)."""
     delta = _check_delta(delta)
-    return -sum(p * math.log(p) for p in (delta, 1 - delta) if p > 0)
+    return sum(-p * math.log(p) for p in (delta, 1 - delta) if p > 0)

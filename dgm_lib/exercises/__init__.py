@@ -4,6 +4,7 @@
 """
 
 from . import (  # noqa: F401  chapter check modules: importing one registers its checks (one name per chapter)
+    ali,
     change_of_variables,
     dequantization,
     diffusion,
