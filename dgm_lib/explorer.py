@@ -160,14 +160,17 @@ def interactive(
 def render_png(draw: Callable[..., None], values: dict[str, Any], dpi: int) -> bytes:
     """The figure `draw(**values)` draws, as a PNG with a 256-colour palette (a third of the size).
 
-    The figure is closed afterwards, so the notebook shows it only through the explorer.
+    Every figure opened meanwhile is closed afterwards, so the notebook shows it only through the
+    explorer; figures opened before are left alone.
     """
+    before = set(plt.get_fignums())
     with plt.ioff():
+        plt.figure()  # a fresh current figure, whether `draw` makes its own or draws on gcf()
         draw(**values)
-        figure = plt.gcf()
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=dpi)
-        plt.close(figure)
+        plt.gcf().savefig(buffer, format="png", dpi=dpi)
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
     buffer.seek(0)
     palette = PILImage.open(buffer).convert("RGB").quantize(colors=256)
     out = io.BytesIO()

@@ -303,6 +303,7 @@ class _Run:
     signature: dict = field(default_factory=dict)  # what a resume must match (_signature)
     snapshot: tuple | None = None  # (step, position, epoch_rng, rng) when the current step began
     committing: bool = False  # the optimizer is stepping: the state is between two steps
+    finishing: bool = False  # the step's evaluation or save is running: the step is not complete
 
     def __post_init__(self) -> None:
         self.signature = _signature(self.optimizer)
@@ -528,7 +529,9 @@ def _check_parameters(run: _Run) -> None:
 
 def _save_on_interrupt(run: _Run) -> None:
     """On KeyboardInterrupt: save the last completed step (unless saved already or diverged)."""
-    if run.path is None or run.committing or run.snapshot is None:
+    # interrupted while the step's evaluation or save ran: saving now would lose that evaluation
+    # on resume, so the last checkpoint stays (the resumed run redoes this step exactly)
+    if run.path is None or run.committing or run.finishing or run.snapshot is None:
         return
     step, position, epoch_rng, rng = run.snapshot
     if run.step == step:  # interrupted inside a step before the optimizer moved: undo its batch
@@ -646,7 +649,9 @@ def fit(
             values = _train_step(run, _next_batch(run), device)
             bar.set_postfix({name: f"{value:.4g}" for name, value in values.items()}, refresh=False)
             bar.update(1)
+            run.finishing = True
             _after_step(run)
+            run.finishing = False
     except KeyboardInterrupt:
         _save_on_interrupt(run)
         raise

@@ -131,11 +131,14 @@ def test_same_draws_each_distinct_figure_once_and_stores_it_once(fake_png):
 
 
 def test_real_figures_are_palette_pngs_of_the_drawing():
+    plt.figure()  # a figure left open by someone else: not drawn on, not closed
+    before = plt.get_fignums()
     png = render_png(_draw, {"a": 1, "b": 2}, dpi=30)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert render_png(_draw, {"a": 1, "b": 2}, dpi=30) == png
     assert render_png(_draw, {"a": 2, "b": 2}, dpi=30) != png
-    assert not plt.get_fignums(), "render_png must close its figure"
+    assert plt.get_fignums() == before, "render_png must close its figures, and only those"
+    plt.close("all")
 
 
 def test_explorer_picks_the_face_by_mode(fake_png):
