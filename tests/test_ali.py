@@ -104,16 +104,7 @@ def test_any_delta_is_an_ali_solution_but_only_0_and_1_reconstruct():
 
 
 def _random_joint(seed: int, dx: int = 3, dz: int = 2) -> LinearGaussianJoint:
-    g = torch.Generator().manual_seed(seed)
-
-    def spd(d: int) -> torch.Tensor:
-        a = torch.randn(d, d, generator=g, dtype=DT)
-        return a @ a.T + 0.5 * torch.eye(d, dtype=DT)
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g, dtype=DT)
-
-    return LinearGaussianJoint(r(dx), spd(dx), r(dz, dx), r(dz), spd(dz), r(dx, dz), r(dx), spd(dx))
+    return LinearGaussianJoint.random(dx, dz, torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -54,6 +54,23 @@ class LinearGaussianJoint:
             if torch.linalg.cholesky_ex(getattr(self, name)).info != 0:
                 raise ValueError(f"{name} must be symmetric positive definite")
 
+    @classmethod
+    def random(cls, dx: int, dz: int, generator: torch.Generator) -> LinearGaussianJoint:
+        """A random float64 joint: Gaussian entries, covariances a a^T + I / 2 (positive definite).
+
+        Drawn in the order m, S, A, b, R, C, c, V from `generator`.
+        """
+
+        def spd(d: int) -> Tensor:
+            a = torch.randn(d, d, generator=generator, dtype=torch.float64)
+            return a @ a.T + 0.5 * torch.eye(d, dtype=torch.float64)
+
+        def normal(*shape: int) -> Tensor:
+            return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+        return cls(normal(dx), spd(dx), normal(dz, dx), normal(dz), spd(dz), normal(dx, dz),
+                   normal(dx), spd(dx))  # fmt: skip
+
     def moments(self) -> tuple[Tensor, Tensor]:
         """Mean and covariance of the encoder joint q(x, z) = q(x) q(z|x), stacked as (x, z)."""
         mean = torch.cat([self.m, self.A @ self.m + self.b])
