@@ -196,3 +196,30 @@ def test_every_page_with_its_images_is_at_most_8_mb(built_book: BookBuild) -> No
         page: f"{size / 2**20:.2f} MB" for page, size in weights.items() if size > MAX_PAGE_BYTES
     }
     assert not heavy, heavy
+
+
+def test_theorems_figures_and_exercises_are_numbered_per_chapter(built_book: BookBuild) -> None:
+    """With numbered: 1 on the chapters, chapter 5's theorems read "Theorem 5.k", not a book-wide
+    count, and the chapter titles carry their number in the navigation."""
+    page = (built_book.html / "book" / "05_sgld.html").read_text(encoding="utf-8")
+    numbers = re.findall(r'<span class="caption-number">\s*(?:Theorem|Proposition|Definition)'
+                         r"\s+([0-9.]+)", page)  # fmt: skip
+    numbers += re.findall(r"(?:Theorem|Proposition|Definition|Lemma) ([0-9]+(?:\.[0-9]+)?)\b",
+                          re.sub(r"<[^>]+>", " ", page))  # fmt: skip
+    assert numbers, "chapter 05 shows no numbered theorem"
+    assert all(number.startswith("5.") for number in numbers), sorted(set(numbers))
+    exercises = re.findall(r"Exercise ([0-9]+(?:\.[0-9]+)?)", re.sub(r"<[^>]+>", " ", page))
+    assert exercises and all(e.startswith("5.") for e in exercises), sorted(set(exercises))
+
+
+def test_consecutive_prints_of_a_cell_show_as_one_block(built_book: BookBuild) -> None:
+    """nb_merge_streams: no cell output of a chapter is split into consecutive stream boxes."""
+    split = {}
+    for page in _html_pages(built_book):
+        text = page.read_text(encoding="utf-8")
+        hits = re.findall(r'class="output stream highlight-myst-ansi notranslate">'
+                          r'<div class="highlight"><pre><span></span>[^<]*</pre></div>\s*</div>\s*'
+                          r'<div class="output stream', text)  # fmt: skip
+        if hits:
+            split[page.name] = len(hits)
+    assert not split, split

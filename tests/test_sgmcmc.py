@@ -442,6 +442,30 @@ def test_sghmc_at_zero_temperature_is_sgd_with_momentum():
     torch.testing.assert_close(ends[0], ends[1], rtol=1e-12, atol=1e-12)
 
 
+def test_psgld_at_zero_temperature_is_rmsprop():
+    """V <- alpha V + (1 - alpha) f^2, theta <- theta - eta f / (lambda + sqrt(V)) is torch's
+    RMSprop(lr = eta, alpha, eps = lambda) once both start V at the first squared gradient; started
+    at 0 (torch's default) the first steps differ."""
+    loss_fn = gaussian_potential(MU, SIGMA)
+
+    def run(make, first_v: bool) -> torch.Tensor:
+        theta = torch.zeros(3, 2, dtype=DTYPE, requires_grad=True)
+        optimizer = make([theta])
+        for _ in range(50):
+            optimizer.zero_grad()
+            loss_fn(theta).backward()
+            if first_v and not optimizer.state[theta]:
+                optimizer.state[theta] = {"step": torch.tensor(0.0), "square_avg": theta.grad**2}
+            optimizer.step()
+        return theta.detach()
+
+    psgld = run(lambda p: pSGLD(p, lr=0.01, alpha=0.9, eps=1e-5, temperature=0.0), False)
+    rmsprop = run(lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-5), True)
+    torch.testing.assert_close(psgld, rmsprop, rtol=1e-12, atol=1e-12)
+    from_zero = run(lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-5), False)
+    assert (psgld - from_zero).abs().max() > 1e-3
+
+
 # ------------------------------------------------------------------------------------ randomness,
 # dtype, state
 

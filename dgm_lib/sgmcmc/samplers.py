@@ -250,9 +250,7 @@ class SGLD(_SGMCMC):
 
 
 class pSGLD(_SGMCMC):  # noqa: N801 (the paper's name)
-    """Preconditioned SGLD (Li et al., AAAI 2016) with RMSprop's diagonal preconditioner.
-
-    Preconditioned SGLD (Li et al., AAAI 2016) with the RMSprop diagonal preconditioner G(theta_t).
+    """Preconditioned SGLD (Li et al., AAAI 2016) with RMSprop's diagonal preconditioner G(theta_t).
 
     V(theta_t) = alpha V(theta_{t-1}) + (1 - alpha) f~_t ⊙ f~_t,   V(theta_1) = f~_1 ⊙ f~_1 (first
     step),
