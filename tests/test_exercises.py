@@ -305,6 +305,27 @@ def test_tuples_and_numbers_are_compared(capsys, monkeypatch):
     assert "output[1] has the wrong value: expected 3, got 4" in printed[2]
 
 
+def test_an_experiment_is_checked_by_its_property(capsys, monkeypatch):
+    """verify(result) replaces the comparison: any result with the property passes; a result
+    without it fails with verify's message and the hint; an error inside verify is reported."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    def below_one(result) -> str | None:
+        return None if float(result) < 1.0 else f"the loss {float(result):.3g} should be < 1"
+
+    @register("test.experiment", "a trained loss", hint="train for more steps.")
+    def _experiment() -> Case:
+        return Case(args=(), verify=below_one)
+
+    assert check("test.experiment", lambda: 0.3) is True
+    assert check("test.experiment", lambda: 0.7) is True  # another valid run
+    assert check("test.experiment", lambda: 2.0) is False
+    assert check("test.experiment", lambda: "two") is False
+    printed = capsys.readouterr().out
+    assert "the loss 2 should be < 1" in printed and "train for more steps." in printed
+    assert "could not be compared" in printed
+
+
 @pytest.mark.parametrize("name", ["gaussian", "a.b.c", ".x", 3])
 def test_register_rejects_a_bad_name(name):
     with pytest.raises(ValueError, match="chapter.exercise"):

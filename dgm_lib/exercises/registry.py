@@ -18,13 +18,17 @@ class Case:
     `fn(*args, **kwargs)` should equal `expected` within tolerance.
 
     `expected` is a tensor, a Python number, or a tuple of these (e.g. a flow's `(z, log_det)`).
+    An experiment, whose correct results differ between valid runs, passes `verify` instead:
+    `verify(result)` returns None when the result has the property the check asks for, else what is
+    wrong (shown to the student with the check's hint); `expected` is then unused.
     """
 
     args: tuple
-    expected: Any
+    expected: Any = None
     kwargs: dict = field(default_factory=dict)
     rtol: float = 1e-6
     atol: float = 1e-8
+    verify: Callable[[Any], str | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,10 @@ def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT) -> bool:
                 chk.hint,
             )
         try:
-            problem = compare(got, case.expected, rtol=case.rtol, atol=case.atol)
+            if case.verify is not None:
+                problem = case.verify(got)
+            else:
+                problem = compare(got, case.expected, rtol=case.rtol, atol=case.atol)
         except Exception as error:  # a value compare cannot handle: report, never a traceback
             problem = f"output could not be compared ({_error_text(error)})"
         if problem is not None:
