@@ -5,9 +5,11 @@ Regenerate with `python -m dgm_lib.zoo train mnist_classifier`.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -114,19 +116,77 @@ def recorded_evaluations(name: str) -> dict[str, list]:
 def sample_quality_study(models: str = ",".join(QUALITY_MODELS), n: int = 1000) -> dict:
     """The sample-quality report of each model (dgm_lib.metrics.sample_report of n samples).
 
-    Returns {"sample_quality_N.json": {name: report, seconds, evaluations during training},
-    "sample_quality_N.npz": {name: its first 64 samples as uint8 (64, 28, 28)}}.
+    One pair of files per model, so that a model is scored once and a new one adds its own files.
+
+    Returns {"sample_quality_NAME_N.json": the report, seconds, the evaluations recorded during
+    training; "sample_quality_NAME_N.npz": {"samples": the first 64 samples as uint8 (64, 28, 28)}}
+    for every NAME of the comma-separated `models`.
     """
-    results, images = {}, {}
+    files = {}
     for name in models.split(","):
         start = time.perf_counter()
         samples = samples01(name, n)
         report = sample_report(samples)
-        results[name] = {**asdict(report), "fid_ratio": report.fid_ratio,
-                         "seconds": round(time.perf_counter() - start, 1),
-                         "evaluations": recorded_evaluations(name)}  # fmt: skip
-        images[name] = (samples[:64, 0] * 255).round().to(torch.uint8).numpy()
-    return {f"sample_quality_{n}.json": results, f"sample_quality_{n}.npz": images}
+        files[f"sample_quality_{name}_{n}.json"] = {
+            **asdict(report), "fid_ratio": report.fid_ratio,
+            "seconds": round(time.perf_counter() - start, 1),
+            "evaluations": recorded_evaluations(name),
+        }  # fmt: skip
+        images = (samples[:64, 0] * 255).round().to(torch.uint8).numpy()
+        files[f"sample_quality_{name}_{n}.npz"] = {"samples": images}
+    return files
+
+
+def load_sample_quality(name: str, n: int = 1000) -> tuple[dict, Tensor]:
+    """The shipped sample-quality report of zoo model `name` at n samples, and its 64 samples.
+
+    Args:
+        name: a zoo image model scored by `python -m dgm_lib.zoo study sample_quality`.
+        n: the number of samples it was scored at.
+
+    Returns:
+        (the report as a dict: n, fid, fid_floor, confident, confident_real, nearest_train,
+        nearest_train_real, fid_ratio, seconds, evaluations, command; the samples as floats in
+        [0, 1], (64, 1, 28, 28)).
+    """
+    path = zoo.results_dir() / f"sample_quality_{name}_{n}.json"
+    if not path.is_file():
+        scored = sorted(p.name for p in zoo.results_dir().glob("sample_quality_*.json"))
+        raise ValueError(f"no sample-quality report for name={name!r} at n={n}; shipped: {scored}")
+    report = json.loads(path.read_text())
+    samples = np.load(path.with_suffix(".npz"))["samples"]
+    return report, torch.from_numpy(samples).float().div(255).unsqueeze(1)
+
+
+def sample_quality_table(names: list[str], n: int = 1000) -> str:
+    """The shipped sample-quality reports of zoo models `names` at n samples, one row each.
+
+    Columns: FID against the test digits, the real-vs-real floor and their ratio; the confident
+    share (the real test digits' share in the header); the median distance of a sample to its
+    nearest training digit (the test digits' in the header). Read from the study files, so the
+    table is the same on every machine.
+
+    Args:
+        names: zoo image models scored by `python -m dgm_lib.zoo study sample_quality`.
+        n: the number of samples they were scored at.
+
+    Returns:
+        The table as text.
+    """
+    reports = [load_sample_quality(name, n)[0] for name in names]
+    width = max(len(name) for name in names)
+    real = reports[0]
+    lines = [
+        f"n = {n} samples per model; real test digits: confident {real['confident_real']:.3f}, "
+        f"nearest training digit {real['nearest_train_real']:.2f}",
+        f"{'model':{width}s}    FID  floor  ratio  confident  nearest train",
+    ]
+    for name, r in zip(names, reports):
+        lines.append(
+            f"{name:{width}s} {r['fid']:6.1f} {r['fid_floor']:6.2f} {r['fid_ratio']:6.1f} "
+            f"{r['confident']:10.3f} {r['nearest_train']:14.2f}"
+        )
+    return "\n".join(lines)
 
 
 zoo.register_study(

@@ -271,3 +271,19 @@ def test_study_cli_writes_files_with_their_command(tmp_path, monkeypatch, capsys
         assert "toy_study" in zoo.study_names()
     finally:
         zoo._STUDIES.pop("toy_study")
+
+
+def test_shipped_sample_quality_reports_are_consistent():
+    """Every shipped sample-quality file pair loads, names its command and holds 64 samples."""
+    from dgm_lib.recipes import load_sample_quality
+
+    files = sorted(zoo.results_dir().glob("sample_quality_*_1000.json"))
+    assert files, "no shipped sample-quality report"
+    for path in files:
+        name = path.stem.removeprefix("sample_quality_").removesuffix("_1000")
+        report, samples = load_sample_quality(name)
+        assert report["n"] == 1000 and "--models" in report["command"] and name in report["command"]
+        assert report["fid_ratio"] == pytest.approx(report["fid"] / report["fid_floor"])
+        assert samples.shape == (64, 1, 28, 28) and 0 <= samples.min() <= samples.max() <= 1
+    with pytest.raises(ValueError, match="name='no_such_model'"):
+        load_sample_quality("no_such_model")
