@@ -6,9 +6,10 @@ Encoders return (mu, log_var) of q(z|x, phi) = N(mu_phi(x), sigma_phi^2(x)), log
 soft-clamped to (-LOG_VAR_BOUND, LOG_VAR_BOUND). Decoders return Bernoulli logits, or (mean,
 log_var) of a Gaussian. A posterior flow (any dgm_lib.flows Transform, e.g. IAFPosterior) maps z ~
 q(z|x, phi) to z* = g(z) through its `forward`: log q(z*|x) = log q(z|x) - log|det J_g(z)|; the
-prior and the decoder then see z*. Kingma & Welling, Auto-Encoding Variational Bayes, ICLR 2014;
-Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016; Kingma et al., Improved
-Variational Inference with Inverse Autoregressive Flow, NeurIPS 2016.
+prior and the decoder then see z*. A ContextIAFPosterior (dgm_lib.vae.iaf) also takes the
+context h(x) that an encoder with context_dim > 0 emits. Kingma & Welling, Auto-Encoding
+Variational Bayes, ICLR 2014; Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR
+2016; Kingma et al., Improved Variational Inference with Inverse Autoregressive Flow, NeurIPS 2016.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from dgm_lib.checks import (
     check_dtype_matches,
     check_in_range,
+    check_int,
     check_positive_int,
     check_sizes,
     check_tensor,
@@ -31,7 +33,14 @@ from dgm_lib.checks import (
 from dgm_lib.flows.autoregressive import IAF
 from dgm_lib.flows.base import Compose, Inverse, Transform, soft_clamp
 from dgm_lib.nets import mlp
-from dgm_lib.vae.priors import LOG_VAR_BOUND, StandardNormalPrior, gaussian_kl, standard_normal
+from dgm_lib.vae.iaf import ContextIAFPosterior
+from dgm_lib.vae.priors import (
+    LOG_VAR_BOUND,
+    StandardNormalPrior,
+    gaussian_kl,
+    log_normal_diag,
+    standard_normal,
+)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 IWAE_CHUNK = 2**15  # decoder rows evaluated at once by VAE.iwae
@@ -49,6 +58,19 @@ def flatten_input(x: Tensor, x_dim: int, name: str = "x") -> Tensor:
             f"{tuple(x.shape)}"
         )
     return x.reshape(x.shape[0], x_dim)
+
+
+def _check_context(encoder: nn.Module, posterior_flow: nn.Module | None) -> None:
+    """ValueError unless a ContextIAFPosterior gets an encoder emitting h(x) of its size."""
+    if not isinstance(posterior_flow, ContextIAFPosterior):
+        return
+    got = getattr(encoder, "context_dim", 0)
+    if got != posterior_flow.context_dim or not hasattr(encoder, "forward_with_context"):
+        raise ValueError(
+            f"encoder must emit a context h(x) of size {posterior_flow.context_dim} for the "
+            f"ContextIAFPosterior (e.g. MLPEncoder(..., context_dim="
+            f"{posterior_flow.context_dim})), got context_dim={got}"
+        )
 
 
 def _check_likelihood(likelihood: str) -> str:
@@ -72,9 +94,10 @@ def _conv_grid(x_shape: tuple[int, ...], n_halvings: int) -> tuple[int, int]:
 
 
 class MLPEncoder(nn.Module):
-    """q(z|x, phi) = N(mu_phi(x), diag sigma_phi^2(x)) with an MLP x -> (mu, log sigma^2).
+    """q(z|x, phi) = N(mu_phi(x), diag sigma_phi^2(x)) with an MLP x -> (mu, log sigma^2[, h]).
 
-    x is flattened.
+    x is flattened. With context_dim > 0 the last layer also emits a context h(x) of that size, the
+    input of a ContextIAFPosterior ([mu, sigma, h] = EncoderNN(x), Kingma et al., 2016).
     """
 
     def __init__(
@@ -83,6 +106,7 @@ class MLPEncoder(nn.Module):
         hidden: Sequence[int] = (512, 256),
         z_dim: int = 2,
         *,
+        context_dim: int = 0,
         activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__()
@@ -90,13 +114,20 @@ class MLPEncoder(nn.Module):
             check_positive_int(x_dim, "x_dim"),
             check_positive_int(z_dim, "z_dim"),
         )
+        self.context_dim = check_int(context_dim, "context_dim", 0)
         self.x_shape = (x_dim,)
-        self.net = mlp((x_dim, *check_sizes(hidden, "hidden"), 2 * z_dim), activation)
+        sizes = (x_dim, *check_sizes(hidden, "hidden"), 2 * z_dim + self.context_dim)
+        self.net = mlp(sizes, activation)
+
+    def forward_with_context(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(mu, log_var, h): (B, z_dim), (B, z_dim), (B, context_dim), from one pass."""
+        out = self.net(flatten_input(x, self.x_dim))
+        mu, raw, h = out.split((self.z_dim, self.z_dim, self.context_dim), -1)
+        return mu, soft_clamp(raw, LOG_VAR_BOUND), h
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mu, log_var), each (B, z_dim), for x of shape (B, x_dim) or (B, *event)."""
-        mu, raw = self.net(flatten_input(x, self.x_dim)).chunk(2, -1)
-        return mu, soft_clamp(raw, LOG_VAR_BOUND)
+        return self.forward_with_context(x)[:2]
 
 
 class ConvEncoder(nn.Module):
@@ -270,7 +301,7 @@ class IAFPosterior(Inverse):
 class PosteriorSample:
     """n_samples draws from q(z*|x) per data point.
 
-    Z0 = mu + sigma eps ~ N(mu, sigma^2), z = posterior flow(z0) (z = z0 without one), log_q = log
+    z0 = mu + sigma eps ~ N(mu, sigma^2), z = posterior flow(z0) (z = z0 without one), log_q = log
     q(z|x) and log_det = log|det J_g(z0)| (zeros without a flow), (S, B, ...).
     """
 
@@ -301,7 +332,7 @@ class VAE(nn.Module):
         encoder: nn.Module,
         decoder: nn.Module,
         prior: nn.Module,
-        posterior_flow: Transform | None = None,
+        posterior_flow: Transform | ContextIAFPosterior | None = None,
         beta: float = 1.0,
     ):
         super().__init__()
@@ -321,9 +352,15 @@ class VAE(nn.Module):
         dims = {"encoder": encoder.z_dim, "decoder": decoder.z_dim, "prior": prior.z_dim}
         if len(set(dims.values())) != 1:
             raise ValueError(f"z_dim must agree between encoder, decoder and prior, got {dims}")
-        if posterior_flow is not None and not isinstance(posterior_flow, Transform):
+        if posterior_flow is not None and not isinstance(
+            posterior_flow, (Transform, ContextIAFPosterior)
+        ):
             got = type(posterior_flow).__name__
-            raise TypeError(f"posterior_flow must be a dgm_lib.flows Transform or None, got {got}")
+            raise TypeError(
+                "posterior_flow must be a dgm_lib.flows Transform, a ContextIAFPosterior or None, "
+                f"got {got}"
+            )
+        _check_context(encoder, posterior_flow)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < math.inf:
             raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
         self.encoder, self.decoder, self.prior, self.posterior_flow = (
@@ -342,10 +379,22 @@ class VAE(nn.Module):
         """
         return isinstance(self.prior, StandardNormalPrior) and self.posterior_flow is None
 
+    @property
+    def context_posterior(self) -> bool:
+        """Whether the posterior flow takes the encoder's context h(x) (a ContextIAFPosterior)."""
+        return isinstance(self.posterior_flow, ContextIAFPosterior)
+
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mu_phi(x), log sigma_phi^2(x)), each (B, z_dim)."""
         check_dtype_matches(x, self, "x")
         return self.encoder(x)
+
+    def encode_with_context(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(mu, log_var, h) from one encoder pass; h(x) (B, context_dim), None without context."""
+        if not self.context_posterior:
+            return (*self.encode(x), None)
+        check_dtype_matches(x, self, "x")
+        return self.encoder.forward_with_context(x)
 
     def decode(self, z: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """The decoder's output for z (B, z_dim): Bernoulli logits or Gaussian (mean, log_var)."""
@@ -376,8 +425,9 @@ class VAE(nn.Module):
         log_var: Tensor,
         n_samples: int = 1,
         generator: torch.Generator | None = None,
+        h: Tensor | None = None,
     ) -> PosteriorSample:
-        """n_samples draws from q(z|x) given its encoding: z0 = mu + sigma eps, z = g(z0).
+        """n_samples draws from q(z|x) given its encoding: z0 = mu + sigma eps, z = g(z0[, h]).
 
         log q(z|x) = log N(z0; mu, sigma^2) - log|det J_g(z0)|, with the Gaussian term computed
         from eps (no cancellation); without a posterior flow z = z0.
@@ -387,6 +437,7 @@ class VAE(nn.Module):
             log_var: encoder log-variances (B, z_dim).
             n_samples: draws per data point.
             generator: the source of eps ~ N(0, I).
+            h: the context h(x) (B, context_dim), required by (only) a ContextIAFPosterior.
 
         Returns:
             A PosteriorSample with tensors of shape (n_samples, B, ...).
@@ -396,7 +447,15 @@ class VAE(nn.Module):
         log_q = -0.5 * (eps.square() + log_var + math.log(2 * math.pi)).sum(-1)
         if self.posterior_flow is None:
             return PosteriorSample(mu, log_var, z0, z0, log_q, torch.zeros_like(log_q))
-        z, log_det = self.posterior_flow(z0.reshape(-1, self.z_dim))
+        if self.context_posterior:
+            if h is None:
+                raise ValueError("h must be the encoder's context h(x) for a ContextIAFPosterior")
+            h = h.expand(n_samples, *h.shape).reshape(-1, h.shape[-1])
+            z, log_det = self.posterior_flow(z0.reshape(-1, self.z_dim), h)
+        elif h is not None:
+            raise ValueError("h must be None: this VAE's posterior takes no context")
+        else:
+            z, log_det = self.posterior_flow(z0.reshape(-1, self.z_dim))
         log_det = log_det.reshape(log_q.shape)
         return PosteriorSample(mu, log_var, z0, z.reshape(z0.shape), log_q - log_det, log_det)
 
@@ -409,8 +468,36 @@ class VAE(nn.Module):
         (S, B, ...).
         """
         check_positive_int(n_samples, "n_samples")
-        mu, log_var = self.encode(x)
-        return self.sample_q(mu, log_var, n_samples, generator)
+        mu, log_var, h = self.encode_with_context(x)
+        return self.sample_q(mu, log_var, n_samples, generator, h)
+
+    def posterior_log_prob(self, z: Tensor, x: Tensor) -> Tensor:
+        """log q(z|x) at given points: log N(f(z); mu, sigma^2) + log|det J_f(z)|, f = g^{-1}.
+
+        Through the flow's inverse (sequential for an IAF); z = z0 without a posterior flow.
+
+        Args:
+            z: S points per data point (S, B, z_dim).
+            x: the data (B, ...).
+
+        Returns:
+            log q(z|x), shape (S, B).
+        """
+        check_tensor(z, "z")
+        if z.dim() != 3 or z.shape[1] != x.shape[0] or z.shape[2] != self.z_dim:
+            raise ValueError(
+                f"z must have shape (S, B, {self.z_dim}) with B = {x.shape[0]}, got "
+                f"{tuple(z.shape)}"
+            )
+        mu, log_var, h = self.encode_with_context(x)
+        flat = z.reshape(-1, self.z_dim)
+        log_det = torch.zeros(flat.shape[0], dtype=z.dtype, device=z.device)
+        if self.context_posterior:
+            flat, log_det = self.posterior_flow.inverse(flat, h.repeat(z.shape[0], 1))
+        elif self.posterior_flow is not None:
+            flat, log_det = self.posterior_flow.inverse(flat)
+        z0 = flat.reshape(z.shape)
+        return log_normal_diag(z0, mu, log_var) + log_det.reshape(z.shape[:2])
 
     def _log_prior(self, z: Tensor) -> Tensor:
         """log p(z) for z of shape (S, B, z_dim) -> (S, B)."""
@@ -449,11 +536,11 @@ class VAE(nn.Module):
         k draws are decoded in chunks of about IWAE_CHUNK rows.
         """
         check_positive_int(k, "k")
-        mu, log_var = self.encode(x)
+        mu, log_var, h = self.encode_with_context(x)
         per_chunk = max(1, IWAE_CHUNK // x.shape[0])
         log_w = []
         for start in range(0, k, per_chunk):
-            post = self.sample_q(mu, log_var, min(per_chunk, k - start), generator)
+            post = self.sample_q(mu, log_var, min(per_chunk, k - start), generator, h)
             log_w.append(self.log_likelihood(x, post.z) + self._log_prior(post.z) - post.log_q)
         return torch.logsumexp(torch.cat(log_w, 0), 0) - math.log(k)
 

@@ -1,8 +1,9 @@
 """Zoo configs of chapter 03 "ELBO surgery": 2D-latent MNIST VAEs, one per prior (Lecture 7).
 
 "vae_standard" (N(0, I)), "vae_mog" (mixture of Gaussians), "vae_vamp" (VampPrior), "vae_flow_prior"
-(MAF prior) and "vae_iaf_posterior" (N(0, I) prior, IAF posterior) share the architecture (MLP
-encoder and Bernoulli decoder, z_dim = 2) and the training budget (Adam, RECIPE.epochs epochs over
+(MAF prior) and "vae_iaf_posterior" (N(0, I) prior, IAF posterior conditioned on the encoder's
+context h(x), Kingma et al. 2016) share the architecture (MLP encoder and Bernoulli decoder, z_dim =
+2) and the training budget (Adam, RECIPE.epochs epochs over
 the 4,000 training digits of load_mnist(), dynamically binarized: every epoch draws x ~
 Bernoulli(pixel intensities) afresh). Regenerate one with `python -m dgm_lib.zoo train vae_mog`
 (28-37 s each on one CPU thread, OMP_NUM_THREADS=1).
@@ -20,10 +21,11 @@ from dgm_lib import zoo
 from dgm_lib.data.mnist import load_mnist
 from dgm_lib.flows.builders import make_maf
 from dgm_lib.training import FitOptions, History, ShuffledBatches, fit
-from dgm_lib.vae.model import VAE, IAFPosterior, MLPDecoder, MLPEncoder
+from dgm_lib.vae.iaf import ContextIAFPosterior
+from dgm_lib.vae.model import VAE, MLPDecoder, MLPEncoder
 from dgm_lib.vae.priors import FlowPrior, MoGPrior, StandardNormalPrior, VampPrior
 
-PRIORS: dict[str, str] = {  # zoo name -> prior (or "iaf": standard prior, IAF posterior)
+PRIORS: dict[str, str] = {  # zoo name -> prior (or "iaf": standard prior, context IAF posterior)
     "vae_standard": "standard",
     "vae_mog": "mog",
     "vae_vamp": "vamp",
@@ -43,6 +45,7 @@ class VAERecipe:
     n_pseudo: int = 100  # the VampPrior
     flow_depth: int = 4  # the MAF prior and the IAF posterior
     flow_hidden: tuple[int, ...] = (64, 64)
+    context_dim: int = 32  # the size of h(x) that the encoder emits for the IAF posterior
     epochs: int = 100
     batch_size: int = 100
     lr: float = 1e-3
@@ -62,7 +65,12 @@ class VAERecipe:
             "mog": {"n_components": self.n_components},
             "vamp": {"n_pseudo": self.n_pseudo, "pseudo_init": "training digits"},
             "flow": {"flow": "maf", **flow},
-            "iaf": {"prior": "standard", "posterior": "iaf", **flow},
+            "iaf": {
+                "prior": "standard",
+                "posterior": "context_iaf",
+                "context_dim": self.context_dim,
+                **flow,
+            },
         }
         return {**common, "prior": prior, **extra[prior]}
 
@@ -73,7 +81,8 @@ RECIPE = VAERecipe()
 def build(prior: str) -> VAE:
     """The untrained VAE with `prior` ("standard", "mog", "vamp", "flow" or "iaf")."""
     r = RECIPE
-    encoder = MLPEncoder(784, r.encoder_hidden, r.z_dim)
+    context_dim = r.context_dim if prior == "iaf" else 0
+    encoder = MLPEncoder(784, r.encoder_hidden, r.z_dim, context_dim=context_dim)
     decoder = MLPDecoder(r.z_dim, r.decoder_hidden, (1, 28, 28), "bernoulli")
     posterior_flow = None
     if prior == "mog":
@@ -85,7 +94,7 @@ def build(prior: str) -> VAE:
     else:
         p = StandardNormalPrior(r.z_dim)
         if prior == "iaf":
-            posterior_flow = IAFPosterior(r.z_dim, r.flow_depth, r.flow_hidden)
+            posterior_flow = ContextIAFPosterior(r.z_dim, context_dim, r.flow_depth, r.flow_hidden)
     return VAE(encoder, decoder, p, posterior_flow)
 
 
