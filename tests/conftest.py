@@ -2,11 +2,17 @@
 
 import os
 import socket
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# check() records verdicts in ./.dgm_progress.json by default: tests (and the notebook kernels they
+# start) write to a private temporary file instead of the repository.
+os.environ["DGM_PROGRESS_FILE"] = os.path.join(
+    tempfile.mkdtemp(prefix="dgm_progress_"), "progress.json"
+)
 pytest_plugins = ("book_fixtures",)  # the session fixture built_book of the book and browser tests
 
 

@@ -4,8 +4,9 @@
 
 Every book/*.ipynb containing a `### BEGIN SOLUTION` line becomes book/exercises/<same name>.ipynb
 with outputs cleared, the setup cell kept verbatim (and verified), solutions replaced by `raise
-NotImplementedError(...)` stubs, and cells tagged `remove-in-exercise` dropped. The output is
-deterministic, so regenerating gives no diff.
+NotImplementedError(...)` stubs, cells tagged `remove-in-exercise` dropped, and a last cell that
+prints the progress report of the chapter's exercises. The output is deterministic, so regenerating
+gives no diff.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ HEADER = (
     "every `raise NotImplementedError(...)` with your code, then run the `check(...)` cell that "
     "follows it."
 )
+PROGRESS_HEADER = (
+    "## Your progress\n\nThe table lists this chapter's exercises with the verdict of each one's "
+    "last `check(...)` (kept in `.dgm_progress.json` next to this notebook, so it survives a "
+    "restart of the kernel); running it re-runs nothing."
+)
+PROGRESS_CELL = """\
+# Progress report: passed / failing / not done yet, and the open questions.
+from dgm_lib.exercises import progress
+
+progress({chapters})"""
+CHECK_CALL = re.compile(r"""\bcheck\(\s*["'](\w+)\.\w+["']""")
 
 
 def stub_solutions(source: str) -> str:
@@ -108,6 +120,9 @@ class ExercisePreprocessor(ClearOutputPreprocessor):
             cell.setdefault(
                 "id", f"cell-{index}"
             )  # deterministic ids for chapters saved without them
+        chapters = checked_chapters(nb)
+        if chapters:
+            nb.cells += progress_cells(chapters)
         return super().preprocess(nb, resources)
 
     def preprocess_cell(self, cell: nbformat.NotebookNode, resources: dict, index: int) -> tuple:
@@ -119,6 +134,27 @@ class ExercisePreprocessor(ClearOutputPreprocessor):
             except ValueError as error:
                 raise ValueError(f"{resources['chapter']}, cell {index}: {error}") from None
         return cell, resources
+
+
+def checked_chapters(nb: nbformat.NotebookNode) -> list[str]:
+    """The chapter prefixes of the exercise names that `check("chapter.name", ...)` calls in `nb`
+    use, in order of first appearance."""
+    found: dict[str, None] = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            found.update(dict.fromkeys(CHECK_CALL.findall(cell.source)))
+    return list(found)
+
+
+def progress_cells(chapters: list[str]) -> list[nbformat.NotebookNode]:
+    """The closing cells of a student notebook: a heading and `progress(*chapters)`."""
+    header = nbformat.v4.new_markdown_cell(PROGRESS_HEADER)
+    header.id = "exercise-progress-header"
+    code = nbformat.v4.new_code_cell(
+        PROGRESS_CELL.format(chapters=", ".join(f'"{chapter}"' for chapter in chapters))
+    )
+    code.id = "exercise-progress"
+    return [header, code]
 
 
 def verify_setup_cell(nb: nbformat.NotebookNode, repo_url: str, name: str) -> None:

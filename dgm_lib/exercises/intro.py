@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .registry import Case, register
+from .registry import Case, register, register_reference
 
 _HINT = (
     "sum the terms -(x_d - mu_d)^2 / (2 sigma_d^2) - log sigma_d - log(2 pi) / 2 over the last "
@@ -14,17 +14,27 @@ _HINT = (
 )
 
 
-def _gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Reference: log N(x | mu, diag(sigma^2)) summed over the last dimension."""
+@register_reference("intro.gaussian_log_prob")
+def gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Reference: log N(x | mu, diag(sigma^2)), summed over the last dimension.
+
+    log N = sum_d [-(x_d - mu_d)^2 / (2 sigma_d^2) - log sigma_d - log(2 pi) / 2].
+
+    Args:
+        x: points, shape (batch, D).
+        mu: means, shape (D,).
+        sigma: standard deviations, shape (D,).
+
+    Returns:
+        The log-densities, shape (batch,), in the dtype of x.
+    """
     z = (x - mu) / sigma
     return (-0.5 * z**2 - torch.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
 
 
 def _gaussian_case(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> Case:
     """A case comparing the student's log-density with the reference."""
-    return Case(
-        args=(x, mu, sigma), expected=_gaussian_log_prob(x, mu, sigma), rtol=1e-9, atol=1e-9
-    )
+    return Case(args=(x, mu, sigma), expected=gaussian_log_prob(x, mu, sigma), rtol=1e-9, atol=1e-9)
 
 
 @register("intro.gaussian_log_prob", "standard normal at the origin in 2D", hint=_HINT)

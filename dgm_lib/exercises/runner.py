@@ -17,7 +17,9 @@ import torch
 
 from dgm_lib.checks import check_real
 
-from .registry import checks_for
+from .registry import Check, checks_for
+from .tracker import FAILING, NOT_DONE, PASSED
+from .tracker import record as record_verdict
 
 NOT_IMPLEMENTED = "not implemented yet: replace the `raise NotImplementedError` with your code"
 TIME_LIMIT = 10.0  # seconds per check; every reference solution takes well under one
@@ -28,13 +30,15 @@ class CheckTimeout(BaseException):
     student's code does not swallow it)."""
 
 
-def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT) -> bool:
+def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT, record: bool = True) -> bool:
     """Run every check of exercise `name` on `fn`, print one pass/fail line with a hint, and return
     whether all passed.
 
     Each call of `fn` gets `time_limit` seconds (SIGALRM in the main thread, as in Jupyter;
     elsewhere a watchdog thread interrupts it); an endless loop, a KeyboardInterrupt (the stop
-    button) or a `sys.exit()` in `fn` fails the check with a message, never a traceback.
+    button) or a `sys.exit()` in `fn` fails the check with a message, never a traceback. The
+    verdict (passed, failing, not done) is recorded for the progress report
+    (`dgm_lib.exercises.tracker`) unless `record` is False (a demonstration of wrong answers).
     """
     checks = checks_for(name)
     if not callable(fn):
@@ -43,6 +47,15 @@ def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT) -> bool:
             "my_function)"
         )
     check_real(time_limit, "time_limit", lambda v: v > 0, "a positive number of seconds", "check")
+    state = _run_checks(name, checks, fn, time_limit)
+    if record:
+        record_verdict(name, state, fn)
+    return state == PASSED
+
+
+def _run_checks(name: str, checks: list[Check], fn: Callable, time_limit: float) -> str:
+    """Run `checks` on `fn`, print the verdict line, and return the state PASSED, FAILING or
+    NOT_DONE."""
     for i, chk in enumerate(checks, start=1):
         case = chk.make_case()
         where = f"check {i}/{len(checks)} ({chk.description})"
@@ -51,7 +64,8 @@ def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT) -> bool:
             with _CappedOutput():
                 got = call_with_time_limit(fn, args, kwargs, time_limit)
         except NotImplementedError:
-            return _fail(f"{name}: {NOT_IMPLEMENTED}.", chk.hint)
+            _fail(f"{name}: {NOT_IMPLEMENTED}.", chk.hint)
+            return NOT_DONE
         except CheckTimeout:
             return _fail(
                 f"{name}: {where} did not finish within {time_limit:g} s (an endless loop? a "
@@ -85,7 +99,7 @@ def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT) -> bool:
         if problem is not None:
             return _fail(f"{name}: {where} failed: {problem}.", chk.hint)
     print(f"✅ {name}: all {len(checks)} checks passed")
-    return True
+    return PASSED
 
 
 def _alarm_available() -> bool:
@@ -279,10 +293,10 @@ class _CappedOutput:
         self._target.flush()
 
 
-def _fail(message: str, hint: str) -> bool:
-    """Print a failure line with its hint; return False."""
+def _fail(message: str, hint: str) -> str:
+    """Print a failure line with its hint; return the state FAILING."""
     print(f"❌ {message} Hint: {hint}")
-    return False
+    return FAILING
 
 
 def _describe(value: Any) -> str:
