@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,7 @@ from dgm_lib.intrinsic_dim import SubspaceModule
 from dgm_lib.intrinsic_dim.chapter import ToyProblem
 
 DT = torch.float64
+BOOK = Path(__file__).resolve().parents[1] / "book"
 
 
 @pytest.fixture(autouse=True)
@@ -50,11 +53,30 @@ def assert_fails(name: str, fn, capsys, *phrases: str) -> None:
         assert phrase in printed, (phrase, printed)
 
 
-def test_each_chapter_has_a_path_of_at_least_four_checked_exercises():
-    """Five exercises per chapter; the open question has no check, so at least four checks."""
-    names = known_exercises()
-    assert len([n for n in names if n.startswith("intrinsic_dim.")]) >= 4
-    assert len([n for n in names if n.startswith("ali.")]) >= 4
+KINDS = ("warm-up", "derivation", "implementation", "experiment", "open question")
+
+
+@pytest.mark.parametrize(
+    ("notebook", "chapter"),
+    [("06_intrinsic_dimension.ipynb", "intrinsic_dim"), ("08_ali_alice.ipynb", "ali")],
+)
+def test_each_chapter_has_the_graded_path(notebook, chapter):
+    """Every exercise title names its kind, every kind occurs, in the order of the path, and every
+    registered check of the chapter is called by the chapter."""
+    nb = nbformat.read(BOOK / notebook, as_version=4)
+    titles = [
+        cell.source.split("\n")[0]
+        for cell in nb.cells
+        if cell.cell_type == "markdown" and cell.source.startswith("```{exercise}")
+    ]
+    kinds = [next((k for k in KINDS if title.endswith(f"({k})")), None) for title in titles]
+    assert None not in kinds, titles
+    assert sorted(set(kinds), key=KINDS.index) == list(KINDS), titles
+    assert kinds == sorted(kinds, key=KINDS.index), titles
+    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    names = [name for name in known_exercises() if name.startswith(f"{chapter}.")]
+    assert len(names) >= len(KINDS) - 1  # the open question has no check
+    assert all(f'check("{name}", ' in code for name in names), names
 
 
 # --- chapter 06: intrinsic dimension ---------------------------------------------------------
