@@ -1,7 +1,9 @@
 """Checks of the exercises of the chapter "Intrinsic dimension".
 
-The toy objective, d_int90 from a sweep, a dense projection whose columns are normalised jointly
-across all layers.
+The graded path: the toy objective and d_int90 from a sweep (warm-ups), the subspace minimum of the
+toy problem by least squares (derivation, part 1 of the chapter's theorem), a dense projection
+whose columns are normalised jointly across all layers (implementation), and subspace training of
+the toy problem (experiment: checked by the property the theorem predicts, not by exact numbers).
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dgm_lib.intrinsic_dim.chapter import toy_objective
+from dgm_lib.intrinsic_dim.chapter import ToyProblem, toy_objective, toy_subspace_optimum
 from dgm_lib.intrinsic_dim.dimension import measure_intrinsic_dimension
+from dgm_lib.intrinsic_dim.projections import make_projection
 
 from .registry import Case, register
 
@@ -29,6 +32,22 @@ _DENSE_HINT = (
     "dtype=torch.float64); the squared norm of column j is the sum over ALL blocks of block[:, j] "
     "** 2 (normalise jointly, not layer by layer: torch.cat(blocks).norm(dim=0)); divide every "
     "block by that norm and return the blocks as a tuple."
+)
+_MINIMUM_HINT = (
+    "J(theta_0 + P theta_d) = ||b - A P theta_d||^2 with b = 1 - A theta_0: b holds the 10 group "
+    "sums of theta_0 subtracted from 1 (theta_0.reshape(10, 100).sum(1)), A P the 10 group sums of "
+    "every column of P (P.reshape(10, 100, d).sum(1)). Solve the least-squares problem with "
+    "torch.linalg.lstsq or torch.linalg.pinv (they handle any rank, also d > 10 and repeated "
+    "columns; the normal equations do not) and return the SQUARED residual norm, a number. Do "
+    "not assume the minimum is 0 because d >= 10: it is 0 only when rank(A P) = 10."
+)
+_EXPERIMENT_HINT = (
+    "for each d build a fresh toy = ToyProblem(generator=torch.Generator().manual_seed(seed))"
+    ".double(), J_0 = toy().item(), model = SubspaceModule(toy, d, 'dense', seed=seed), and "
+    "optimise model.parameters() (theta_d alone, never toy.parameters()) with torch.optim.LBFGS("
+    "..., line_search_fn='strong_wolfe') and a closure that zeroes the gradients, as in the "
+    "chapter; the problem is badly conditioned, so a few thousand Adam steps may not converge. "
+    "Return the list [model().item() / J_0 for each d], in the order of dims."
 )
 
 
@@ -118,6 +137,105 @@ def _d_int_fraction() -> Case:
     return _d_int90_case(
         [10, 50, 100, 200, 500, 1000], [0.21, 0.55, 0.79, 0.87, 0.91, 0.95], 0.98, fraction=0.5
     )
+
+
+def _minimum_case(theta_0: Tensor, P: Tensor) -> Case:
+    """Reference: the closed form of part 1 of thm-toy-dint (dgm_lib's least-squares optimum)."""
+    j_min = toy_subspace_optimum(theta_0, P)[1]
+    return Case(args=(theta_0, P), expected=j_min, rtol=1e-8, atol=1e-8 * toy_objective(theta_0))
+
+
+def _toy_start(seed: int) -> Tensor:
+    return ToyProblem(generator=torch.Generator().manual_seed(seed)).double().theta.detach()
+
+
+def _dense(d: int, seed: int) -> Tensor:
+    return make_projection("dense", 1000, d, seed).matrix().to(torch.float64)
+
+
+@register(
+    "intrinsic_dim.subspace_minimum",
+    "d = 4: the minimum is positive (d < 10)",
+    hint=_MINIMUM_HINT,
+)
+def _minimum_below() -> Case:
+    return _minimum_case(_toy_start(0), _dense(4, 0))
+
+
+@register(
+    "intrinsic_dim.subspace_minimum",
+    "d = 10, theta_0 = 0: rank(A P) = 10, so the minimum is 0",
+    hint=_MINIMUM_HINT,
+)
+def _minimum_full_rank() -> Case:
+    return _minimum_case(torch.zeros(1000, dtype=torch.float64), _dense(10, 1))
+
+
+@register(
+    "intrinsic_dim.subspace_minimum",
+    "d = 12 with repeated columns: rank(A P) = 8 < 10, the minimum stays positive",
+    hint=_MINIMUM_HINT,
+)
+def _minimum_rank_deficient() -> Case:
+    P = _dense(8, 2)
+    return _minimum_case(_toy_start(2), torch.cat((P, P[:, :4]), dim=1))
+
+
+def _experiment_verify(dims: tuple[int, ...]):
+    """verify(ratios): one J / J(theta_0) per d; above 1e-3 for d < 10 (a random subspace of
+    dimension 2 to 7 misses the solution set by far more, almost surely), below 1e-4 for d >= 10
+    (the subspace reaches it: trained to convergence), never above 1 (training never got worse)."""
+
+    def verify(result: object) -> str | None:
+        if isinstance(result, Tensor):
+            result = result.tolist()
+        if not isinstance(result, (list, tuple)) or len(result) != len(dims):
+            return f"return a list of {len(dims)} ratios J / J(theta_0), one per d of {list(dims)}"
+        try:
+            ratios = [float(r) for r in result]
+        except (TypeError, ValueError):
+            return "every entry should be a number J / J(theta_0)"
+        for d, r in zip(dims, ratios):
+            if not 0 <= r <= 1 + 1e-9:  # NaN fails too
+                return (
+                    f"at d = {d} you returned {r:.4g}, outside [0, 1]: return J after training "
+                    "divided by J(theta_0), and training should never end above its start"
+                )
+            if d < 10 and r < 1e-3:
+                return (
+                    f"at d = {d} J fell to {r:.2g} J(theta_0), but no {d}-dimensional subspace "
+                    "reaches the solution set (it needs rank(A P) = 10, so d >= 10): are you "
+                    "training the native parameters toy.parameters() instead of theta_d?"
+                )
+            if d >= 10 and r > 1e-4:
+                return (
+                    f"at d = {d} J is still {r:.2g} J(theta_0) after training, but a "
+                    f"{d}-dimensional random subspace contains a solution (J = 0): train to "
+                    "convergence (L-BFGS with a strong Wolfe line search)"
+                )
+        return None
+
+    return verify
+
+
+@register(
+    "intrinsic_dim.toy_subspace_training",
+    "dims (2, 5, 10, 20), seed 0: J / J(theta_0) > 1e-3 below d = 10, < 1e-4 from d = 10 on",
+    hint=_EXPERIMENT_HINT,
+)
+def _experiment_seed0() -> Case:
+    dims = (2, 5, 10, 20)
+    return Case(args=(list(dims), 0), verify=_experiment_verify(dims))
+
+
+@register(
+    "intrinsic_dim.toy_subspace_training",
+    "dims (12, 3), seed 1 (any order of dims, another seed)",
+    hint=_EXPERIMENT_HINT,
+)
+def _experiment_seed1() -> Case:
+    dims = (12, 3)
+    return Case(args=(list(dims), 1), verify=_experiment_verify(dims))
 
 
 def _dense_projection(
