@@ -344,6 +344,53 @@ def test_invconv1x1_is_a_1x1_convolution(lu, float64):
     torch.testing.assert_close(log_det, 20 * torch.linalg.slogdet(kernel).logabsdet.expand(2))
 
 
+@pytest.mark.parametrize("lu", [True, False])
+@pytest.mark.parametrize("shape", [(3, 4, 4), (3, 2, 5)])
+def test_invconv1x1_log_det_is_hw_log_abs_det_w_by_autograd(lu, shape, float64):
+    """The full autograd Jacobian of a C x H x W image is kron(W, I_HW) (channel-major order), so
+    log|det J_f| = H W log|det W|; the layer's log-det matches both, forward and inverse."""
+    channels, height, width = shape
+    torch.manual_seed(0)
+    layer = InvConv1x1(channels, lu=lu)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    kernel = (layer.linear.weight() if lu else layer.weight).detach().contiguous()
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
+    z, log_det = layer(x)
+    jac = block_jacobians(lambda v: layer(v)[0], x)
+    assert jac.shape == (2, x[0].numel(), x[0].numel())
+    torch.testing.assert_close(jac[0], torch.kron(kernel, torch.eye(height * width)))
+    closed_form = height * width * torch.linalg.slogdet(kernel).logabsdet
+    torch.testing.assert_close(torch.linalg.slogdet(jac).logabsdet, closed_form.expand(2))
+    torch.testing.assert_close(log_det, closed_form.expand(2), atol=1e-12, rtol=0)
+    _, log_det_g = layer.inverse(z)
+    torch.testing.assert_close(log_det_g, -closed_form.expand(2), atol=1e-12, rtol=0)
+
+
+def test_lu_linear_keeps_the_signs_of_u_diagonal_fixed(float64):
+    """U_jj = sign_j exp(s_j) with signs from the initial decomposition: W = (P D)(D L D)(D U) has
+    a positive-diagonal D U, sign(det W) = det P * prod sign_j stays fixed, log|det W| = sum s_j."""
+    weight = torch.tensor([[-1.0, 0.5, 0.0], [0.0, 2.0, 1.0], [0.3, -1.0, 2.0]])
+    assert torch.linalg.det(weight) < 0
+    layer = LULinear(3, weight=weight)
+    p, lower, upper = layer.factors()
+    torch.testing.assert_close(layer.weight(), weight)
+    assert (layer.sign < 0).any() and torch.equal(torch.sign(torch.diagonal(upper)), layer.sign)
+    d = torch.diag(layer.sign)
+    assert (torch.diagonal(d @ upper) > 0).all()
+    torch.testing.assert_close(torch.diagonal(d @ lower @ d), torch.ones(3))
+    torch.testing.assert_close((p @ d) @ (d @ lower @ d) @ (d @ upper), weight)
+    sign_det = torch.linalg.det(p) * layer.sign.prod()
+    with torch.no_grad():
+        for param in layer.parameters():
+            param.add_(0.5 * torch.randn_like(param))
+    sign, log_abs_det = torch.linalg.slogdet(layer.weight())
+    assert sign == sign_det == torch.sign(torch.linalg.det(weight))
+    torch.testing.assert_close(log_abs_det, layer.log_diag.sum())
+    torch.testing.assert_close(layer.log_abs_det(), log_abs_det)
+
+
 def test_actnorm_data_dependent_init(float64):
     torch.manual_seed(0)
     layer = ActNorm(2)

@@ -9,7 +9,7 @@ forward_kl and reverse_kl.
 
 from dgm_lib.flows.autoregressive import IAF, MADE, MAF
 from dgm_lib.flows.base import Compose, Flow, Inverse, StandardNormal, Transform, batch_jacobian
-from dgm_lib.flows.builders import make_maf, make_realnvp
+from dgm_lib.flows.builders import make_maf, make_planar, make_realnvp
 from dgm_lib.flows.coupling import AffineCoupling, channel_mask, checkerboard_mask, half_mask
 from dgm_lib.flows.elementwise import ActNorm, ElementwiseAffine, Logit, Planar, Sigmoid
 from dgm_lib.flows.linear import InvConv1x1, LULinear, Permutation, QRLinear, Reverse
@@ -40,4 +40,5 @@ __all__ = [
     "channel_mask",
     "make_realnvp",
     "make_maf",
+    "make_planar",
 ]

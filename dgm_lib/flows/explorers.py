@@ -15,7 +15,7 @@ from dgm_lib.explorer import choices, explorer, interactive
 from dgm_lib.flows import recipes
 from dgm_lib.flows.base import Flow
 from dgm_lib.flows.kl_duality import forward_kl_terms, load_fit, reverse_kl_terms
-from dgm_lib.flows.toys import heldout_nll
+from dgm_lib.flows.toys import heldout_entropy, heldout_nll
 
 
 @lru_cache(maxsize=None)
@@ -42,9 +42,9 @@ def flow_density_explorer(
 
     def draw(target: str, flow: str, depth: int) -> None:
         model = _toy_flow(flow, target, depth, device)
-        entropy, _ = heldout_nll(get_target(target).log_prob, target)
+        entropy, _ = heldout_entropy(target)
         nll, _ = heldout_nll(model.log_prob, target, device)
-        fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
         title = f"target: H($\\pi$) = {entropy:.2f}"
         viz.plot_density(get_target(target).log_prob, ax=axes[0], grid=viz.Grid(n=120), title=title)
         viz.plot_density(

@@ -69,12 +69,15 @@ def _random_rotation(m: int) -> Tensor:
 class LULinear(Transform):
     """Linear flow z = W x with W = P L U.
 
-    P a fixed permutation, L unit lower, U upper with diagonal sign * exp(s).
+    P a fixed permutation, L unit lower, U upper with diagonal U_jj = sign_j * exp(s_j).
 
     log|det J_f| = log|det W| = sum_j s_j in O(m); x = U^{-1} L^{-1} P^T z by two triangular solves,
     O(m^2). `weight` (default: a random rotation) is decomposed once; a singular weight raises
-    ValueError. The signs of U's diagonal are fixed buffers, so W stays invertible during training.
-    Kingma & Dhariwal, Glow: Generative Flow with Invertible 1x1 Convolutions, NeurIPS 2018.
+    ValueError. The signs sign_j = +-1 of U's diagonal are taken from that decomposition and kept
+    as fixed buffers (as in Glow), so W stays invertible during training and any invertible weight
+    is a valid start; with D = diag(sign), W = (P D)(D L D)(D U) is the lecture's P L U with a
+    positive diagonal, P D a fixed signed permutation. Kingma & Dhariwal, Glow: Generative Flow
+    with Invertible 1x1 Convolutions, NeurIPS 2018.
     """
 
     def __init__(self, m: int, weight: Tensor | None = None):
@@ -106,9 +109,9 @@ class LULinear(Transform):
         check_vector(x, name, self.m)
 
     def factors(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(Q, R) of W = Q R.
+        """(P, L, U) of W = P L U.
 
-        (P, L, U): L = I + strict lower part, U = strict upper part + diag(sign * exp(s)).
+        L = I + strict lower part, U = strict upper part + diag(sign * exp(s)).
         """
         eye = torch.eye(self.m, dtype=self.lower.dtype, device=self.lower.device)
         lower = torch.tril(self.lower, -1) + eye

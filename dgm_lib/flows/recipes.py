@@ -11,6 +11,10 @@ energies u1-u4 and banana (confined to the box, toy2d.ConfinedEnergy), which nee
 z ~ p(z), g, log|det J_g| and log pi(x) up to its constant (Rezende & Mohamed, ICML 2015, Fig. 3);
 forward and reverse KL for the normalized multimodal targets: mode covering vs mode seeking.
 
+Chapter 01 also ships planar flows (Rezende & Mohamed, ICML 2015) named "planar_<energy>_<K>",
+fitted by the same reverse KL to the energies u1 and u2 with K = 2, 8, 32 layers (their Fig. 3):
+a planar flow has an explicit g but no analytic f, which is what the reverse KL needs.
+
 Regenerate one with `python -m dgm_lib.zoo train realnvp_rings_8`.
 """
 
@@ -25,7 +29,7 @@ from torch import Tensor
 from dgm_lib import zoo
 from dgm_lib.data.toy2d import ENERGIES, WALL, TargetBatches, get_target, get_target_for_fit
 from dgm_lib.flows.base import Flow
-from dgm_lib.flows.builders import make_maf, make_realnvp
+from dgm_lib.flows.builders import make_maf, make_planar, make_realnvp
 from dgm_lib.training import FitOptions, History, adam_cosine, fit
 
 CHECKPOINT_BYTES = 200_000  # the size budget of every 2D flow checkpoint
@@ -34,6 +38,10 @@ CHECKPOINT_BYTES = 200_000  # the size budget of every 2D flow checkpoint
 FLOWS: tuple[str, ...] = ("realnvp", "maf")
 TARGETS: tuple[str, ...] = ("two_moons", "eight_gaussians", "rings", "checkerboard")
 DEPTHS: tuple[int, ...] = (2, 4, 8)
+
+# Chapter 01: planar flows fitted by reverse KL to energies.
+PLANAR_TARGETS: tuple[str, ...] = ("u1", "u2")
+PLANAR_DEPTHS: tuple[int, ...] = (2, 8, 32)
 
 # Chapter 02: the KL fits.
 DIRECTIONS: tuple[str, ...] = ("forward", "reverse")
@@ -111,8 +119,28 @@ class KLRecipe:
         return config
 
 
+@dataclass(frozen=True)
+class PlanarRecipe:
+    """Reverse KL of planar flows on the confined energies, annealed as the chapter-02 fits."""
+
+    steps: int = 6000
+    batch_size: int = 256
+    lr: float = 1e-3
+    anneal_steps: int = 2000  # beta goes from beta_0 to 1 over these steps
+    beta_0: float = 0.05
+
+    def config(self, target: str, depth: int) -> dict:
+        """The config the checkpoint of the planar fit of `target` with `depth` layers records."""
+        return {
+            "flow": "planar", "target": target, "depth": depth, "direction": "reverse",
+            "steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
+            "schedule": "cosine", "annealing": [self.anneal_steps, self.beta_0], "wall": WALL,
+        }  # fmt: skip
+
+
 DENSITY = DensityRecipe()
 KL = KLRecipe()
+PLANAR = PlanarRecipe()
 
 
 def build_density_flow(flow: str, depth: int) -> Flow:
@@ -168,20 +196,21 @@ def train_forward(flow: Flow, target: str) -> History:
     )
 
 
-def train_reverse(flow: Flow, target: str) -> History:
+def fit_reverse_kl(
+    flow: Flow, target: str, betas: list[float], batch_size: int, lr: float
+) -> History:
     """Reverse KL by LOTUS: minimize E_{p(z)}[log p(z) - log|det J_g(z)| - beta_t log pi(g(z))].
 
-    The energies anneal the inverse temperature beta_t from beta_0 to 1 (Rezende & Mohamed 2015),
-    letting the flow spread before the energy barriers set in; the multimodal targets use the
-    plain objective (beta_t = 1), whose mode seeking the chapter studies. The history's
-    "reverse_kl" term is the beta = 1 loss.
+    One step per beta_t of `betas` (Adam with cosine decay from `lr`, `batch_size` base samples z
+    a step); pi is get_target_for_fit(target). The history's "reverse_kl" term is the beta = 1
+    loss.
     """
     log_target = get_target_for_fit(target).log_prob
-    betas = annealing(KL.steps, *KL.annealing(target))
-    optimizer, scheduler = adam_cosine(flow, KL.lr, KL.steps)
+    steps = len(betas)
+    optimizer, scheduler = adam_cosine(flow, lr, steps)
 
     def loss_fn(model: Flow, beta: float) -> dict[str, Tensor]:
-        x, log_p = model.sample_with_log_prob(KL.batch_size)
+        x, log_p = model.sample_with_log_prob(batch_size)
         log_pi = log_target(x)
         return {
             "loss": (log_p - beta * log_pi).mean(),
@@ -189,8 +218,28 @@ def train_reverse(flow: Flow, target: str) -> History:
         }
 
     return fit(
-        flow, optimizer, betas, FitOptions(steps=KL.steps, loss_fn=loss_fn), scheduler=scheduler
+        flow, optimizer, betas, FitOptions(steps=steps, loss_fn=loss_fn), scheduler=scheduler
     )
+
+
+def train_reverse(flow: Flow, target: str) -> History:
+    """Reverse KL by LOTUS (fit_reverse_kl) with the KL recipe.
+
+    The energies anneal the inverse temperature beta_t from beta_0 to 1 (Rezende & Mohamed 2015),
+    letting the flow spread before the energy barriers set in; the multimodal targets use the
+    plain objective (beta_t = 1), whose mode seeking the chapter studies.
+    """
+    betas = annealing(KL.steps, *KL.annealing(target))
+    return fit_reverse_kl(flow, target, betas, KL.batch_size, KL.lr)
+
+
+def train_planar(flow: Flow, target: str) -> None:
+    """Reverse KL (fit_reverse_kl) of a planar flow to the energy `target`, by PLANAR.
+
+    The checkpoint stores the weights only.
+    """
+    betas = annealing(PLANAR.steps, PLANAR.anneal_steps, PLANAR.beta_0)
+    fit_reverse_kl(flow, target, betas, PLANAR.batch_size, PLANAR.lr)
 
 
 def train_kl(flow: Flow, direction: str, target: str) -> None:
@@ -218,6 +267,17 @@ for _target, _directions in available_fits().items():
                 build=partial(build_flow, _target),
                 train=partial(train_kl, direction=_direction, target=_target),
                 config=KL.config(_direction, _target),
+                max_bytes=CHECKPOINT_BYTES,
+            )
+        )
+for _target in PLANAR_TARGETS:
+    for _depth in PLANAR_DEPTHS:
+        zoo.register(
+            zoo.Entry(
+                zoo.zoo_name("planar", _target, _depth),
+                build=partial(make_planar, 2, _depth),
+                train=partial(train_planar, target=_target),
+                config=PLANAR.config(_target, _depth),
                 max_bytes=CHECKPOINT_BYTES,
             )
         )
