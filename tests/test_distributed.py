@@ -139,3 +139,56 @@ def test_shard_splits_a_global_batch_into_near_equal_parts():
 def test_one_process_is_not_distributed():
     assert not distributed.is_distributed()
     assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+
+
+# --scale full: the seeds' settings are registered, not run here; without full MNIST they refuse.
+def test_full_scale_recipes_have_the_seeds_settings(tmp_path):
+    from dgm_lib import zoo
+
+    assert zoo.names("full") == ["cold_blur", "ddpm_default", "ddpm_model1", "ddpm_model2"]
+    schedules = {n: zoo.entry(n, "full").config.get("schedule") for n in zoo.names("full")}
+    assert schedules == {
+        "cold_blur": None,
+        "ddpm_default": [1e-4, 0.02, 1000],
+        "ddpm_model1": [1e-5, 0.01, 1840],
+        "ddpm_model2": [1e-5, 1e-3, 18300],
+    }
+    for name in zoo.names("full"):
+        config = zoo.entry(name, "full").config
+        assert (config["epochs"], config["lr"], config["hidden"]) == (100, 2e-4, [16, 32, 32, 16])
+        assert "60,000" in config["data"] and zoo.entry(name, "full").resumable
+    assert zoo.entry("cold_blur", "full").config["T"] == 500
+    assert zoo.entry("ddpm_default").config["lr"] == 1e-3  # the shipped recipe stays the default
+    assert (
+        zoo.checkpoint_path("ddpm_default", tmp_path, "full") == tmp_path / "full/ddpm_default.pt"
+    )
+    assert zoo.study_names("full") == ["intrinsic_dim_fc", "intrinsic_dim_lenet"]
+    from dgm_lib.intrinsic_dim.recipes import FULL_RECIPE
+
+    assert FULL_RECIPE.source == "torchvision"
+    with pytest.raises(ValueError, match="scale must be one of \\('small', 'full'\\)"):
+        zoo.names("huge")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "ddpm_default", "--scale", "full"],
+        ["study", "intrinsic_dim_fc", "--scale", "full"],
+    ],
+)
+def test_full_scale_refuses_without_full_mnist(no_network, monkeypatch, tmp_path, argv):
+    from dgm_lib import zoo
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no MNIST under ~/.cache/dgm_lib/mnist
+    with pytest.raises(SystemExit, match=r"full MNIST \(train\) is not in .* 60,000 training"):
+        zoo.main([*argv, "--dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_study_without_a_full_scale_recipe_is_refused(capsys):
+    from dgm_lib import zoo
+
+    with pytest.raises(SystemExit):
+        zoo.main(["study", "diffusion", "--scale", "full"])
+    assert "study 'diffusion' has no full scale recipe" in capsys.readouterr().err
