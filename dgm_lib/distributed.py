@@ -176,7 +176,7 @@ def shard(batch: Any, rank: int, world: int) -> tuple[Any, float]:
 
     Example:
         >>> shard(torch.arange(5), 1, 2)
-        (tensor([3, 4]), 0.4)
+        (tensor([2, 3, 4]), 0.6)
     """
     check_positive_int(world, "world")
     if not 0 <= rank < world:

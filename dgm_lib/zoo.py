@@ -209,9 +209,8 @@ def entry(name: str, scale: str = "small") -> Entry:
     registry = _configs(scale)
     if name not in registry:
         registered = ", ".join(sorted(registry)) or "(none)"
-        raise ValueError(
-            f"unknown zoo config {name!r} at scale {scale!r}; registered: {registered}"
-        )
+        at = f" at scale {scale!r}" if scale != "small" else ""
+        raise ValueError(f"unknown zoo config {name!r}{at}; registered: {registered}")
     return registry[name]
 
 
@@ -400,9 +399,8 @@ def run_study(
     _import_recipes()
     studies = _studies(scale)
     if name not in studies:
-        raise ValueError(
-            f"unknown study {name!r} at scale {scale!r}; registered: {', '.join(sorted(studies))}"
-        )
+        at = f" at scale {scale!r}" if scale != "small" else ""
+        raise ValueError(f"unknown study {name!r}{at}; registered: {', '.join(sorted(studies))}")
     study = studies[name]
     values = {option.name: options.get(option.name, option.default) for option in study.options}
     unknown = sorted(set(options) - set(values))
@@ -494,10 +492,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     unknown = [name for name in args.names if name not in names(args.scale)]
     if unknown:  # fail on a typo before training anything
         registered = ", ".join(names(args.scale)) or "(none)"
-        parser.error(
-            f"unknown zoo config(s) {', '.join(unknown)} at scale {args.scale!r}; "
-            f"registered: {registered}"
-        )
+        at = f" at scale {args.scale!r}" if args.scale != "small" else ""
+        parser.error(f"unknown zoo config(s) {', '.join(unknown)}{at}; registered: {registered}")
     device = args.device
     if distributed.launched_by_torchrun():
         device = distributed.init_from_env()
