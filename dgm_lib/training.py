@@ -9,6 +9,10 @@ re-creates the epoch and skips the drawn batches, then restores the second. On C
 then bit-for-bit the uninterrupted one. The model's own randomness (dropout, reparameterization
 noise) may use the global RNG freely. Skipped batches are drawn again (cheap for sampled data; a
 DataLoader loads them again without running the model).
+
+Under torchrun (a process group initialized, e.g. by dgm_lib.distributed.init_from_env) the same
+loop trains data-parallel through dgm_lib.distributed: DDP, each rank's shard of every global
+batch, the global batch's terms in the History of every rank, rank 0 alone writing checkpoints.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -25,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from dgm_lib import distributed
 from dgm_lib.checks import check_positive_int
 from dgm_lib.core import device_of, get_rng_state, set_rng_state
 from dgm_lib.io import (
@@ -247,20 +253,27 @@ def _loss_terms(model: nn.Module, batch: Any, loss_fn: LossFn | None) -> dict[st
 
 
 def _guarded_backward(
-    terms: dict[str, Tensor], optimizer: torch.optim.Optimizer, grad_clip: float | None
+    terms: dict[str, Tensor],
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float | None,
+    values: dict[str, float] | None = None,
+    loss_scale: float = 1.0,
 ) -> tuple[dict[str, float], str | None]:
-    """Backward of terms["loss"] and grad-norm clipping, unless a term is non-finite.
+    """Backward of loss_scale x terms["loss"] and grad-norm clipping, unless a term is non-finite.
 
+    `values` are the terms' floats when the caller has them (the global batch's, distributed).
     Returns the float value of every term (plus "gradient norm" if that is the culprit) and the
     name of the non-finite quantity (a term other than "loss" first), or None when the optimizer
     may step.
     """
-    values = {n: float(v.detach() if isinstance(v, Tensor) else v) for n, v in terms.items()}
+    if values is None:
+        values = {n: float(v.detach() if isinstance(v, Tensor) else v) for n, v in terms.items()}
     non_finite = [name for name, value in values.items() if not math.isfinite(value)]
     optimizer.zero_grad(set_to_none=True)
     if non_finite:
         return values, next((name for name in non_finite if name != "loss"), "loss")
-    terms["loss"].backward()
+    loss = terms["loss"] if loss_scale == 1.0 else terms["loss"] * loss_scale
+    loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"]]
     norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else math.inf))
     if not math.isfinite(norm):
@@ -304,6 +317,7 @@ class _Run:
     snapshot: tuple | None = None  # (step, position, epoch_rng, rng) when the current step began
     committing: bool = False  # the optimizer is stepping: the state is between two steps
     finishing: bool = False  # the step's evaluation or save is running: the step is not complete
+    parallel: distributed.DataParallel | None = None  # under torchrun with W > 1 ranks
 
     def __post_init__(self) -> None:
         self.signature = _signature(self.optimizer)
@@ -389,7 +403,11 @@ def _save(run: _Run, rng: dict | None = None) -> None:
         "rng": rng if rng is not None else get_rng_state(run.generator),
         "signature": run.signature,
     }
-    save_checkpoint(run.path, state, run.options.config or {})
+    if run.parallel is None:
+        save_checkpoint(run.path, state, run.options.config or {})
+    else:  # every rank's RNG states, so that each resumes its own stream; rank 0 writes
+        state["ranks"] = run.parallel.gather_rng(run.epoch_rng, state["rng"])
+        run.parallel.save(lambda: save_checkpoint(run.path, state, run.options.config or {}))
     run.last_good = run.step
 
 
@@ -424,10 +442,14 @@ def _resume(run: _Run) -> None:
     state = _restore(run, _resumable_state(run))
     run.history = History(state["history"], state.get("evaluations", {}))
     run.step, run.position, run.epoch_rng = state["step"], state["position"], state["epoch_rng"]
+    rng, own = state["rng"], True
+    if run.parallel is not None:
+        run.epoch_rng, rng, own = run.parallel.rank_rng(state)
     run.last_good = run.step
     if run.step >= run.options.steps:
         return
     set_rng_state(run.epoch_rng, run.generator)
+    distributed.start_epoch(run.data, run.step - run.position)
     run.batches = iter(run.data)
     for drawn in range(run.position):
         if next(run.batches, None) is None:
@@ -435,18 +457,18 @@ def _resume(run: _Run) -> None:
                 f"data yields {drawn} batches per epoch, fewer than the {run.position} of the "
                 "checkpoint"
             )
-    set_rng_state(state["rng"], run.generator)
+    set_rng_state(rng, run.generator)
+    if not own:  # written by another number of ranks: rank 0's streams, forked per rank
+        run.parallel.fork_rng()
 
 
 def _next_batch(run: _Run) -> Any:
     """The next batch, starting a new epoch (and recording its RNG states) when one ends."""
     while True:
         if run.batches is None:
-            run.epoch_rng, run.batches, run.position = (
-                get_rng_state(run.generator),
-                iter(run.data),
-                0,
-            )
+            run.epoch_rng = get_rng_state(run.generator)
+            distributed.start_epoch(run.data, run.step)
+            run.batches, run.position = iter(run.data), 0
         try:
             batch = next(run.batches)
         except StopIteration:
@@ -475,9 +497,23 @@ def _fail(run: _Run, values: dict[str, float], bad: str) -> NonFiniteLossError:
 
 
 def _train_step(run: _Run, batch: Any, device: torch.device) -> dict[str, float]:
-    """Loss terms, NaN guard, backward, clipping, optimizer and scheduler step; records terms."""
-    terms = _loss_terms(run.model, _to_device(batch, device), run.options.loss_fn)
-    values, bad = _guarded_backward(terms, run.optimizer, run.options.grad_clip)
+    """Loss terms, NaN guard, backward, clipping, optimizer and scheduler step; records terms.
+
+    Distributed: the rank's shard through DDP, the NaN guard on the global batch's terms.
+    """
+    if run.parallel is None:
+        terms = _loss_terms(run.model, _to_device(batch, device), run.options.loss_fn)
+        values, bad = _guarded_backward(terms, run.optimizer, run.options.grad_clip)
+    else:
+        batch, share = run.parallel.local(batch)
+        terms = run.parallel.terms(_to_device(batch, device))
+        values, bad = _guarded_backward(
+            terms,
+            run.optimizer,
+            run.options.grad_clip,
+            run.parallel.global_values(terms, share),
+            run.parallel.loss_scale(share),
+        )
     if bad is not None:
         raise _fail(run, values, bad)
     run.committing = True  # from here until the step is recorded, an interrupt cannot save
@@ -530,8 +566,11 @@ def _check_parameters(run: _Run) -> None:
 def _save_on_interrupt(run: _Run) -> None:
     """On KeyboardInterrupt: save the last completed step (unless saved already or diverged)."""
     # interrupted while the step's evaluation or save ran: saving now would lose that evaluation
-    # on resume, so the last checkpoint stays (the resumed run redoes this step exactly)
+    # on resume, so the last checkpoint stays (the resumed run redoes this step exactly); under
+    # torchrun the ranks stop at different points, so the last periodic checkpoint stays too
     if run.path is None or run.committing or run.finishing or run.snapshot is None:
+        return
+    if run.parallel is not None:  # no collective (gather of RNG states) after an interrupt
         return
     step, position, epoch_rng, rng = run.snapshot
     if run.step == step:  # interrupted inside a step before the optimizer moved: undo its batch
@@ -626,18 +665,23 @@ def fit(
             "not a tensor"
         )
     run = _Run(model, optimizer, data, options, scheduler, generator)
+    if distributed.is_distributed():
+        loss_terms = partial(_loss_terms, loss_fn=options.loss_fn)
+        run.parallel = distributed.DataParallel(model, loss_terms, data)
     if run.path is not None:
         _warn_unsaved_generator(data, generator)
     if run.path is not None and options.resume and run.path.exists():
         _resume(run)
         if run.step >= options.steps:
             return run.history
+    elif run.parallel is not None:
+        run.parallel.fork_rng()
     device, was_training = device_of(model), model.training
     model.train()
     bar = tqdm(
         total=options.steps,
         initial=run.step,
-        disable=not options.progress,
+        disable=not options.progress or not distributed.is_main(),
         desc="fit",
         dynamic_ncols=True,
     )

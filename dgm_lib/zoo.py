@@ -10,6 +10,12 @@ line regenerates every shipped artifact, each recording the command that made it
     python -m dgm_lib.zoo train NAME [NAME ...]    # retrain checkpoints
     python -m dgm_lib.zoo study NAME [options]     # recompute a study's result files
 
+`--scale full` (train and study) picks a topic's full-scale recipe instead (the seeds' settings on
+all 60,000 MNIST digits, registered with `scale="full"`), written beside the shipped files under
+full/ so that the small, shipped checkpoints stay the default. Under torchrun (`torchrun
+--nproc_per_node=N -m dgm_lib.zoo train NAME --scale full`) every rank trains its shard of each
+global batch (dgm_lib.distributed) and rank 0 alone writes.
+
 The checkpoint directory is DGM_CHECKPOINT_DIR if set, else the package's checkpoints/; study
 results live in the package's results/.
 """
@@ -27,8 +33,10 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from dgm_lib import distributed
 from dgm_lib.checks import check_positive_int
 from dgm_lib.core import get_device, get_rng_state, seed_everything, set_rng_state
+from dgm_lib.data.mnist import DataUnavailableError
 from dgm_lib.io import (
     CheckpointError,
     check_config,
@@ -51,8 +59,12 @@ CONFIG_MODULES: tuple[str, ...] = (  # the recipes modules, one per line
 # the size budget of a shipped checkpoint, unless its Entry sets a smaller one
 MAX_BYTES = 3_000_000
 
+SCALES = ("small", "full")  # the shipped recipes; the seeds' full-scale settings
+
 _REGISTRY: dict[str, Entry] = {}
 _STUDIES: dict[str, Study] = {}
+_FULL: dict[str, Entry] = {}  # scale="full"
+_FULL_STUDIES: dict[str, Study] = {}
 
 
 @dataclass(frozen=True)
@@ -127,24 +139,40 @@ class Study:
         return " ".join(words)
 
 
-def register(entry: Entry) -> Entry:
-    """Add `entry` to the registry; registering a name again with an equal config replaces it.
+def _check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    return scale
+
+
+def _configs(scale: str) -> dict[str, Entry]:
+    return _FULL if _check_scale(scale) == "full" else _REGISTRY
+
+
+def _studies(scale: str) -> dict[str, Study]:
+    return _FULL_STUDIES if _check_scale(scale) == "full" else _STUDIES
+
+
+def register(entry: Entry, scale: str = "small") -> Entry:
+    """Add `entry` to the registry of `scale`; registering a name again with an equal config
+    replaces it.
 
     Re-running a notebook cell registers the same config again; a different config or budget under
     a registered name raises ValueError.
     """
-    old = _REGISTRY.get(entry.name)
+    registry = _configs(scale)
+    old = registry.get(entry.name)
     if old is not None and (old.file_config, old.max_bytes) != (entry.file_config, entry.max_bytes):
         raise ValueError(
             f"zoo config {entry.name!r} is already registered with a different config or max_bytes"
         )
-    _REGISTRY[entry.name] = entry
+    registry[entry.name] = entry
     return entry
 
 
-def register_study(study: Study) -> Study:
-    """Add `study` to the studies `python -m dgm_lib.zoo study NAME` can run."""
-    _STUDIES[study.name] = study
+def register_study(study: Study, scale: str = "small") -> Study:
+    """Add `study` to the studies `python -m dgm_lib.zoo study NAME [--scale full]` can run."""
+    _studies(scale)[study.name] = study
     return study
 
 
@@ -153,35 +181,37 @@ def _import_recipes() -> None:
         importlib.import_module(module)
 
 
-def names() -> list[str]:
-    """Sorted names of all registered configs.
+def names(scale: str = "small") -> list[str]:
+    """Sorted names of all registered configs of `scale` ("small": the shipped ones, or "full").
 
     Example:
         >>> "vae_mog" in names() and "ddpm_default" in names()
         True
     """
     _import_recipes()
-    return sorted(_REGISTRY)
+    return sorted(_configs(scale))
 
 
-def study_names() -> list[str]:
-    """Sorted names of all registered studies."""
+def study_names(scale: str = "small") -> list[str]:
+    """Sorted names of all registered studies of `scale`."""
     _import_recipes()
-    return sorted(_STUDIES)
+    return sorted(_studies(scale))
 
 
-def entry(name: str) -> Entry:
-    """The registered config `name` (ValueError listing the registered ones if unknown).
+def entry(name: str, scale: str = "small") -> Entry:
+    """The registered config `name` of `scale` (ValueError listing the registered ones if unknown).
 
     Example:
         >>> entry("maf_two_moons_8").file_config["config"]["depth"]
         8
     """
     _import_recipes()
-    if name not in _REGISTRY:
-        registered = ", ".join(sorted(_REGISTRY)) or "(none)"
-        raise ValueError(f"unknown zoo config {name!r}; registered: {registered}")
-    return _REGISTRY[name]
+    registry = _configs(scale)
+    if name not in registry:
+        registered = ", ".join(sorted(registry)) or "(none)"
+        at = f" at scale {scale!r}" if scale != "small" else ""
+        raise ValueError(f"unknown zoo config {name!r}{at}; registered: {registered}")
+    return registry[name]
 
 
 def zoo_name(*parts: str | int) -> str:
@@ -209,20 +239,28 @@ def results_dir() -> Path:
     return Path(__file__).resolve().parent / "results"
 
 
-def checkpoint_path(name: str, directory: str | os.PathLike | None = None) -> Path:
-    """Where the weights of config `name` live."""
-    return (Path(directory) if directory is not None else checkpoint_dir()) / f"{name}.pt"
+def _folder(directory: str | os.PathLike | None, scale: str) -> Path:
+    """The checkpoint folder of `scale`: `directory` (default checkpoint_dir()), full/ in it."""
+    folder = Path(directory) if directory is not None else checkpoint_dir()
+    return folder / "full" if _check_scale(scale) == "full" else folder
 
 
-def resume_path(name: str, directory: str | os.PathLike | None = None) -> Path:
+def checkpoint_path(
+    name: str, directory: str | os.PathLike | None = None, scale: str = "small"
+) -> Path:
+    """Where the weights of config `name` live (full/NAME.pt at scale "full")."""
+    return _folder(directory, scale) / f"{name}.pt"
+
+
+def resume_path(
+    name: str, directory: str | os.PathLike | None = None, scale: str = "small"
+) -> Path:
     """Where a resumable recipe keeps the full training state of config `name` (resume/NAME.pt)."""
-    return (
-        (Path(directory) if directory is not None else checkpoint_dir()) / "resume" / f"{name}.pt"
-    )
+    return _folder(directory, scale) / "resume" / f"{name}.pt"
 
 
 def _train(
-    config: Entry, device: torch.device, directory: str | os.PathLike | None
+    config: Entry, device: torch.device, directory: str | os.PathLike | None, scale: str = "small"
 ) -> tuple[nn.Module, dict]:
     """Seed, build and train on `device`, then restore the caller's RNG states.
 
@@ -233,7 +271,8 @@ def _train(
         seed_everything(config.seed)
         model = config.build().to(device)
         if config.resumable:
-            history = config.train(model, checkpoint_path=resume_path(config.name, directory))
+            path = resume_path(config.name, directory, scale)
+            history = config.train(model, checkpoint_path=path)
         else:
             history = config.train(model)
     finally:
@@ -275,17 +314,22 @@ def train(
     *,
     device: torch.device | str | None = None,
     directory: str | os.PathLike | None = None,
+    scale: str = "small",
 ) -> Path:
-    """Train config `name` with its recipe and save its weights (CheckpointError if over budget).
+    """Train config `name` of `scale` with its recipe and save its weights (CheckpointError if
+    over budget); under torchrun every rank trains and rank 0 alone saves.
 
     Returns:
         The checkpoint path.
     """
-    config = entry(name)
+    config = entry(name, scale)
     device = _usable_device(device)
-    _, state = _train(config, device, directory)
-    path = checkpoint_path(name, directory)
-    return save_checkpoint(path, state, config.file_config, max_bytes=config.max_bytes)
+    _, state = _train(config, device, directory, scale)
+    path = checkpoint_path(name, directory, scale)
+    if distributed.is_main():
+        save_checkpoint(path, state, config.file_config, max_bytes=config.max_bytes)
+    distributed.barrier()
+    return path
 
 
 def load(
@@ -342,9 +386,10 @@ def load(
 
 
 def run_study(
-    name: str, directory: str | os.PathLike | None = None, **options: Any
+    name: str, directory: str | os.PathLike | None = None, scale: str = "small", **options: Any
 ) -> dict[str, Path]:
-    """Run study `name` on one CPU thread and write its files to `directory` (default results/).
+    """Run study `name` of `scale` and write its files to `directory` (default results/); under
+    torchrun rank 0 alone writes.
 
     Every .json file records "command": the command line that makes it again.
 
@@ -352,32 +397,51 @@ def run_study(
         {file name: path written}.
     """
     _import_recipes()
-    if name not in _STUDIES:
-        raise ValueError(f"unknown study {name!r}; registered: {', '.join(sorted(_STUDIES))}")
-    study = _STUDIES[name]
+    studies = _studies(scale)
+    if name not in studies:
+        at = f" at scale {scale!r}" if scale != "small" else ""
+        raise ValueError(f"unknown study {name!r}{at}; registered: {', '.join(sorted(studies))}")
+    study = studies[name]
     values = {option.name: options.get(option.name, option.default) for option in study.options}
     unknown = sorted(set(options) - set(values))
     if unknown:
         raise ValueError(f"study {name!r} has no option(s) {unknown}; allowed: {sorted(values)}")
     folder = Path(directory) if directory is not None else results_dir()
     written = {}
+    command = study.command(values) + (" --scale full" if scale == "full" else "")
     for file_name, content in study.run(**values).items():
         path = folder / file_name
-        if file_name.endswith(".json"):
-            written[file_name] = save_json(path, {**content, "command": study.command(values)})
+        if not distributed.is_main():
+            written[file_name] = path
+        elif file_name.endswith(".json"):
+            written[file_name] = save_json(path, {**content, "command": command})
         else:
             written[file_name] = save_npz(path, content)
     return written
 
 
 def _list(directory: str | None) -> None:
-    """Print every config (its checkpoint and budget) and every study (its files)."""
-    for name in names():
-        path = checkpoint_path(name, directory)
-        size = f"{path.stat().st_size:,} bytes" if path.exists() else "missing"
-        print(f"{name}: {size} (budget {entry(name).max_bytes:,}) {path}")
-    for name in study_names():
-        print(f"study {name}: python -m dgm_lib.zoo study {name} (writes to {results_dir()})")
+    """Print every config (its checkpoint and budget) and every study (its files), both scales."""
+    for scale in SCALES:
+        flag = " --scale full" if scale == "full" else ""
+        for name in names(scale):
+            path = checkpoint_path(name, directory, scale)
+            size = f"{path.stat().st_size:,} bytes" if path.exists() else "missing"
+            print(f"{name}{flag}: {size} (budget {entry(name, scale).max_bytes:,}) {path}")
+        for name in study_names(scale):
+            print(
+                f"study {name}: python -m dgm_lib.zoo study {name}{flag} "
+                f"(writes to {results_dir()})"
+            )
+
+
+def _scale_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="small",
+        help="small: the shipped recipes (default); full: the seeds' settings on all of MNIST",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -395,12 +459,17 @@ def _parser() -> argparse.ArgumentParser:
     train_cmd.add_argument(
         "--dir", default=None, help="checkpoint directory (default: checkpoint_dir())"
     )
+    _scale_option(train_cmd)
     study_cmd = commands.add_parser("study", help="run a study and write its result files")
     studies = study_cmd.add_subparsers(dest="study", required=True, metavar="NAME")
-    for name in study_names():
+    for name in sorted(set(study_names()) | set(study_names("full"))):
         sub = studies.add_parser(name)
         sub.add_argument("--dir", default=None, help="output directory (default: results_dir())")
-        for option in _STUDIES[name].options:
+        _scale_option(sub)
+        options = {
+            o.name: o for scale in SCALES for o in getattr(_studies(scale).get(name), "options", ())
+        }
+        for option in options.values():
             flag = f"--{option.name.replace('_', '-')}"
             sub.add_argument(
                 flag, dest=option.name, type=option.type, default=option.default, help=option.help
@@ -408,26 +477,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Train or study as `args` say (in this process, one rank of torchrun's or the only one)."""
+    say = print if distributed.is_main() else (lambda *a, **k: None)
+    if args.command == "study":
+        if args.study not in _studies(args.scale):
+            parser.error(f"study {args.study!r} has no {args.scale} scale recipe")
+        if args.scale == "small":
+            torch.set_num_threads(1)
+        options = {o.name: getattr(args, o.name) for o in _studies(args.scale)[args.study].options}
+        for path in run_study(args.study, args.dir, args.scale, **options).values():
+            say(f"{args.study}: wrote {path} ({path.stat().st_size:,} bytes)", flush=True)
+        return
+    unknown = [name for name in args.names if name not in names(args.scale)]
+    if unknown:  # fail on a typo before training anything
+        registered = ", ".join(names(args.scale)) or "(none)"
+        at = f" at scale {args.scale!r}" if args.scale != "small" else ""
+        parser.error(f"unknown zoo config(s) {', '.join(unknown)}{at}; registered: {registered}")
+    device = args.device
+    if distributed.launched_by_torchrun():
+        device = distributed.init_from_env()
+    for name in args.names:
+        path = train(name, device=device, directory=args.dir, scale=args.scale)
+        say(f"{name}: saved {path} ({path.stat().st_size:,} bytes)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: `list`, `train NAME [NAME ...]` and `study NAME [options]` (see the module doc)."""
+    """CLI: `list`, `train NAME [NAME ...] [--scale full]` and `study NAME [--scale full]
+    [options]` (see the module doc); under torchrun, each rank runs it as one of the group."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "list":
         _list(args.dir)
         return 0
-    if args.command == "study":
-        torch.set_num_threads(1)
-        options = {o.name: getattr(args, o.name) for o in _STUDIES[args.study].options}
-        for file_name, path in run_study(args.study, args.dir, **options).items():
-            print(f"{args.study}: wrote {path} ({path.stat().st_size:,} bytes)", flush=True)
-        return 0
-    unknown = [name for name in args.names if name not in names()]
-    if unknown:  # fail on a typo before training anything
-        registered = ", ".join(names()) or "(none)"
-        parser.error(f"unknown zoo config(s) {', '.join(unknown)}; registered: {registered}")
-    for name in args.names:
-        path = train(name, device=args.device, directory=args.dir)
-        print(f"{name}: saved {path} ({path.stat().st_size:,} bytes)")
+    if args.command == "study" and distributed.launched_by_torchrun():
+        distributed.init_from_env()
+    try:
+        _run(args, parser)
+    except DataUnavailableError as exc:
+        raise SystemExit(f"zoo: {exc}") from None
+    finally:
+        distributed.shutdown()
     return 0
 
 

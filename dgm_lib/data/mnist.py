@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dgm_lib import distributed
 from dgm_lib.checks import check_float_tensor, check_real
 
 SPLITS = ("train", "test")
@@ -140,6 +141,47 @@ def load_mnist(
             stacklevel=2,
         )
         return _subset(split)
+
+
+class DataUnavailableError(RuntimeError):
+    """Data a full-scale recipe needs is neither on disk nor downloadable here."""
+
+
+def full_mnist(
+    split: str = "train", root: str | os.PathLike | None = None, *, timeout: float = 3.0
+) -> tuple[Tensor, Tensor]:
+    """All of torchvision's MNIST (60,000 train / 10,000 test), or DataUnavailableError; never
+    the subset (the full-scale recipes must not silently train on 4,000 digits).
+
+    Under torchrun, rank 0 downloads (when needed) before the other ranks read the files.
+
+    Args:
+        split: "train" or "test".
+        root: torchvision's folder (default ~/.cache/dgm_lib/mnist).
+        timeout: seconds to wait for a mirror.
+
+    Returns:
+        (images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_real(timeout, "timeout", lambda v: v > 0, "a positive number of seconds", "full_mnist")
+    root = Path(root) if root is not None else Path.home() / ".cache" / "dgm_lib" / "mnist"
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 downloads first
+    try:
+        return _torchvision(split, root, timeout)
+    except (OSError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataUnavailableError(
+            f"full MNIST ({split}) is not in {root} and cannot be downloaded here ({reason}); "
+            "the full-scale recipes need all 60,000 training digits: fetch them on a machine that "
+            f"is online (torchvision.datasets.MNIST({str(root)!r}, download=True)) and copy the "
+            "folder here; without --scale full the zoo trains on the shipped subset"
+        ) from exc
+    finally:
+        if distributed.is_main():
+            distributed.barrier()
 
 
 def mnist_images(split: str = "train", scale: str = "unit", seed: int = BINARIZE_SEED) -> Tensor:

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from dgm_lib import zoo
+from dgm_lib import distributed, zoo
 from dgm_lib.intrinsic_dim.classifiers import (
     MODELS,
     ClassifierTraining,
@@ -31,10 +31,15 @@ from dgm_lib.intrinsic_dim.dimension import IntrinsicDimResult, measure_intrinsi
 
 TOY_GROUPS = 10  # the lecture's toy problem: 10 groups of 100 parameters, D = 1000
 TOY_GROUP_SIZE = 100
+DATA = {  # what a sweep's record says of its digits, by ClassifierTraining.source
+    "subset": "load_mnist(): 4000 train / 1000 test digits (subset)",
+    "torchvision": "full_mnist(): 60000 train / 10000 test digits (torchvision MNIST)",
+}
 
 
 def _log(line: str) -> None:
-    print(line, flush=True)
+    if distributed.is_main():  # under torchrun, one rank reports
+        print(line, flush=True)
 
 
 def toy_objective(theta: Tensor) -> Tensor:
@@ -138,7 +143,7 @@ def run_sweep(
         )
     return {
         "name": name,
-        "data": "load_mnist(): 4000 train / 1000 test digits (subset)",
+        "data": DATA[training.source],
         "models": {key: [m, kwargs] for key, (m, kwargs) in models.items()},
         "D": sizes,
         "dims": list(dims),

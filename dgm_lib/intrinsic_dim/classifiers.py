@@ -15,7 +15,7 @@ from torch.utils.data import BatchSampler, RandomSampler
 
 from dgm_lib.checks import check_positive_int
 from dgm_lib.core import device_of, dtype_of
-from dgm_lib.data.mnist import load_mnist
+from dgm_lib.data.mnist import full_mnist, load_mnist
 from dgm_lib.intrinsic_dim.subspace import SubspaceModule
 from dgm_lib.nets import mlp
 from dgm_lib.training import FitOptions, fit
@@ -151,7 +151,8 @@ class ClassifierTraining:
     """How a sweep trains.
 
     Adam for `epochs` epochs of `batch_size` digits, lr `lr` for all D parameters (the baseline) and
-    `subspace_lr` for theta_d, everything seeded by `seed`.
+    `subspace_lr` for theta_d, everything seeded by `seed`, on the digits of `source`: "subset"
+    (load_mnist(), 4,000 / 1,000) or "torchvision" (full_mnist(), 60,000 / 10,000, no fallback).
     """
 
     epochs: int
@@ -159,6 +160,15 @@ class ClassifierTraining:
     lr: float
     subspace_lr: float
     seed: int
+    source: str = "subset"
+
+    def __post_init__(self) -> None:
+        if self.source not in ("subset", "torchvision"):
+            raise ValueError(f"source must be 'subset' or 'torchvision', got {self.source!r}")
+
+    def data(self, split: str) -> tuple[Tensor, Tensor]:
+        """The (images, labels) of `split` from `source`."""
+        return load_mnist(split) if self.source == "subset" else full_mnist(split)
 
 
 def direct_accuracy(
@@ -176,8 +186,8 @@ def direct_accuracy(
     t = training
     model = _build(make_model, t.seed, device)
     generator = torch.Generator().manual_seed(t.seed)
-    train_classifier(model, load_mnist("train"), t.epochs, t.lr, t.batch_size, generator)
-    return accuracy(model, *load_mnist("test"))
+    train_classifier(model, t.data("train"), t.epochs, t.lr, t.batch_size, generator)
+    return accuracy(model, *t.data("test"))
 
 
 def subspace_accuracy(
@@ -199,5 +209,5 @@ def subspace_accuracy(
     t = training
     model = SubspaceModule(_build(make_model, t.seed, device), d, projection, t.seed)
     generator = torch.Generator().manual_seed(t.seed)
-    train_classifier(model, load_mnist("train"), t.epochs, t.subspace_lr, t.batch_size, generator)
-    return accuracy(model, *load_mnist("test"))
+    train_classifier(model, t.data("train"), t.epochs, t.subspace_lr, t.batch_size, generator)
+    return accuracy(model, *t.data("test"))
