@@ -113,6 +113,14 @@ EXPLORER_LAYOUT_JS = """(explorer) => {
   return problems;
 }"""
 
+# Code cells whose text is wider than their box (the reader would scroll sideways): the first line
+# of each, with how many pixels it overflows.
+CODE_OVERFLOW_JS = """() => Array.from(
+    document.querySelectorAll('div.cell_input div.highlight pre'))
+  .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+  .map(pre => pre.textContent.split('\\n')[0].slice(0, 60) + ' (+'
+       + (pre.scrollWidth - pre.clientWidth) + ' px)')"""
+
 
 @dataclass
 class ExplorerReport:
@@ -143,6 +151,7 @@ class PageReport:
     widget_states: int = 0
     widgets_rendered: int = 0
     explorers: list[ExplorerReport] = field(default_factory=list)
+    code_overflow: list[str] = field(default_factory=list)  # code cells that scroll sideways
     errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
 
@@ -323,6 +332,7 @@ def _visit(browser_page, base: str, path: str) -> PageReport:
         browser_page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
     )
     report.proof_boxes = browser_page.evaluate(PROOF_BOXES_JS)
+    report.code_overflow = browser_page.evaluate(CODE_OVERFLOW_JS)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser_page.screenshot(
         path=str(SCREENSHOTS / f"{path.replace('/', '__')}.png"), full_page=True
@@ -493,3 +503,11 @@ def test_explorers_fit_the_page(browser_report: BrowserReport) -> None:
         if explorer.layout_problems
     }
     assert not problems, problems
+
+
+def test_code_cells_do_not_scroll_sideways(browser_report: BrowserReport) -> None:
+    """Every code line (at most 88 characters, tests/test_notebooks.py) fits its box at the
+    browser's 1280-pixel viewport (_static/dgm.css sets the code font size)."""
+    overflow = {path: page.code_overflow for path, page in browser_report.pages.items()
+                if page.code_overflow}  # fmt: skip
+    assert not overflow, overflow
