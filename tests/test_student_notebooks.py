@@ -1,4 +1,4 @@
-"""The student notebooks of chapters 00 and 02 run top to bottom as handed out: every cell that
+"""The student notebooks of chapters 00, 02 and 03 run top to bottom as handed out: every cell that
 builds on an unfinished exercise waits for it (a note, the library's reference) instead of raising,
 and the last cell reports the progress."""
 
@@ -20,7 +20,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "book" / "exercises"
 # notebook -> its chapter prefix of exercise names
-NOTEBOOKS = {"00_how_to_use.ipynb": "intro", "02_kl_duality.ipynb": "kl_duality"}
+NOTEBOOKS = {
+    "00_how_to_use.ipynb": "intro",
+    "02_kl_duality.ipynb": "kl_duality",
+    "03_elbo_surgery.ipynb": "elbo_surgery",
+}
 
 
 def execute(path: Path, workdir: Path) -> nbformat.NotebookNode:
