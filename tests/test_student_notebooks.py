@@ -1,6 +1,6 @@
-"""The student notebooks of chapters 00 and 02 run top to bottom as handed out: every cell that
-builds on an unfinished exercise waits for it (a note, the library's reference) instead of raising,
-and the last cell reports the progress."""
+"""The student notebooks of chapters 00 and 02 to 05 run top to bottom as handed out: every cell
+that builds on an unfinished exercise waits for it (a note, the library's reference) instead of
+raising, and the last cell reports the progress."""
 
 from __future__ import annotations
 
@@ -20,7 +20,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "book" / "exercises"
 # notebook -> its chapter prefix of exercise names
-NOTEBOOKS = {"00_how_to_use.ipynb": "intro", "02_kl_duality.ipynb": "kl_duality"}
+NOTEBOOKS = {
+    "00_how_to_use.ipynb": "intro",
+    "02_kl_duality.ipynb": "kl_duality",
+    "03_elbo_surgery.ipynb": "elbo_surgery",
+    "04_dequantization.ipynb": "dequantization",
+    "05_sgld.ipynb": "sgld",
+}
+# the notebooks with a later cell that builds on an exercise (and so waits for it)
+WAITING = {"00_how_to_use.ipynb", "02_kl_duality.ipynb", "03_elbo_surgery.ipynb"}
 
 
 def execute(path: Path, workdir: Path) -> nbformat.NotebookNode:
@@ -65,7 +73,8 @@ def test_an_untouched_student_notebook_runs_without_a_traceback(name, tmp_path, 
     # every exercise's check said "not implemented yet", and a later cell waited for it
     for exercise in checked:
         assert any(f"❌ {exercise}: not implemented yet" in text for text in texts), exercise
-    assert any("this cell waits for exercise" in text for text in texts)
+    waits = any("this cell waits for exercise" in text for text in texts)
+    assert waits == (name in WAITING)
     # the last cell is the progress report: nothing done, open questions listed
     report = texts[-1].splitlines()
     assert report[0].startswith(f"Progress: 0 of {len(checked)} checked exercises pass")

@@ -1,0 +1,34 @@
+"""Shared assertions of the chapters' graded exercise paths (tests/test_exercises_*.py)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from dgm_lib.exercises import check, registry
+
+
+def checked_exercises(chapter: str) -> list[str]:
+    """The exercises of `chapter` that have an automatic check, in declaration order."""
+    return [n for n in registry.chapter_exercises(chapter) if not registry.is_open_question(n)]
+
+
+def assert_path(chapter: str, names: list[str]) -> None:
+    """The chapter declares exactly `names` (short names) in this order, the last an open
+    question."""
+    assert registry.chapter_exercises(chapter) == [f"{chapter}.{n}" for n in names]
+    assert registry.is_open_question(f"{chapter}.{names[-1]}")
+
+
+def assert_reference_passes(name: str, capsys) -> None:
+    assert check(name, registry.reference_for(name), record=False) is True, capsys.readouterr().out
+
+
+def assert_mistake_fails(
+    chapter: str, exercise: str, fn: Callable, which: str, phrase: str, capsys
+) -> None:
+    """`fn` fails exercise `chapter.exercise` at check `which` ("check 2/3"), and the failure line
+    or its hint contains `phrase`; no traceback."""
+    assert check(f"{chapter}.{exercise}", fn, record=False) is False
+    out = capsys.readouterr().out
+    assert out.startswith(f"❌ {chapter}.{exercise}: {which} ") and phrase in out, out
+    assert "Traceback" not in out
