@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import pytest
+
 from dgm_lib.exercises import check, registry
 
 
@@ -32,3 +34,27 @@ def assert_mistake_fails(
     out = capsys.readouterr().out
     assert out.startswith(f"❌ {chapter}.{exercise}: {which} ") and phrase in out, out
     assert "Traceback" not in out
+
+
+def graded_path_tests(chapter: str, names: list[str], mistakes: dict[str, tuple]) -> tuple:
+    """The three tests every chapter's graded path gets, to assign in its test module: the path is
+    declared in order (`names`, the last an open question), every reference passes, and every
+    typical mistake in `mistakes` ({id: (exercise, fn, which check, phrase)}) fails with its
+    hint."""
+
+    def test_the_graded_path_is_declared_in_order() -> None:
+        assert_path(chapter, names)
+
+    @pytest.mark.parametrize("name", checked_exercises(chapter))
+    def test_the_reference_passes(name, capsys) -> None:
+        assert_reference_passes(name, capsys)
+
+    @pytest.mark.parametrize("mistake", list(mistakes))
+    def test_a_typical_mistake_fails_with_its_hint(mistake, capsys) -> None:
+        assert_mistake_fails(chapter, *mistakes[mistake], capsys)
+
+    return (
+        test_the_graded_path_is_declared_in_order,
+        test_the_reference_passes,
+        test_a_typical_mistake_fails_with_its_hint,
+    )

@@ -7,12 +7,7 @@ import math
 
 import pytest
 import torch
-from graded_path import (
-    assert_mistake_fails,
-    assert_path,
-    assert_reference_passes,
-    checked_exercises,
-)
+from graded_path import graded_path_tests
 
 from dgm_lib.exercises import dequantization
 
@@ -146,28 +141,22 @@ MISTAKES = {
 }
 
 
-def test_the_graded_path_is_declared_in_order():
-    assert_path(
-        CHAPTER,
-        [
-            "bits_per_dim_rescaled",
-            "uniform_gap_gaussian",
-            "discretized_logistic",
-            "uniform_bound_bpd",
-            "fit_dequantized_gaussian",
-            "bits_without_dequantization",
-        ],
-    )
-
-
-@pytest.mark.parametrize("name", checked_exercises(CHAPTER))
-def test_the_reference_passes(name, capsys):
-    assert_reference_passes(name, capsys)
-
-
-@pytest.mark.parametrize("mistake", list(MISTAKES))
-def test_a_typical_mistake_fails_with_its_hint(mistake, capsys):
-    assert_mistake_fails(CHAPTER, *MISTAKES[mistake], capsys)
+(
+    test_the_graded_path_is_declared_in_order,
+    test_the_reference_passes,
+    test_a_typical_mistake_fails_with_its_hint,
+) = graded_path_tests(
+    CHAPTER,
+    [
+        "bits_per_dim_rescaled",
+        "uniform_gap_gaussian",
+        "discretized_logistic",
+        "uniform_bound_bpd",
+        "fit_dequantized_gaussian",
+        "bits_without_dequantization",
+    ],
+    MISTAKES,
+)
 
 
 def test_the_gap_quadrature_agrees_with_the_closed_form():

@@ -7,12 +7,7 @@ import math
 
 import pytest
 import torch
-from graded_path import (
-    assert_mistake_fails,
-    assert_path,
-    assert_reference_passes,
-    checked_exercises,
-)
+from graded_path import graded_path_tests
 
 from dgm_lib.exercises import elbo_surgery
 
@@ -135,28 +130,22 @@ MISTAKES = {
 }
 
 
-def test_the_graded_path_is_declared_in_order():
-    assert_path(
-        CHAPTER,
-        [
-            "kl_to_standard_normal",
-            "linear_gaussian_marginal_kl",
-            "mutual_information",
-            "flow_prior_log_prob",
-            "mi_by_size",
-            "what_a_prior_can_buy",
-        ],
-    )
-
-
-@pytest.mark.parametrize("name", checked_exercises(CHAPTER))
-def test_the_reference_passes(name, capsys):
-    assert_reference_passes(name, capsys)
-
-
-@pytest.mark.parametrize("mistake", list(MISTAKES))
-def test_a_typical_mistake_fails_with_its_hint(mistake, capsys):
-    assert_mistake_fails(CHAPTER, *MISTAKES[mistake], capsys)
+(
+    test_the_graded_path_is_declared_in_order,
+    test_the_reference_passes,
+    test_a_typical_mistake_fails_with_its_hint,
+) = graded_path_tests(
+    CHAPTER,
+    [
+        "kl_to_standard_normal",
+        "linear_gaussian_marginal_kl",
+        "mutual_information",
+        "flow_prior_log_prob",
+        "mi_by_size",
+        "what_a_prior_can_buy",
+    ],
+    MISTAKES,
+)
 
 
 def test_the_marginal_kl_matches_a_monte_carlo_estimate():

@@ -28,7 +28,7 @@ from dgm_lib.dequantization import (
 )
 
 from .registry import Case, open_question, register, register_reference
-from .runner import compare
+from .runner import diagnosing
 
 DT = torch.float64
 
@@ -129,17 +129,7 @@ def _gap_verify(args: tuple) -> Callable[[object], str | None]:
         "your values are minus the gap: the gap is a KL divergence, >= 0, log P(y) minus the "
         "bound": -expected,
     }
-
-    def verify(got: object) -> str | None:
-        problem = compare(got, expected, rtol=1e-6, atol=1e-8)
-        if problem is None:
-            return None
-        for message, value in mistakes.items():
-            if compare(got, value, rtol=1e-6, atol=1e-8) is None:
-                return message
-        return problem
-
-    return verify
+    return diagnosing(expected, mistakes)
 
 
 def _gap_case(y: list, mu: float, s: float) -> Case:

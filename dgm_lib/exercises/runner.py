@@ -164,6 +164,39 @@ def _raise_in_thread(worker: threading.Thread) -> None:
     set_async_exc(ctypes.c_ulong(worker.ident), ctypes.py_object(CheckTimeout))
 
 
+def diagnosing(
+    expected: Any, mistakes: dict[str, Any], rtol: float = 1e-6, atol: float = 1e-8
+) -> Callable[[Any], str | None]:
+    """A `Case.verify` that compares with `expected` and, on a mismatch, names the typical mistake.
+
+    Args:
+        expected: the reference answer (as for `compare`).
+        mistakes: {message: the value that mistake produces}; a mistake whose value equals
+            `expected` within the tolerance cannot be told apart and is skipped.
+        rtol, atol: the tolerance of every comparison.
+
+    Returns:
+        verify(got): None if `got` matches `expected`; else the message of the first mistake it
+        matches; else what `compare` found wrong.
+    """
+    telling = {
+        message: value
+        for message, value in mistakes.items()
+        if compare(value, expected, rtol=rtol, atol=atol) is not None
+    }
+
+    def verify(got: Any) -> str | None:
+        problem = compare(got, expected, rtol=rtol, atol=atol)
+        if problem is None:
+            return None
+        for message, value in telling.items():
+            if compare(got, value, rtol=rtol, atol=atol) is None:
+                return message
+        return problem
+
+    return verify
+
+
 def compare(got: Any, expected: Any, rtol: float, atol: float, what: str = "output") -> str | None:
     """None if `got` matches `expected` (type, shape, dtype, finiteness, values), else what is
     wrong."""

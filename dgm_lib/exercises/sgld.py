@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .registry import Case, open_question, register, register_reference
-from .runner import compare
+from .runner import diagnosing
 
 _SGLD_HINT = (
     "the stochastic gradient of the potential is f = -grad_log_prior - (N / n) * "
@@ -142,17 +142,7 @@ def _variance_verify(args: tuple) -> Callable[[object], str | None]:
         "your values divide by 1 - rho instead of 1 - rho^2: the variance of rho theta is rho^2 "
         "Var theta": (2 * eps + eps**2 * g**2) / (1 - rho),
     }
-
-    def verify(got: object) -> str | None:
-        problem = compare(got, expected, rtol=1e-9, atol=1e-12)
-        if problem is None:
-            return None
-        for message, value in mistakes.items():
-            if (value - expected).abs().max() > 1e-6 and compare(got, value, 1e-9, 1e-12) is None:
-                return message
-        return problem
-
-    return verify
+    return diagnosing(expected, mistakes, rtol=1e-9, atol=1e-12)
 
 
 def _variance_case(sigma2: list, eps: list, g: list) -> Case:
