@@ -20,7 +20,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "book" / "exercises"
 # notebook -> its chapter prefix of exercise names
-NOTEBOOKS = {"00_how_to_use.ipynb": "intro", "02_kl_duality.ipynb": "kl_duality"}
+NOTEBOOKS = {
+    "00_how_to_use.ipynb": "intro",
+    "01_change_of_variables.ipynb": "change_of_variables",
+    "02_kl_duality.ipynb": "kl_duality",
+}
 
 
 def execute(path: Path, workdir: Path) -> nbformat.NotebookNode:
