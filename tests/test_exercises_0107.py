@@ -1,4 +1,4 @@
-"""The graded exercise path of chapter 01 (change of variables).
+"""The graded exercise paths of chapters 01 (change of variables) and 07 (DDPM vs blur).
 
 Every check accepts the reference solution and correct alternatives (another order of operations,
 another seed, another dtype route), and rejects typical mistakes with the check's own hint; the
@@ -16,7 +16,7 @@ import torch
 
 from dgm_lib.data.toy2d import get_target
 from dgm_lib.exercises import change_of_variables as cv
-from dgm_lib.exercises import check, known_exercises, registry
+from dgm_lib.exercises import check, diffusion, known_exercises, registry
 
 DT = torch.float64
 BOOK = Path(__file__).resolve().parents[1] / "book"
@@ -55,6 +55,7 @@ def assert_fails(name: str, fn, capsys, which: str, *phrases: str) -> None:
     ("notebook", "chapter"),
     [
         ("01_change_of_variables.ipynb", "change_of_variables"),
+        ("07_ddpm_vs_blur.ipynb", "diffusion"),
     ],
 )
 def test_each_chapter_has_the_graded_path(notebook, chapter):
@@ -86,7 +87,7 @@ def test_each_chapter_has_the_graded_path(notebook, chapter):
     "name",
     [
         n
-        for chapter in ("change_of_variables",)
+        for chapter in ("change_of_variables", "diffusion")
         for n in registry.chapter_exercises(chapter)
         if not registry.is_open_question(n)
     ],
@@ -288,6 +289,156 @@ def test_fit_flow_returns_a_flow(capsys):
         "check 1/1",
         "return the trained flow",
     )
+
+
+# --- chapter 07: DDPM vs blur --------------------------------------------------------------------
+
+
+def alpha_by_product(beta1, beta2, T):  # another route: the plain product, in float64
+    beta = torch.linspace(beta1, beta2, T + 1, dtype=DT)
+    return torch.cumprod(1 - beta, 0)
+
+
+def test_alpha_schedule(capsys):
+    name = "diffusion.alpha_schedule"
+    assert run(name, alpha_by_product, capsys)[0]
+    # the product of the betas instead of 1 - beta
+    assert_fails(
+        name,
+        lambda b1, b2, T: torch.cumprod(torch.linspace(b1, b2, T + 1, dtype=DT), 0),
+        capsys,
+        "check 1/3",
+        "not of beta_i",
+    )
+    # T values: t = 1..T, alpha_0 missing
+    assert_fails(
+        name,
+        lambda b1, b2, T: torch.cumprod(1 - torch.linspace(b1, b2, T, dtype=DT), 0),
+        capsys,
+        "check 1/3",
+        "expected shape (5,), got (4,)",
+        "T + 1 values",
+    )
+    # float32
+    assert_fails(
+        name,
+        lambda b1, b2, T: torch.cumprod(1 - torch.linspace(b1, b2, T + 1), 0),
+        capsys,
+        "check 1/3",
+        "expected dtype torch.float64",
+        "in float64",
+    )
+
+
+def posterior_from_noise(x, z_t, t, beta, alpha):  # another route: line 3 of Algorithm 2
+    shape = (-1, 1, 1, 1)
+    b, a = beta[t].view(shape), alpha[t].view(shape)
+    eps = (z_t - a.sqrt() * x) / (1 - a).sqrt()
+    return (z_t - b / (1 - a).sqrt() * eps) / (1 - b).sqrt()
+
+
+def posterior_alpha_t(x, z_t, t, beta, alpha):
+    shape = (-1, 1, 1, 1)
+    b, a = beta[t].view(shape), alpha[t].view(shape)
+    return (a.sqrt() * b * x + (1 - b).sqrt() * (1 - a) * z_t) / (1 - a)
+
+
+def test_posterior_mean(capsys):
+    name = "diffusion.posterior_mean"
+    assert run(name, posterior_from_noise, capsys)[0]
+    # alpha_t instead of alpha_{t-1} in the coefficient of x (and in 1 - alpha_{t-1})
+    assert_fails(name, posterior_alpha_t, capsys, "check 1/2", "x gets alpha_{t-1}")
+    # the two coefficients swapped between x and z_t
+    assert_fails(
+        name,
+        lambda x, z, t, beta, alpha: diffusion.posterior_mean(z, x, t, beta, alpha),
+        capsys,
+        "check 1/2",
+        "by Bayes",
+    )
+    # the first image's t for the whole batch
+    assert_fails(
+        name,
+        lambda x, z, t, beta, alpha: diffusion.posterior_mean(
+            x, z, t[:1].expand_as(t), beta, alpha
+        ),
+        capsys,
+        "check 2/2",
+        "one value per image",
+    )
+
+
+def test_forward_sample(capsys):
+    name = "diffusion.forward_sample"
+    # alpha_t instead of its square root
+    assert_fails(
+        name,
+        lambda x, t, eps, alpha: (
+            alpha[t].view(-1, 1, 1, 1) * x + (1 - alpha[t]).view(-1, 1, 1, 1) * eps
+        ),
+        capsys,
+        "check 1/3",
+        "not alpha_t itself",
+    )
+    # one alpha for the whole batch
+    assert_fails(
+        name,
+        lambda x, t, eps, alpha: alpha[t[0]].sqrt() * x + (1 - alpha[t[0]]).sqrt() * eps,
+        capsys,
+        "check 2/3",
+        "one alpha per sample",
+    )
+
+
+def test_cold_step(capsys):
+    assert_fails(
+        "diffusion.cold_step",
+        lambda x_t, x0_hat, t, degrade: degrade(x0_hat, t - 1),
+        capsys,
+        "check 1/3",
+        "the naive sampler",
+    )
+
+
+def denoise_ascending(model, z, t, generator):  # the steps in the wrong order
+    with torch.no_grad():
+        for s in range(1, t + 1):
+            z = model.step(model.net(z, torch.full((len(z),), s)), s, z, generator)
+    return z
+
+
+def denoise_with_sign(model, z, t, generator, sign=1.0):
+    beta, alpha = model.schedule.beta, model.schedule.alpha
+    with torch.no_grad():
+        for s in range(t, 0, -1):
+            eps_hat = model.net(z, torch.full((len(z),), s))
+            z = (z - sign * beta[s] / (1 - alpha[s]).sqrt() * eps_hat) / (1 - beta[s]).sqrt()
+            if s > 1:
+                z = z + beta[s].sqrt() * torch.randn(z.shape, generator=generator)
+    return z
+
+
+@pytest.mark.parametrize(
+    ("mistake", "phrase"),
+    [
+        (lambda m, z, t, g: denoise_with_sign(m, z, t, g, sign=-1.0), "the images got noisier"),
+        (lambda m, z, t, g: diffusion.denoise(m, z, 1, g), "did all t steps run"),
+        (lambda m, z, t, g: z, "did all t steps run"),
+        (denoise_ascending, "should fall below 0.6 times"),
+        (lambda m, z, t, g: diffusion.denoise(m, z, t, g)[0], "a tensor of shape (8, 1, 28, 28)"),
+    ],
+)
+def test_denoise_mistakes(mistake, phrase, capsys):
+    assert_fails("diffusion.denoise", mistake, capsys, "check 1/1", phrase)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_denoise_accepts_any_seed_and_a_hand_written_step(seed, capsys):
+    """Other noise (the generator's seed) and a step written out by hand instead of model.step."""
+    case = diffusion._denoise_case(seed)
+    assert case.verify(diffusion.denoise(*case.args)) is None
+    case = diffusion._denoise_case(10 + seed)
+    assert case.verify(denoise_with_sign(*case.args)) is None
 
 
 def test_the_experiment_restores_the_thread_count():
