@@ -22,13 +22,15 @@ EXERCISES = ROOT / "book" / "exercises"
 # notebook -> its chapter prefix of exercise names
 NOTEBOOKS = {
     "00_how_to_use.ipynb": "intro",
+    "01_change_of_variables.ipynb": "change_of_variables",
     "02_kl_duality.ipynb": "kl_duality",
     "03_elbo_surgery.ipynb": "elbo_surgery",
-    "04_dequantization.ipynb": "dequantization",
-    "05_sgld.ipynb": "sgld",
 }
-# the notebooks with a later cell that builds on an exercise (and so waits for it)
-WAITING = {"00_how_to_use.ipynb", "02_kl_duality.ipynb", "03_elbo_surgery.ipynb"}
+# the notebooks with a later cell that builds on an exercise (and so waits for it). Chapters 04-06
+# and 08 have none: their untouched notebooks rest on check() never raising
+# (tests/test_exercises.py). Chapter 07 waits too, but executing it costs about 100 s of make
+# test's budget; it was executed untouched by hand (no traceback) and is left out here.
+WAITING = set(NOTEBOOKS)
 
 
 def execute(path: Path, workdir: Path) -> nbformat.NotebookNode:
