@@ -441,9 +441,25 @@ def test_denoise_accepts_any_seed_and_a_hand_written_step(seed, capsys):
     assert case.verify(denoise_with_sign(*case.args)) is None
 
 
-def test_the_experiment_restores_the_thread_count():
-    torch.set_num_threads(2)
-    case = cv._fit_case(seed=11)
-    assert torch.get_num_threads() == 1
-    assert case.verify(cv.fit_flow(*case.args)) is None
-    assert torch.get_num_threads() == 2
+def test_check_runs_the_student_on_one_thread_and_restores_the_count(capsys):
+    """check() runs the function on one torch thread (as the chapters do) and restores the
+    caller's count afterwards, also when the function raises."""
+    seen = []
+
+    def spy(*args):
+        seen.append(torch.get_num_threads())
+        return cv.fit_flow(*args)
+
+    def broken(*args):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("a bug")
+
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert check("change_of_variables.fit_flow", spy, record=False) is True
+        assert torch.get_num_threads() == 2
+        assert check("change_of_variables.fit_flow", broken, record=False) is False
+        assert torch.get_num_threads() == 2 and set(seen) == {1}
+    finally:
+        torch.set_num_threads(previous)

@@ -156,15 +156,8 @@ def _experiment_case(data_seed: int, steps: int) -> Case:
         model = zoo.load("alice_toy_ali", device="cpu", train_if_missing=False)
         before = evaluate(model)["reconstruction_mse"]
     x, _ = sample_x(2048, torch.Generator().manual_seed(data_seed))
-    # One torch thread, as the chapter sets it: these small networks are as fast on one, and on a
-    # busy 2-core CPU two threads wait for each other at every operation (40 times slower). The
-    # runner has no hook around the student's call, so verify restores the count (a function that
-    # fails leaves it at one, the chapter's setting).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
 
     def verify(result: object) -> str | None:
-        torch.set_num_threads(threads)
         if not isinstance(result, JointMatching):
             return (
                 f"return the trained model itself (the JointMatching you were given), got "

@@ -376,25 +376,10 @@ def _fits_the_moons(untrained_nll: float) -> Callable[[object], str | None]:
     return verify
 
 
-def one_thread_during(verify: Callable[[object], str | None]) -> Callable[[object], str | None]:
-    """Run the student's experiment on one torch thread, as every chapter does, and restore the
-    thread count in `verify`: on a loaded 2-core CPU two threads wait for each other at every small
-    op, and a fit of one second takes minutes (the count stays 1 if the student's function
-    raises)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-
-    def restoring(result: object) -> str | None:
-        torch.set_num_threads(previous)
-        return verify(result)
-
-    return restoring
-
-
 def _fit_case(seed: int) -> Case:
     flow = small_realnvp(seed)
     generator = torch.Generator().manual_seed(seed)
-    verify = one_thread_during(_fits_the_moons(_test_nll(flow)))
+    verify = _fits_the_moons(_test_nll(flow))
     return Case(args=(flow, get_target(FIT_TARGET), generator), verify=verify)
 
 

@@ -36,7 +36,9 @@ def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT, record: bo
 
     Each call of `fn` gets `time_limit` seconds (SIGALRM in the main thread, as in Jupyter;
     elsewhere a watchdog thread interrupts it); an endless loop, a KeyboardInterrupt (the stop
-    button) or a `sys.exit()` in `fn` fails the check with a message, never a traceback. The
+    button) or a `sys.exit()` in `fn` fails the check with a message, never a traceback. `fn` runs
+    on one torch thread, as every chapter sets it (small models are as fast on one, and on a busy
+    CPU two threads wait for each other at every operation); the caller's count is restored. The
     verdict (passed, failing, not done) is recorded for the progress report
     (`dgm_lib.exercises.tracker`) unless `record` is False (a demonstration of wrong answers).
     """
@@ -47,7 +49,12 @@ def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT, record: bo
             "my_function)"
         )
     check_real(time_limit, "time_limit", lambda v: v > 0, "a positive number of seconds", "check")
-    state = _run_checks(name, checks, fn, time_limit)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        state = _run_checks(name, checks, fn, time_limit)
+    finally:
+        torch.set_num_threads(threads)
     if record:
         record_verdict(name, state, fn)
     return state == PASSED
