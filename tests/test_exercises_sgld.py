@@ -59,6 +59,24 @@ def _chain(grad_potential, theta0, eps, steps, burn_in, generator, *, naive=Fals
     return samples.mean().item(), (batch_means.std() / 5).item()
 
 
+def sghmc_noise_eta(theta, v_prev, f, eta, alpha, xi):
+    """Noise of std sqrt(2 eta) (SGLD's), not sqrt(2 alpha eta)."""
+    v = (1 - alpha) * v_prev - eta * f + math.sqrt(2 * eta) * xi
+    return theta + v, v
+
+
+def sghmc_old_momentum(theta, v_prev, f, eta, alpha, xi):
+    """The position moved by the old momentum."""
+    v = (1 - alpha) * v_prev - eta * f + math.sqrt(2 * alpha * eta) * xi
+    return theta + v_prev, v
+
+
+def sghmc_friction_alpha(theta, v_prev, f, eta, alpha, xi):
+    """The old momentum multiplied by alpha instead of 1 - alpha."""
+    v = alpha * v_prev - eta * f + math.sqrt(2 * alpha * eta) * xi
+    return theta + v, v
+
+
 def chain_naive_se(*args):
     return _chain(*args, naive=True)
 
@@ -90,6 +108,9 @@ MISTAKES = {
         "divide by 1 - rho instead of 1 - rho^2",
     ),
     "psgld_without_lambda": ("psgld_step", psgld_without_lambda, "check 1/2", "lam + torch.sqrt"),
+    "sghmc_noise_eta": ("sghmc_step", sghmc_noise_eta, "check 1/2", "sqrt(2 alpha"),
+    "sghmc_old_momentum": ("sghmc_step", sghmc_old_momentum, "check 1/2", "with the NEW v"),
+    "sghmc_friction_alpha": ("sghmc_step", sghmc_friction_alpha, "check 1/2", "1 - alpha"),
     "chain_naive_se": (
         "chain_mean",
         chain_naive_se,
@@ -109,6 +130,7 @@ MISTAKES = {
         "sgld_step",
         "stationary_variance",
         "psgld_step",
+        "sghmc_step",
         "chain_mean",
         "constant_step_bias",
     ],

@@ -2,9 +2,9 @@
 
 Warm-up: one SGLD step from minibatch gradients. Derivation: the stationary variance of SGLD on a
 Gaussian with noisy gradients, which the AR(1) recursion predicts (the chapter's theorem for
-noise-free gradients). Implementation: one pSGLD step. Experiment: a chain's mean and its standard
-error (checked by properties: the true mean within the error bar, an error bar of the size the
-chain's autocorrelation implies). Open question: removing the bias of a constant step.
+noise-free gradients). Implementation: one pSGLD step, one SGHMC step. Experiment: a chain's mean
+and its standard error (checked by properties: the true mean within the error bar, an error bar of
+the size the chain's autocorrelation implies). Open question: removing the bias of a constant step.
 """
 
 from __future__ import annotations
@@ -193,6 +193,48 @@ _CHAIN_HINT = (
     "std / sqrt(T) is far too small: split the kept iterates into about 20 to 50 consecutive "
     "batches and take se = std(batch means) / sqrt(number of batches) (batch means)."
 )
+
+
+# --- implementation: one SGHMC step
+
+_SGHMC_HINT = (
+    "the chapter's SGD-with-momentum form (beta_hat = 0): v = (1 - alpha) * v_prev - eta * f + "
+    "math.sqrt(2 * alpha * eta) * xi, then theta + v with the NEW v; the noise std is sqrt(2 alpha "
+    "eta) (friction times learning rate), and the friction multiplies the old momentum by 1 - "
+    "alpha, not alpha. Return (theta_next, v)."
+)
+
+
+@register_reference("sgld.sghmc_step")
+def sghmc_step(
+    theta: Tensor, v_prev: Tensor, f: Tensor, eta: float, alpha: float, xi: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Reference: v = (1 - alpha) v_prev - eta f~ + sqrt(2 alpha eta) xi, theta + v (SGHMC in the
+    SGD-with-momentum form, beta_hat = 0; Chen et al. 2014)."""
+    v = (1 - alpha) * v_prev - eta * f + math.sqrt(2 * alpha * eta) * xi
+    return theta + v, v
+
+
+def _sghmc_case(d: int, eta: float, alpha: float, seed: int) -> Case:
+    args = (
+        _randn(d, seed=seed),
+        _randn(d, seed=seed + 1),
+        _randn(d, seed=seed + 2),
+        eta,
+        alpha,
+        _randn(d, seed=seed + 3),
+    )
+    return Case(args=args, expected=sghmc_step(*args), rtol=1e-10, atol=1e-12)
+
+
+@register("sgld.sghmc_step", "2 parameters, eta = 0.01, alpha = 0.1", hint=_SGHMC_HINT)
+def _sghmc_small() -> Case:
+    return _sghmc_case(d=2, eta=0.01, alpha=0.1, seed=0)
+
+
+@register("sgld.sghmc_step", "50 parameters, eta = 1e-4, alpha = 0.5", hint=_SGHMC_HINT)
+def _sghmc_many() -> Case:
+    return _sghmc_case(d=50, eta=1e-4, alpha=0.5, seed=10)
 
 
 def _gaussian_potential_grad(theta: Tensor) -> Tensor:
