@@ -437,3 +437,16 @@ def test_a_chapter_without_the_setup_cell_is_refused(tmp_path):
     write_chapter(tmp_path / "01_demo.ipynb", "import torch")
     with pytest.raises(ValueError, match="01_demo.ipynb: the first code cell must be exactly"):
         generate(tmp_path, tmp_path / "exercises", "https://example.org/owner/repo")
+
+
+@pytest.mark.parametrize(
+    "chapter",
+    ["change_of_variables", "kl_duality", "elbo_surgery", "dequantization", "sgld",
+     "intrinsic_dim", "diffusion", "ali"],
+)  # fmt: skip
+def test_every_chapter_has_five_checked_exercises_and_one_open_question(chapter):
+    """The graded path of issue 17: at least five checked exercises and one open question (listed
+    by the progress report) per chapter."""
+    names = registry.chapter_exercises(chapter)
+    open_questions = [n for n in names if registry.is_open_question(n)]
+    assert len(names) - len(open_questions) >= 5 and len(open_questions) == 1, names

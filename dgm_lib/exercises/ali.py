@@ -19,7 +19,7 @@ from dgm_lib.ali.model import JointMatching
 from dgm_lib.ali.recipes import evaluate
 from dgm_lib.ali.toy import sample_x
 
-from .registry import Case, register
+from .registry import Case, open_question, register
 
 DT = torch.float64
 
@@ -198,3 +198,9 @@ def _experiment_default() -> Case:
 )
 def _experiment_other() -> Case:
     return _experiment_case(1, 150)
+
+
+open_question(
+    "ali.unified_view",
+    "GAN, ALI, CycleGAN, ALICE and the conditional GAN as joint matching: what each term fixes",
+)

@@ -15,7 +15,7 @@ from dgm_lib.intrinsic_dim.chapter import ToyProblem, toy_objective, toy_subspac
 from dgm_lib.intrinsic_dim.dimension import measure_intrinsic_dimension
 from dgm_lib.intrinsic_dim.projections import make_projection
 
-from .registry import Case, register
+from .registry import Case, open_question, register
 
 _TOY_HINT = (
     "view the last axis as 10 groups of 100 consecutive parameters, "
@@ -281,3 +281,9 @@ def _dense_small_net() -> Case:
 )
 def _dense_larger() -> Case:
     return _dense_case([300, 10, 50, 1], 20, seed=2)
+
+
+open_question(
+    "intrinsic_dim.compressibility",
+    "what d_int says about compressing a network: a bound, and what else the receiver needs",
+)
