@@ -81,26 +81,35 @@ QUALITY_MODELS = (
 def samples01(name: str, n: int, seed: int = 0, batch: int = 250) -> Tensor:
     """n samples in [0, 1], (n, 1, 28, 28), of the zoo image model `name`, seeded, on one CPU.
 
-    DDPM: Algorithm 2 mapped from [-1, 1]; a VAE: decoded prior draws E[x|z]; a dequantized
+    DDPM: Algorithm 2 mapped from [-1, 1]; cold diffusion: Algorithm 4 from its degraded prior
+    (the generative mode: no test digit enters); a VAE: decoded prior draws E[x|z]; a dequantized
     flow: y = floor(x) over 255.
     """
     from dgm_lib.dequantization.flow import DequantizedFlow
+    from dgm_lib.diffusion.chapter import cold_starts
+    from dgm_lib.diffusion.cold import ColdDiffusion
     from dgm_lib.diffusion.ddpm import DDPM
     from dgm_lib.vae.model import VAE
 
     model = zoo.load(name, device="cpu")
     generator = torch.Generator().manual_seed(seed)
+    starts = cold_starts(model, "prior", n, generator) if isinstance(model, ColdDiffusion) else None
     parts = []
     with torch.no_grad():
-        for size in [batch] * (n // batch) + ([n % batch] if n % batch else []):
-            if isinstance(model, DDPM):
+        for first in range(0, n, batch):
+            size = min(batch, n - first)
+            if starts is not None:
+                parts.append(to_unit(model.sample(starts[first : first + size])))
+            elif isinstance(model, DDPM):
                 parts.append(to_unit(model.sample(size, generator=generator)))
             elif isinstance(model, DequantizedFlow):
                 parts.append(model.sample(size, generator=generator) / (model.num_bins - 1))
             elif isinstance(model, VAE):
                 parts.append(model.sample(size, generator=generator))
             else:
-                raise ValueError(f"{name} is not an image model (DDPM, VAE or dequantized flow)")
+                raise ValueError(
+                    f"{name} is not an image model (DDPM, cold diffusion, VAE or flow)"
+                )
     return torch.cat(parts).reshape(n, 1, 28, 28).float().clamp(0, 1)
 
 

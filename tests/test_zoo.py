@@ -287,3 +287,21 @@ def test_shipped_sample_quality_reports_are_consistent():
         assert samples.shape == (64, 1, 28, 28) and 0 <= samples.min() <= samples.max() <= 1
     with pytest.raises(ValueError, match="name='no_such_model'"):
         load_sample_quality("no_such_model")
+
+
+def test_samples01_draws_cold_diffusion_from_its_degraded_prior(monkeypatch):
+    """A cold model is sampled generatively (Algorithm 4 from its prior), seeded, in batches."""
+    from dgm_lib.diffusion.cold import BlurDegradation, ColdDiffusion
+    from dgm_lib.diffusion.nets import ReportCNN
+    from dgm_lib.recipes import samples01
+
+    torch.manual_seed(0)
+    small = ColdDiffusion(ReportCNN((4, 4), 3, 4, 5), BlurDegradation(T=5))  # the shipped T is 500
+    monkeypatch.setattr(zoo, "load", lambda name, device: small)
+    whole, batched = samples01("cold", 3, seed=1), samples01("cold", 3, seed=1, batch=2)
+    assert whole.shape == (3, 1, 28, 28) and 0 <= whole.min() <= whole.max() <= 1
+    torch.testing.assert_close(whole, batched, atol=1e-4, rtol=0)  # float32 kernels, batch size
+    assert (whole - samples01("cold", 3, seed=2)).abs().max() > 0.01
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="mnist_classifier is not an image model"):
+        samples01("mnist_classifier", 2)
