@@ -175,3 +175,25 @@ def test_code_cells_fit_the_page_width(path):
         if len(line) > CELL_WIDTH
     ]
     assert not wide, f"{path.name}: code lines over {CELL_WIDTH} characters: " + "; ".join(wide)
+
+
+FIGSIZE = re.compile(r"figsize=\(\s*([0-9.]+)\s*,")
+
+
+def test_figures_are_at_most_14_inches_wide():
+    """Every literal figsize in the chapters and in dgm_lib is at most 14 inches wide.
+
+    The HTML shows figures scaled into its ~690-pixel text column, so a wider figure's text falls
+    below the size dgm_lib.viz.FONT_SCALE is chosen for.
+    """
+    sources = {
+        f"{path.name} cell {k}": cell.source
+        for path in CHAPTERS
+        for k, cell in enumerate(nbformat.read(path, as_version=4).cells)
+        if cell.cell_type == "code"
+    }
+    sources |= {str(p.relative_to(ROOT)): p.read_text() for p in ROOT.glob("dgm_lib/**/*.py")}
+    found = [(where, float(w)) for where, src in sources.items() for w in FIGSIZE.findall(src)]
+    assert len(found) > 40, "the figsize pattern no longer matches the book's figures"
+    wide = [f"{where}: {width:g} in" for where, width in found if width > 14]
+    assert not wide, "figures wider than 14 inches: " + "; ".join(wide)

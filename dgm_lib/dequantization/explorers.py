@@ -31,7 +31,7 @@ def dequantization_explorer(mode: str | None = None) -> widgets.Widget:
         log_prob, pi = quantized_density(bits)
         k = len(pi)
         entropy, bound = dequantization_bits(bits, noise)
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4.1))
         axes[0].bar(
             torch.arange(k).numpy(),
             pi.numpy(),

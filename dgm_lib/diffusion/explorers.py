@@ -73,7 +73,7 @@ def beta_schedule_explorer(mode: str | None = None) -> widgets.Widget:
         schedule = linear_schedule(beta1, beta2, T) if kind == "linear" else cosine_schedule(T)
         alpha = schedule.alpha.double()
         t = min(t, T)
-        fig, axes = plt.subplots(1, 2, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1, 1.25]})
+        fig, axes = plt.subplots(1, 2, figsize=(14, 4.3), gridspec_kw={"width_ratios": [1, 1.25]})
         for name, (b1, b2, steps) in PRESETS.items():
             axes[0].plot(
                 linear_schedule(b1, b2, steps).alpha, lw=1, ls="--", alpha=0.7, label=labels[name]
@@ -186,7 +186,7 @@ def blur_schedule_explorer(mode: str | None = None) -> widgets.Widget:
         steps = torch.arange(T + 1)
         offsets = torch.arange(blur.kernel_size, dtype=torch.float64) - blur.kernel_size // 2
         kernel_std = (blur.kernels.double() * offsets**2).sum(1).sqrt()
-        fig, axes = plt.subplots(1, 2, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1, 1.25]})
+        fig, axes = plt.subplots(1, 2, figsize=(14, 4.3), gridspec_kw={"width_ratios": [1, 1.25]})
         axes[0].plot(
             steps,
             blur.sigma(steps),

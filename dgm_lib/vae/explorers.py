@@ -140,7 +140,7 @@ def latent_prior_explorer(
             images = model.decoder.mean(
                 model.decoder(sample(36, torch.Generator(device).manual_seed(0)))
             )
-            fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+            fig, axes = plt.subplots(1, 3, figsize=(14, 4.7))
             viz.plot_latent_density(
                 lambda v: log_q_agg(v, mu, log_var),
                 ax=axes[0],
