@@ -186,8 +186,9 @@ def sample_quality_table(names: list[str], n: int = 1000) -> str:
     width = max(len(name) for name in names)
     real = reports[0]
     lines = [
-        f"n = {n} samples per model; real test digits: confident {real['confident_real']:.3f}, "
-        f"nearest training digit {real['nearest_train_real']:.2f}",
+        f"n = {n} samples per model; the real test digits: confident share "
+        f"{real['confident_real']:.3f},",
+        f"median distance to the nearest training digit {real['nearest_train_real']:.2f}",
         f"{'model':{width}s}    FID  floor  ratio  confident  nearest train",
     ]
     for name, r in zip(names, reports):

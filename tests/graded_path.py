@@ -22,7 +22,9 @@ def assert_path(chapter: str, names: list[str]) -> None:
 
 
 def assert_reference_passes(name: str, capsys) -> None:
-    assert check(name, registry.reference_for(name), record=False) is True, capsys.readouterr().out
+    assert check(name, registry.reference_for(name), record=False).passed is True, (
+        capsys.readouterr().out
+    )
 
 
 def assert_mistake_fails(
@@ -30,9 +32,9 @@ def assert_mistake_fails(
 ) -> None:
     """`fn` fails exercise `chapter.exercise` at check `which` ("check 2/3"), and the failure line
     or its hint contains `phrase`; no traceback."""
-    assert check(f"{chapter}.{exercise}", fn, record=False) is False
+    assert check(f"{chapter}.{exercise}", fn, record=False).passed is False
     out = capsys.readouterr().out
-    assert out.startswith(f"❌ {chapter}.{exercise}: {which} ") and phrase in out, out
+    assert out.startswith(f"✗ {chapter}.{exercise}: {which} ") and phrase in out, out
     assert "Traceback" not in out
 
 

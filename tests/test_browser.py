@@ -45,7 +45,12 @@ RAW_TEX_JS = """() => {
   const body = document.body.cloneNode(true);
   body.querySelectorAll('pre, code, script, style, mjx-container, .MathJax')
     .forEach(e => e.remove());
-  return ['\\\\(', '\\\\[', '$$'].filter(d => body.textContent.includes(d));
+  const text = body.textContent;
+  const found = ['\\\\(', '\\\\[', '$$'].filter(d => text.includes(d));
+  // a single $ or a TeX command left in prose: math that MyST did not parse (e.g. a line of a
+  // multi-line $...$ that began with "+" and became a list item)
+  const stray = text.match(/\\$[^\\s$]{1,20}|\\\\(math|log|sum|frac|det|boldsymbol|mid)\\b/g);
+  return found.concat(stray || []);
 }"""
 WAIT_FOR_IMAGES_JS = """() => Promise.all(Array.from(document.images).map(img => {
   img.loading = 'eager';
@@ -115,6 +120,15 @@ EXPLORER_LAYOUT_JS = """(explorer) => {
 
 # Code cells whose text is wider than their box (the reader would scroll sideways): the first line
 # of each, with how many pixels it overflows.
+DISPLAY_OVERFLOW_JS = """() => Array.from(
+    document.querySelectorAll('.bd-article mjx-container[display="true"]'))
+  .filter(m => m.scrollWidth > m.clientWidth + 1)
+  .map(m => {
+    const section = m.closest('section');
+    const heading = section ? section.querySelector('h1, h2, h3, h4') : null;
+    return (heading ? heading.textContent.trim().slice(0, 50) : '?') + ' (+'
+      + (m.scrollWidth - m.clientWidth) + ' px)';
+  })"""
 CODE_OVERFLOW_JS = """() => Array.from(
     document.querySelectorAll('div.cell_input div.highlight pre'))
   .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
@@ -152,6 +166,7 @@ class PageReport:
     widgets_rendered: int = 0
     explorers: list[ExplorerReport] = field(default_factory=list)
     code_overflow: list[str] = field(default_factory=list)  # code cells that scroll sideways
+    display_overflow: list[str] = field(default_factory=list)  # displays wider than the column
     errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
 
@@ -333,6 +348,7 @@ def _visit(browser_page, base: str, path: str) -> PageReport:
     )
     report.proof_boxes = browser_page.evaluate(PROOF_BOXES_JS)
     report.code_overflow = browser_page.evaluate(CODE_OVERFLOW_JS)
+    report.display_overflow = browser_page.evaluate(DISPLAY_OVERFLOW_JS)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser_page.screenshot(
         path=str(SCREENSHOTS / f"{path.replace('/', '__')}.png"), full_page=True
@@ -510,4 +526,12 @@ def test_code_cells_do_not_scroll_sideways(browser_report: BrowserReport) -> Non
     browser's 1280-pixel viewport (_static/dgm.css sets the code font size)."""
     overflow = {path: page.code_overflow for path, page in browser_report.pages.items()
                 if page.code_overflow}  # fmt: skip
+    assert not overflow, overflow
+
+
+def test_displays_fit_the_column(browser_report: BrowserReport) -> None:
+    """No display equation is wider than the text column at the 1280-pixel viewport (a wide one
+    would scroll in its own box, _static/dgm.css; split it over lines instead)."""
+    overflow = {path: page.display_overflow for path, page in browser_report.pages.items()
+                if page.display_overflow}  # fmt: skip
     assert not overflow, overflow

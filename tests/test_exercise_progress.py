@@ -86,8 +86,8 @@ def test_verdicts_are_recorded_in_memory_and_in_the_file(progress_file, toy_chap
         "toy.why": tracker.OPEN_TEXT,
         "toy.square": "not done yet",
     }
-    assert check("toy.double", lambda x: 2 * x) is True
-    assert check("toy.square", lambda x: x + x) is False
+    assert check("toy.double", lambda x: 2 * x).passed is True
+    assert check("toy.square", lambda x: x + x).passed is False
     rows = table(capsys, "toy")
     assert rows["toy.double"] == "passed" and rows["toy.square"].startswith("failing")
     assert json.loads(progress_file.read_text()) == {
@@ -99,11 +99,11 @@ def test_verdicts_are_recorded_in_memory_and_in_the_file(progress_file, toy_chap
 
 
 def test_a_stub_counts_as_not_done_and_a_fix_as_passed(progress_file, capsys):
-    assert check(NAME, stub) is False
+    assert check(NAME, stub).passed is False
     assert table(capsys, "intro") == {NAME: "not done yet"}
-    assert check(NAME, wrong) is False
+    assert check(NAME, wrong).passed is False
     assert table(capsys, "intro")[NAME].startswith("failing")
-    assert check(NAME, student) is True
+    assert check(NAME, student).passed is True
     assert table(capsys, "intro") == {NAME: "passed"}
 
 
@@ -141,9 +141,9 @@ def test_an_unusable_file_is_ignored_and_memory_keeps_the_verdicts(
     else:
         monkeypatch.setenv(tracker.ENV_FILE, "")
         monkeypatch.chdir(tmp_path)
-    assert check(NAME, student) is True
+    assert check(NAME, student).passed is True
     out = capsys.readouterr().out
-    assert out.startswith("✅") and "Traceback" not in out
+    assert out.startswith("✓") and "Traceback" not in out
     assert table(capsys, "intro") == {NAME: "passed"}
     if where == "corrupt":  # rewritten with the new verdict
         assert json.loads((tmp_path / "progress.json").read_text()) == {NAME: "passed"}
@@ -161,7 +161,7 @@ def test_the_default_file_is_in_the_working_directory(tmp_path, monkeypatch, cap
 
 def test_a_demonstration_of_wrong_answers_records_nothing(progress_file, capsys):
     check(NAME, student)
-    assert check(NAME, wrong, record=False) is False
+    assert check(NAME, wrong, record=False).passed is False
     assert table(capsys, "intro") == {NAME: "passed"}
     assert use_or_reference(NAME, student) is student
 
@@ -217,7 +217,7 @@ def test_an_open_question_has_no_check(toy_chapter):
 def test_every_registered_reference_passes_its_own_check(progress_file, capsys):
     assert registry._REFERENCES, "no reference registered"
     for name, reference in registry._REFERENCES.items():
-        assert check(name, reference, record=False) is True, capsys.readouterr().out
+        assert check(name, reference, record=False).passed is True, capsys.readouterr().out
 
 
 def test_the_generator_appends_the_progress_cell(tmp_path):

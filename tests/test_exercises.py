@@ -147,7 +147,7 @@ def test_every_reference_solution_passes(path, capsys):
         'check("chapter.name", function) of a function they define'
     )
     for name, function in calls:
-        assert check(name, function) is True, capsys.readouterr().out
+        assert check(name, function).passed is True, capsys.readouterr().out
 
 
 def test_every_registered_exercise_has_a_reference_solution():
@@ -174,10 +174,10 @@ def test_every_stub_fails_with_a_helpful_message(path, capsys):
     assert calls, f'{path.name}: no check("chapter.name", function) of a stubbed function'
     for name, function in calls:
         capsys.readouterr()
-        assert check(name, function) is False
+        assert check(name, function).passed is False
         printed = capsys.readouterr().out
         assert (
-            printed.startswith(f"❌ {name}: {NOT_IMPLEMENTED}. Hint: ")
+            printed.startswith(f"✗ {name}: {NOT_IMPLEMENTED}.\n  Hint: ")
             and "Traceback" not in printed
         )
 
@@ -193,12 +193,12 @@ def reference(x, mu, sigma):
 
 def run(fn, capsys) -> tuple[bool, str]:
     """check() on intro.gaussian_log_prob: (result, printed line)."""
-    result = check("intro.gaussian_log_prob", fn)
+    result = check("intro.gaussian_log_prob", fn).passed
     return result, capsys.readouterr().out.strip()
 
 
 def test_a_correct_function_passes(capsys):
-    assert run(reference, capsys) == (True, "✅ intro.gaussian_log_prob: all 3 checks passed")
+    assert run(reference, capsys) == (True, "✓ intro.gaussian_log_prob: all 3 checks passed")
 
 
 @pytest.mark.parametrize(
@@ -207,7 +207,7 @@ def test_a_correct_function_passes(capsys):
         (
             lambda x, mu, s: -0.5 * ((x - mu) / s) ** 2,
             "check 1/3 (standard normal at the origin in 2D) failed: "
-            "output: expected shape (1,), got (1, 2). Hint: sum the terms",
+            "output: expected shape (1,), got (1, 2).\n  Hint: sum the terms",
         ),
         (
             lambda x, mu, s: reference(x, mu, s).float(),
@@ -227,7 +227,7 @@ def test_a_correct_function_passes(capsys):
         ),
         (
             lambda x, mu, s: x.reshape(7),
-            "raised RuntimeError: shape '[7]' is invalid for input of size 2. Hint: ",
+            "raised RuntimeError: shape '[7]' is invalid for input of size 2.\n  Hint: ",
         ),
         (lambda x, mu: x, "raised TypeError: "),
     ],
@@ -237,11 +237,11 @@ def test_wrong_answers_get_a_friendly_message(fn, expected, capsys):
     result, printed = run(fn, capsys)
     assert result is False
     assert (
-        printed.startswith("❌ intro.gaussian_log_prob: ")
+        printed.startswith("✗ intro.gaussian_log_prob: ")
         and expected in printed
         and "Hint: " in printed
     )
-    assert "Traceback" not in printed and "\n" not in printed
+    assert "Traceback" not in printed and printed.count("\n") == 1  # the verdict, the hint
 
 
 def test_the_underflow_check_names_its_own_hint(capsys):
@@ -265,7 +265,7 @@ def test_not_implemented_gets_a_friendly_message(capsys):
 
     result, printed = run(stub, capsys)
     assert not result and printed.startswith(
-        f"❌ intro.gaussian_log_prob: {NOT_IMPLEMENTED}. Hint: "
+        f"✗ intro.gaussian_log_prob: {NOT_IMPLEMENTED}.\n  Hint: "
     )
 
 
@@ -297,12 +297,12 @@ def test_tuples_and_numbers_are_compared(capsys, monkeypatch):
         x = torch.arange(3.0, dtype=torch.float64)
         return Case(args=(x,), expected=(x, 3.0))
 
-    assert check("test.pair", lambda x: (x, x.sum())) is True
-    assert check("test.pair", lambda x: x) is False
-    assert check("test.pair", lambda x: (x, 4.0)) is False
-    printed = capsys.readouterr().out.splitlines()
+    assert check("test.pair", lambda x: (x, x.sum())).passed is True
+    assert check("test.pair", lambda x: x).passed is False
+    assert check("test.pair", lambda x: (x, 4.0)).passed is False
+    printed = capsys.readouterr().out.splitlines()  # verdict, then hint, per check() call
     assert "output should be a tuple of 2 values, got a tensor of shape (3,)" in printed[1]
-    assert "output[1] has the wrong value: expected 3, got 4" in printed[2]
+    assert "output[1] has the wrong value: expected 3, got 4" in printed[3]
 
 
 def test_an_experiment_is_checked_by_its_property(capsys, monkeypatch):
@@ -317,10 +317,10 @@ def test_an_experiment_is_checked_by_its_property(capsys, monkeypatch):
     def _experiment() -> Case:
         return Case(args=(), verify=below_one)
 
-    assert check("test.experiment", lambda: 0.3) is True
-    assert check("test.experiment", lambda: 0.7) is True  # another valid run
-    assert check("test.experiment", lambda: 2.0) is False
-    assert check("test.experiment", lambda: "two") is False
+    assert check("test.experiment", lambda: 0.3).passed is True
+    assert check("test.experiment", lambda: 0.7).passed is True  # another valid run
+    assert check("test.experiment", lambda: 2.0).passed is False
+    assert check("test.experiment", lambda: "two").passed is False
     printed = capsys.readouterr().out
     assert "the loss 2 should be < 1" in printed and "train for more steps." in printed
     assert "could not be compared" in printed

@@ -131,15 +131,17 @@ def test_the_graded_path_is_declared_in_order():
     [n for n in registry.chapter_exercises("kl_duality") if not registry.is_open_question(n)],
 )
 def test_the_reference_passes(name, capsys):
-    assert check(name, registry.reference_for(name), record=False) is True, capsys.readouterr().out
+    assert check(name, registry.reference_for(name), record=False).passed is True, (
+        capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_a_typical_mistake_fails_with_its_hint(mistake, capsys):
     exercise, fn, which, phrase = MISTAKES[mistake]
-    assert check(f"kl_duality.{exercise}", fn, record=False) is False
+    assert check(f"kl_duality.{exercise}", fn, record=False).passed is False
     out = capsys.readouterr().out
-    assert out.startswith(f"❌ kl_duality.{exercise}: {which} ") and phrase in out, out
+    assert out.startswith(f"✗ kl_duality.{exercise}: {which} ") and phrase in out, out
     assert "Traceback" not in out
 
 

@@ -140,9 +140,9 @@ MISTAKES = {
 
 def test_a_chain_with_the_wrong_drift_sign_fails(capsys):
     """Pushed away from the mode the chain diverges: the check reports it, never a traceback."""
-    assert check("sgld.chain_mean", chain_drift_sign, record=False) is False
+    assert check("sgld.chain_mean", chain_drift_sign, record=False).passed is False
     out = capsys.readouterr().out
-    assert out.startswith("❌ sgld.chain_mean: check 1/1 ") and "Traceback" not in out
+    assert out.startswith("✗ sgld.chain_mean: check 1/1 ") and "Traceback" not in out
 
 
 def test_the_stationary_variance_matches_the_recursion():

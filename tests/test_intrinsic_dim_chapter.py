@@ -120,7 +120,7 @@ def dense_projection_solution(layer_sizes, d, generator):
 )
 def test_exercise_checks_accept_the_solutions(name, fn, capsys):
     assert check(name, fn)
-    assert "✅" in capsys.readouterr().out
+    assert "✓" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ def test_exercise_checks_accept_the_solutions(name, fn, capsys):
 )
 def test_exercise_checks_reject_typical_mistakes(name, fn, capsys):
     assert not check(name, fn)
-    assert "❌" in capsys.readouterr().out
+    assert "✗" in capsys.readouterr().out
 
 
 # The widget's closed-form subspace optimum (also the chapter's numerical check) and the widget

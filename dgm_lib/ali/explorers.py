@@ -49,7 +49,7 @@ def alice_explorer(mode: str | None = None) -> widgets.Widget:
         fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
         panels = (
             (sweep[f"{key}_codes"], "codes $\\tilde z = g_\\phi(x, \\zeta)$", "z"),
-            (sweep[f"{key}_reconstructions"], "reconstructions $x \\to z \\to x$", "x"),
+            (sweep[f"{key}_reconstructions"], "reconstructions $x \\to z \\to \\hat x$", "x"),
             (sweep[f"{key}_samples"], "samples $\\tilde x = g_\\theta(z, \\epsilon)$", "x"),
         )
         for ax, (points, title, space) in zip(axes, panels):

@@ -27,6 +27,13 @@ def _test_digits() -> torch.Tensor:
     return mnist_images("test", "signed")[[int((labels == c).nonzero()[0]) for c in range(8)]]
 
 
+# the presets' lines: model 2 at its T = 18,300 and at T = 1000 share one beta range, so one colour
+PRESET_STYLES = {
+    "default": ("C0", "--"), "model1": ("C1", "--"), "model2": ("C2", "--"),
+    "model2_t1000": ("C2", ":"),
+}  # fmt: skip
+
+
 def _digit_rows(rows: list[tuple[str, torch.Tensor]], ax) -> None:
     """Rows of images in [-1, 1] (each (n, 1, 28, 28)) stacked into one grid on `ax`, each row's
     label on the left."""
@@ -75,8 +82,9 @@ def beta_schedule_explorer(mode: str | None = None) -> widgets.Widget:
         t = min(t, T)
         fig, axes = plt.subplots(1, 2, figsize=(14, 4.3), gridspec_kw={"width_ratios": [1, 1.25]})
         for name, (b1, b2, steps) in PRESETS.items():
+            color, ls = PRESET_STYLES[name]
             axes[0].plot(
-                linear_schedule(b1, b2, steps).alpha, lw=1, ls="--", alpha=0.7, label=labels[name]
+                linear_schedule(b1, b2, steps).alpha, lw=1.2, ls=ls, color=color, label=labels[name]
             )
         what = f"linear {beta1:.2g} $\\to$ {beta2:.2g}" if kind == "linear" else "cosine"
         axes[0].plot(alpha, color="black", lw=2.5, label=f"this schedule ({what})")

@@ -10,6 +10,7 @@ import math
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from numbers import Number
 from typing import Any, Callable
 
@@ -21,6 +22,9 @@ from .registry import Check, checks_for
 from .tracker import FAILING, NOT_DONE, PASSED
 from .tracker import record as record_verdict
 
+# Check marks every font of the book and of Jupyter has (an emoji needs a colour-emoji font, which a
+# headless browser or a bare Linux desktop lacks: it showed as an empty box).
+PASS_MARK, FAIL_MARK = "✓", "✗"
 NOT_IMPLEMENTED = "not implemented yet: replace the `raise NotImplementedError` with your code"
 TIME_LIMIT = 10.0  # seconds per check; every reference solution takes well under one
 
@@ -30,9 +34,33 @@ class CheckTimeout(BaseException):
     student's code does not swallow it)."""
 
 
-def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT, record: bool = True) -> bool:
+@dataclass(frozen=True)
+class Verdict:
+    """What check() returns: true when every check passed; a notebook shows nothing for it.
+
+    The verdict line check() printed already says it; a bare `True` box under every check cell
+    would only repeat it.
+    """
+
+    state: str  # PASSED, FAILING or NOT_DONE (dgm_lib.exercises.tracker)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every check passed."""
+        return self.state == PASSED
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def _ipython_display_(self) -> None:
+        """Show nothing: IPython calls this instead of printing the repr of a cell's value."""
+
+
+def check(
+    name: str, fn: Callable, *, time_limit: float = TIME_LIMIT, record: bool = True
+) -> Verdict:
     """Run every check of exercise `name` on `fn`, print one pass/fail line with a hint, and return
-    whether all passed.
+    the Verdict (true when all passed).
 
     Each call of `fn` gets `time_limit` seconds (SIGALRM in the main thread, as in Jupyter;
     elsewhere a watchdog thread interrupts it); an endless loop, a KeyboardInterrupt (the stop
@@ -57,7 +85,7 @@ def check(name: str, fn: Callable, *, time_limit: float = TIME_LIMIT, record: bo
         torch.set_num_threads(threads)
     if record:
         record_verdict(name, state, fn)
-    return state == PASSED
+    return Verdict(state)
 
 
 def _run_checks(name: str, checks: list[Check], fn: Callable, time_limit: float) -> str:
@@ -105,7 +133,7 @@ def _run_checks(name: str, checks: list[Check], fn: Callable, time_limit: float)
             problem = f"output could not be compared ({_error_text(error)})"
         if problem is not None:
             return _fail(f"{name}: {where} failed: {problem}.", chk.hint)
-    print(f"✅ {name}: all {len(checks)} checks passed")
+    print(f"{PASS_MARK} {name}: all {len(checks)} checks passed")
     return PASSED
 
 
@@ -334,8 +362,8 @@ class _CappedOutput:
 
 
 def _fail(message: str, hint: str) -> str:
-    """Print a failure line with its hint; return the state FAILING."""
-    print(f"❌ {message} Hint: {hint}")
+    """Print a failure line and, below it, its hint; return the state FAILING."""
+    print(f"{FAIL_MARK} {message}\n  Hint: {hint}")
     return FAILING
 
 

@@ -81,7 +81,7 @@ def intrinsic_dimension_explorer(mode: str | None = None) -> widgets.Widget:
             xlabel="group r",
             ylabel="sum of the group's 100 parameters",
             xticks=groups.tolist(),
-            title=f"d = {d}: min J = {round(j_min, 4) + 0.0:.4f} ({verdict})",
+            title=f"d = {d}: min J = {round(j_min, 4) + 0.0:.4g} ({verdict})",
         )
         axes[1].legend(loc="lower left", fontsize=9)
         fig.tight_layout()
