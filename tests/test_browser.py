@@ -124,9 +124,11 @@ DISPLAY_OVERFLOW_JS = """() => Array.from(
     document.querySelectorAll('.bd-article mjx-container[display="true"]'))
   .filter(m => m.scrollWidth > m.clientWidth + 1)
   .map(m => {
-    const section = m.closest('section');
+    const section = m.closest('section, div.section');
     const heading = section ? section.querySelector('h1, h2, h3, h4') : null;
-    return (heading ? heading.textContent.trim().slice(0, 50) : '?') + ' (+'
+    const math = m.querySelector('mjx-assistive-mml, math');
+    return (heading ? heading.textContent.trim().slice(0, 40) : '?') + ': '
+      + (math ? math.textContent.trim().slice(0, 40) : '') + ' (+'
       + (m.scrollWidth - m.clientWidth) + ' px)';
   })"""
 CODE_OVERFLOW_JS = """() => Array.from(
