@@ -148,9 +148,19 @@ def sample_quality(model: DDPM, n: int = LONG_RUN.eval_n) -> dict[str, float]:
         labels with confidence >= 0.9}.
     """
     generator = torch.Generator(model.schedule.alpha.device).manual_seed(LONG_RUN.eval_seed)
-    samples = to_unit(model.sample(n, generator=generator)).cpu()
+    return scored(model.sample(n, generator=generator))
+
+
+def scored(samples: Tensor, prefix: str = "") -> dict[str, float]:
+    """{prefix + "fid": FID against the 1,000 test digits, prefix + "confident": confident share}.
+
+    Args:
+        samples: (n, 1, 28, 28) samples in [-1, 1], on any device.
+        prefix: put before both metric names.
+    """
+    samples = to_unit(samples).cpu()
     test = mnist_images("test", "unit")
-    return {"fid": fid(samples, test), "confident": confident_share(samples)}
+    return {f"{prefix}fid": fid(samples, test), f"{prefix}confident": confident_share(samples)}
 
 
 def train_long(model: nn.Module, checkpoint_path: Path, progress: bool = False) -> History:
@@ -400,12 +410,7 @@ def curve_point(model: nn.Module, kept: list[dict[str, Tensor]]) -> dict[str, fl
             for mode in CURVE_COLD_MODES
         }
     kept.append({key: as_uint8(x[: CURVES.kept]) for key, x in samples.items()})
-    test = mnist_images("test", "unit")
-    metrics = {}
-    for key, x in samples.items():
-        metrics[f"{key}fid"] = fid(to_unit(x), test)
-        metrics[f"{key}confident"] = confident_share(to_unit(x))
-    return metrics
+    return {name: value for key, x in samples.items() for name, value in scored(x, key).items()}
 
 
 def train_with_curve(
