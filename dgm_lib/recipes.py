@@ -5,9 +5,11 @@ Regenerate with `python -m dgm_lib.zoo train mnist_classifier`.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +18,7 @@ from torch import Tensor
 
 from dgm_lib import zoo
 from dgm_lib.data.mnist import load_mnist, to_unit
+from dgm_lib.io import write_atomic
 from dgm_lib.metrics import sample_report
 from dgm_lib.nets import FEATURES, MNISTClassifier
 from dgm_lib.training import FitOptions, History, ShuffledBatches, fit
@@ -78,12 +81,27 @@ QUALITY_MODELS = (
 )  # fmt: skip
 
 
-def samples01(name: str, n: int, seed: int = 0, batch: int = 250) -> Tensor:
+def samples01(
+    name: str, n: int, seed: int = 0, batch: int = 250, partial: Path | None = None
+) -> Tensor:
     """n samples in [0, 1], (n, 1, 28, 28), of the zoo image model `name`, seeded, on one CPU.
 
     DDPM: Algorithm 2 mapped from [-1, 1]; cold diffusion: Algorithm 4 from its degraded prior
     (the generative mode: no test digit enters); a VAE: decoded prior draws E[x|z]; a dequantized
-    flow: y = floor(x) over 255.
+    flow: y = floor(x) over 255. The samples come `batch` at a time from one generator, so
+    they depend on (name, n, seed, batch) only.
+
+    Args:
+        name: a zoo image model.
+        n: how many samples.
+        seed: the generator's seed.
+        batch: samples per sampling call.
+        partial: if given, the finished batches and the generator state are written there
+            atomically after each batch, and a run killed midway continues from them (the
+            result equals an uninterrupted run's); the file is removed at the end.
+
+    Returns:
+        The samples, float32 on the CPU.
     """
     from dgm_lib.dequantization.flow import DequantizedFlow
     from dgm_lib.diffusion.chapter import cold_starts
@@ -91,12 +109,18 @@ def samples01(name: str, n: int, seed: int = 0, batch: int = 250) -> Tensor:
     from dgm_lib.diffusion.ddpm import DDPM
     from dgm_lib.vae.model import VAE
 
+    if n < 1 or batch < 1:
+        raise ValueError(f"n and batch must be at least 1, got n={n}, batch={batch}")
     model = zoo.load(name, device="cpu")
+    if not isinstance(model, (DDPM, ColdDiffusion, DequantizedFlow, VAE)):
+        raise ValueError(f"{name} is not an image model (DDPM, cold diffusion, VAE or flow)")
     generator = torch.Generator().manual_seed(seed)
     starts = cold_starts(model, "prior", n, generator) if isinstance(model, ColdDiffusion) else None
-    parts = []
+    key = {"name": name, "n": n, "seed": seed, "batch": batch}
+    parts = _resume_samples(partial, key, generator)
+    start = time.perf_counter() - _earlier_seconds(partial)
     with torch.no_grad():
-        for first in range(0, n, batch):
+        for first in range(sum(len(p) for p in parts), n, batch):
             size = min(batch, n - first)
             if starts is not None:
                 parts.append(to_unit(model.sample(starts[first : first + size])))
@@ -104,13 +128,43 @@ def samples01(name: str, n: int, seed: int = 0, batch: int = 250) -> Tensor:
                 parts.append(to_unit(model.sample(size, generator=generator)))
             elif isinstance(model, DequantizedFlow):
                 parts.append(model.sample(size, generator=generator) / (model.num_bins - 1))
-            elif isinstance(model, VAE):
-                parts.append(model.sample(size, generator=generator))
             else:
-                raise ValueError(
-                    f"{name} is not an image model (DDPM, cold diffusion, VAE or flow)"
-                )
-    return torch.cat(parts).reshape(n, 1, 28, 28).float().clamp(0, 1)
+                parts.append(model.sample(size, generator=generator))
+            parts[-1] = parts[-1].reshape(size, 1, 28, 28).float()
+            if partial is not None:
+                state = {
+                    **key, "samples": torch.cat(parts), "generator": generator.get_state(),
+                    "seconds": time.perf_counter() - start,
+                }  # fmt: skip
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                write_atomic(partial, buffer.getvalue())
+    if partial is not None:
+        partial.unlink(missing_ok=True)
+    return torch.cat(parts).clamp(0, 1)
+
+
+def _resume_samples(partial: Path | None, key: dict, generator: torch.Generator) -> list[Tensor]:
+    """The finished batches saved at `partial` by samples01 with the same `key` (restoring
+    `generator` to where they ended), or [] when there are none."""
+    if partial is None or not partial.is_file():
+        return []
+    state = torch.load(partial, map_location="cpu", weights_only=True)
+    found = {k: state[k] for k in key}
+    if found != key:
+        raise ValueError(
+            f"partial={str(partial)!r} holds samples of {found}, not {key}; remove it to start over"
+        )
+    generator.set_state(state["generator"])
+    print(f"samples01: continuing {key['name']} after {len(state['samples'])} samples", flush=True)
+    return [state["samples"]]
+
+
+def _earlier_seconds(partial: Path | None) -> float:
+    """The sampling seconds spent before a killed samples01 run saved `partial` (0 without one)."""
+    if partial is None or not partial.is_file():
+        return 0.0
+    return float(torch.load(partial, map_location="cpu", weights_only=True)["seconds"])
 
 
 def recorded_evaluations(name: str) -> dict[str, list]:
@@ -122,7 +176,9 @@ def recorded_evaluations(name: str) -> dict[str, list]:
     return torch.load(path, map_location="cpu", weights_only=True)["state"].get("evaluations", {})
 
 
-def sample_quality_study(models: str = ",".join(QUALITY_MODELS), n: int = 1000) -> dict:
+def sample_quality_study(
+    models: str = ",".join(QUALITY_MODELS), n: int = 1000, batch: int = 250
+) -> dict:
     """The sample-quality report of each model (dgm_lib.metrics.sample_report of n samples).
 
     One pair of files per model, so that a model is scored once and a new one adds its own files.
@@ -134,11 +190,13 @@ def sample_quality_study(models: str = ",".join(QUALITY_MODELS), n: int = 1000) 
     files = {}
     for name in models.split(","):
         start = time.perf_counter()
-        samples = samples01(name, n)
+        partial = zoo.resume_path(f"sample_quality_{name}_{n}")
+        earlier = _earlier_seconds(partial)
+        samples = samples01(name, n, batch=batch, partial=partial)
         report = sample_report(samples)
         files[f"sample_quality_{name}_{n}.json"] = {
             **asdict(report), "fid_ratio": report.fid_ratio,
-            "seconds": round(time.perf_counter() - start, 1),
+            "seconds": round(earlier + time.perf_counter() - start, 1), "batch": batch,
             "evaluations": recorded_evaluations(name),
         }  # fmt: skip
         images = (samples[:64, 0] * 255).round().to(torch.uint8).numpy()
@@ -206,6 +264,10 @@ zoo.register_study(
         options=(
             zoo.StudyOption("models", str, ",".join(QUALITY_MODELS), "comma-separated zoo names"),
             zoo.StudyOption("n", int, 1000, "samples per model"),
+            zoo.StudyOption(
+                "batch", int, 250, "samples per sampling call; a killed study resumes after "
+                "the last finished one (its state in the zoo's resume/ folder)",
+            ),
         ),
     )
 )

@@ -305,3 +305,37 @@ def test_samples01_draws_cold_diffusion_from_its_degraded_prior(monkeypatch):
     monkeypatch.undo()
     with pytest.raises(ValueError, match="mnist_classifier is not an image model"):
         samples01("mnist_classifier", 2)
+
+
+def test_samples01_resumes_a_killed_run_exactly(monkeypatch, tmp_path):
+    """A run killed after its first batch continues from `partial` to the uninterrupted samples."""
+    from dgm_lib.diffusion.ddpm import DDPM
+    from dgm_lib.diffusion.nets import ReportCNN
+    from dgm_lib.diffusion.schedules import linear_schedule
+    from dgm_lib.recipes import samples01
+
+    torch.manual_seed(0)
+    small = DDPM(ReportCNN((4, 4), 3, 4, 5), linear_schedule(1e-4, 0.02, 5))
+    monkeypatch.setattr(zoo, "load", lambda name, device: small)
+    whole = samples01("ddpm", 5, seed=3, batch=2)
+    partial = tmp_path / "partial.pt"
+    calls, sample = [], small.sample
+
+    def killed_after_one_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(small, "sample", killed_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        samples01("ddpm", 5, seed=3, batch=2, partial=partial)
+    saved = torch.load(partial, weights_only=True)
+    assert saved["samples"].shape == (2, 1, 28, 28) and saved["seconds"] > 0
+    monkeypatch.setattr(small, "sample", sample)
+    with pytest.raises(ValueError, match="partial=.*holds samples of .*'seed': 3"):
+        samples01("ddpm", 5, seed=4, batch=2, partial=partial)
+    resumed = samples01("ddpm", 5, seed=3, batch=2, partial=partial)
+    assert torch.equal(resumed, whole) and not partial.exists()
+    with pytest.raises(ValueError, match="n and batch must be at least 1"):
+        samples01("ddpm", 5, batch=0)
