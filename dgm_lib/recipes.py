@@ -265,7 +265,10 @@ zoo.register_study(
             zoo.StudyOption("models", str, ",".join(QUALITY_MODELS), "comma-separated zoo names"),
             zoo.StudyOption("n", int, 1000, "samples per model"),
             zoo.StudyOption(
-                "batch", int, 250, "samples per sampling call; a killed study resumes after "
+                "batch",
+                int,
+                250,
+                "samples per sampling call; a killed study resumes after "
                 "the last finished one (its state in the zoo's resume/ folder)",
             ),
         ),
