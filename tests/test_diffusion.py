@@ -392,3 +392,28 @@ def test_shipped_weights_beat_the_untrained_network(name, one_thread):
             torch.manual_seed(1)
             losses.append(model(x)["loss"].item())
     assert losses[0] < losses[1] / 3, losses
+
+
+def test_long_run_with_weight_average_ships_the_average(monkeypatch, tmp_path):
+    """ddpm_unet_ema's recipe: the trained weights equal the run without the average (its
+    checkpoint keeps both), the model ends holding the average, evaluations score the average."""
+    monkeypatch.setattr(recipes, "LONG_RUN", recipes.LongRun(steps=4, eval_every=2))
+    scored = []
+    monkeypatch.setattr(recipes, "sample_quality", lambda m: scored.append(m) or {"fid": 1.0})
+
+    def trained(ema_decay):
+        torch.manual_seed(0)
+        model = DDPM(ReportCNN((4, 4), 3, 4, 5), linear_schedule(1e-4, 0.02, 5))
+        path = tmp_path / f"{ema_decay}.pt"
+        history = recipes.train_long(model, path, ema_decay=ema_decay)
+        return model, torch.load(path, weights_only=True)["state"]["model"], history
+
+    plain, _, _ = trained(None)
+    averaged, state, history = trained(0.5)
+    assert history.evaluations["fid"] == [[2, 1.0], [4, 1.0]]
+    assert all(not isinstance(m, recipes.WeightAverage) for m in scored)
+    for key, value in plain.state_dict().items():
+        assert torch.equal(state[f"model.{key}"], value)
+        assert torch.equal(state[f"average.{key}"], averaged.state_dict()[key])
+    assert (averaged.net.out.weight - plain.net.out.weight).abs().max() > 1e-4
+    assert zoo.entry("ddpm_unet_ema").config["ema_decay"] == recipes.LONG_RUN.ema_decay

@@ -16,6 +16,7 @@ from dgm_lib.training import (
     History,
     NonFiniteLossError,
     ShuffledBatches,
+    WeightAverage,
     _to_device,
     fit,
 )
@@ -395,3 +396,62 @@ def test_evaluations_survive_resume(tmp_path):
 def test_evaluate_errors(kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):
         _run(_setup(0, 1, Sampled), 3, **kwargs)
+
+
+def _averaged_setup(seed, data_seed, decay=0.8):
+    """_setup with a WeightAverage of the model wrapped around it and attached to its optimizer."""
+    setup = _setup(seed, data_seed, Sampled)
+    setup["plain"] = setup["model"]
+    setup["model"] = WeightAverage(setup["plain"], decay)
+    setup["model"].attach(setup["optimizer"])
+    return setup
+
+
+def test_weight_average_is_the_ema_of_the_trained_weights(straight):
+    """The trained weights equal a run without the average; the average equals
+    theta_bar_k = d theta_bar_{k-1} + (1 - d) theta_k over the steps' weights, in float64."""
+    setup = _averaged_setup(0, 1)
+    start = [p.double() for p in _params(setup["plain"])]
+    steps = []
+    setup["optimizer"].register_step_post_hook(lambda *_: steps.append(_params(setup["plain"])))
+    history = _run(setup, STEPS)
+    _assert_identical(
+        _params(setup["plain"]), straight["sampled"][0], history, straight["sampled"][1]
+    )
+    expected = start
+    for weights in steps:
+        expected = [0.8 * e + 0.2 * w.double() for e, w in zip(expected, weights)]
+    assert len(steps) == STEPS
+    for averaged, exact in zip(setup["model"].average.parameters(), expected):
+        torch.testing.assert_close(averaged.double(), exact, rtol=0, atol=1e-6)
+    assert (setup["model"].average.net[0].weight - setup["plain"].net[0].weight).abs().max() > 1e-3
+
+
+def test_weight_average_resumes_exactly(tmp_path):
+    """A crashed run with an average resumes to the uninterrupted average, bit for bit."""
+    straight = _averaged_setup(0, 1)
+    _run(straight, STEPS)
+    path, crashed = tmp_path / "run.pt", _averaged_setup(0, 1)
+    with pytest.raises(Crash):
+        _run(crashed, STEPS, checkpoint_path=path, checkpoint_every=5, loss_fn=CrashAt(13))
+    resumed = _averaged_setup(7, 8)
+    _run(resumed, STEPS, checkpoint_path=path, checkpoint_every=5)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            resumed["model"].state_dict().values(), straight["model"].state_dict().values()
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "model, decay, error, match",
+    [
+        (Net(), 1.0, ValueError, r"decay must be in \(0, 1\), got 1.0"),
+        (Net(), 0.0, ValueError, "decay must be in"),
+        ("net", 0.9, TypeError, "model must be a torch.nn.Module, got str"),
+    ],
+)
+def test_weight_average_errors(model, decay, error, match):
+    with pytest.raises(error, match=match):
+        WeightAverage(model, decay)

@@ -16,7 +16,8 @@ without visibly better samples.
 ddpm_unet_long (issue 18) is the same UNet trained far longer: LONG_RUN.steps steps with a
 cosine decay of the learning rate, resumable (its full training state stays in the zoo's resume/
 folder, so a training cut short continues exactly), recording sample_quality every
-LONG_RUN.eval_every steps.
+LONG_RUN.eval_every steps. ddpm_unet_ema is the same training keeping an exponential moving average
+of the weights (LONG_RUN.ema_decay), which it ships and samples from, as Ho et al. (2020) do.
 Regenerate one with `OMP_NUM_THREADS=1 python -m dgm_lib.zoo train ddpm_default`, the study with
 `python -m dgm_lib.zoo study diffusion --train-log LOG` (LOG: the output of the trainings run
 under /usr/bin/time -v, for their wall times).
@@ -43,7 +44,14 @@ from dgm_lib.diffusion.ddpm import DDPM
 from dgm_lib.diffusion.nets import ReportCNN, UNet
 from dgm_lib.diffusion.schedules import PRESETS, preset_schedule
 from dgm_lib.metrics import confident_share, fid
-from dgm_lib.training import FitOptions, History, ShuffledBatches, adam_cosine, fit
+from dgm_lib.training import (
+    FitOptions,
+    History,
+    ShuffledBatches,
+    WeightAverage,
+    adam_cosine,
+    fit,
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,7 @@ class LongRun:
     eval_every: int = 3000
     eval_n: int = 64
     eval_seed: int = 0
+    ema_decay: float = 0.9995  # ddpm_unet_ema: an average over about the last 2,000 steps
 
 
 LONG_RUN = LongRun()
@@ -163,13 +172,18 @@ def scored(samples: Tensor, prefix: str = "") -> dict[str, float]:
     return {f"{prefix}fid": fid(samples, test), f"{prefix}confident": confident_share(samples)}
 
 
-def train_long(model: nn.Module, checkpoint_path: Path, progress: bool = False) -> History:
+def train_long(
+    model: nn.Module, checkpoint_path: Path, progress: bool = False, ema_decay: float | None = None
+) -> History:
     """Adam(RECIPE.lr) with cosine decay for LONG_RUN.steps steps, resumable, with sample_quality.
 
     Args:
-        model: an untrained DDPM (ddpm_unet_long, ddpm_default_long).
+        model: an untrained DDPM (ddpm_unet_long, ddpm_default_long, ddpm_unet_ema).
         checkpoint_path: where the full training state is kept (the zoo's resume_path).
         progress: show a progress bar.
+        ema_decay: if given, keep a WeightAverage of the weights with this decay, record the
+            sample quality of the average, and leave the average in `model` at the end (the
+            trained weights themselves are those of the run without it).
 
     Returns:
         The History, with the recorded sample quality in `evaluations`.
@@ -179,12 +193,20 @@ def train_long(model: nn.Module, checkpoint_path: Path, progress: bool = False) 
     optimizer, scheduler = adam_cosine(model, RECIPE.lr, LONG_RUN.steps)
     config = {"steps": LONG_RUN.steps, "lr": RECIPE.lr, "lr_schedule": "cosine",
               "eval_every": LONG_RUN.eval_every}  # fmt: skip
+    trained, evaluate = model, sample_quality
+    if ema_decay is not None:
+        trained, config["ema_decay"] = WeightAverage(model, ema_decay), ema_decay
+        trained.attach(optimizer)
+        evaluate = lambda average: sample_quality(average.average)  # noqa: E731
     options = FitOptions(
         steps=LONG_RUN.steps, progress=progress, checkpoint_path=checkpoint_path,
-        checkpoint_every=200, config=config, evaluate=sample_quality,
+        checkpoint_every=200, config=config, evaluate=evaluate,
         evaluate_every=LONG_RUN.eval_every,
     )  # fmt: skip
-    return fit(model, optimizer, data, options, scheduler=scheduler, generator=generator)
+    history = fit(trained, optimizer, data, options, scheduler=scheduler, generator=generator)
+    if ema_decay is not None:
+        model.load_state_dict(trained.average.state_dict())
+    return history
 
 
 CONFIGS: dict[str, tuple[Callable[[], nn.Module], dict]] = {
@@ -252,14 +274,18 @@ for _name, (_build, _config) in CONFIGS.items():
 # The long runs (issue 18): LONG_RUN's 24,000 steps with the cosine schedule, resumable, the sample
 # quality recorded every LONG_RUN.eval_every steps. The UNet, and the report's CNN with the default
 # schedule (is its 11 x 11 receptive field, not the budget, what limits its samples?).
-LONG_CONFIGS = {"ddpm_unet_long": "ddpm_unet_default", "ddpm_default_long": "ddpm_default"}
-for _name, _short in LONG_CONFIGS.items():
+LONG_CONFIGS = {
+    "ddpm_unet_long": ("ddpm_unet_default", None),
+    "ddpm_default_long": ("ddpm_default", None),
+    "ddpm_unet_ema": ("ddpm_unet_default", LONG_RUN.ema_decay),
+}
+for _name, (_short, _decay) in LONG_CONFIGS.items():
     _build, _config = CONFIGS[_short]
     zoo.register(
         zoo.Entry(
             _name,
             build=_build,
-            train=train_long,
+            train=partial(train_long, ema_decay=_decay),
             config={
                 **_config,
                 **({} if _config["net"] == "unet" else RECIPE.cnn_config()),
@@ -269,6 +295,7 @@ for _name, _short in LONG_CONFIGS.items():
                 "eval_every": LONG_RUN.eval_every,
                 "batch_size": RECIPE.batch_size,
                 "data_seed": RECIPE.data_seed,
+                **({} if _decay is None else {"ema_decay": _decay}),
             },  # fmt: skip
             max_bytes=RECIPE.max_bytes,
             resumable=True,
