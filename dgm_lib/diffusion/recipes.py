@@ -183,7 +183,7 @@ def train_long(
         progress: show a progress bar.
         ema_decay: if given, keep a WeightAverage of the weights with this decay, record the
             sample quality of the average, and leave the average in `model` at the end (the
-            trained weights themselves are those of the run without it).
+            trained weights are those of the same training without it).
 
     Returns:
         The History, with the recorded sample quality in `evaluations`.
