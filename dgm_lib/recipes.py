@@ -117,8 +117,8 @@ def samples01(
     generator = torch.Generator().manual_seed(seed)
     starts = cold_starts(model, "prior", n, generator) if isinstance(model, ColdDiffusion) else None
     key = {"name": name, "n": n, "seed": seed, "batch": batch}
-    parts = _resume_samples(partial, key, generator)
-    start = time.perf_counter() - _earlier_seconds(partial)
+    parts, earlier = _resume_samples(partial, key, generator)
+    start = time.perf_counter() - earlier
     with torch.no_grad():
         for first in range(sum(len(p) for p in parts), n, batch):
             size = min(batch, n - first)
@@ -144,11 +144,13 @@ def samples01(
     return torch.cat(parts).clamp(0, 1)
 
 
-def _resume_samples(partial: Path | None, key: dict, generator: torch.Generator) -> list[Tensor]:
+def _resume_samples(
+    partial: Path | None, key: dict, generator: torch.Generator
+) -> tuple[list[Tensor], float]:
     """The finished batches saved at `partial` by samples01 with the same `key` (restoring
-    `generator` to where they ended), or [] when there are none."""
+    `generator` to where they ended) and the seconds they took, or ([], 0.0) without any."""
     if partial is None or not partial.is_file():
-        return []
+        return [], 0.0
     state = torch.load(partial, map_location="cpu", weights_only=True)
     found = {k: state[k] for k in key}
     if found != key:
@@ -157,7 +159,7 @@ def _resume_samples(partial: Path | None, key: dict, generator: torch.Generator)
         )
     generator.set_state(state["generator"])
     print(f"samples01: continuing {key['name']} after {len(state['samples'])} samples", flush=True)
-    return [state["samples"]]
+    return [state["samples"]], float(state["seconds"])
 
 
 def _earlier_seconds(partial: Path | None) -> float:
