@@ -26,7 +26,8 @@ from typing import Any, Callable, Hashable, Literal
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from PIL import Image as PILImage
+
+from dgm_lib.viz import palette_png
 
 MODE_VARIABLE = "DGM_EXPLORERS"
 MODES = ("live", "book")
@@ -171,11 +172,7 @@ def render_png(draw: Callable[..., None], values: dict[str, Any], dpi: int) -> b
         plt.gcf().savefig(buffer, format="png", dpi=dpi)
         for number in set(plt.get_fignums()) - before:
             plt.close(number)
-    buffer.seek(0)
-    palette = PILImage.open(buffer).convert("RGB").quantize(colors=256)
-    out = io.BytesIO()
-    palette.save(out, format="png", optimize=True)
-    return out.getvalue()
+    return palette_png(buffer.getvalue())
 
 
 def precomputed(
