@@ -30,6 +30,8 @@ import matplotlib.pyplot as plt
 from dgm_lib.viz import palette_png
 
 MODE_VARIABLE = "DGM_EXPLORERS"
+# The book's text column is about 720 pixels wide; a wider stored figure is only scaled down.
+COLUMN_PIXELS = 720
 MODES = ("live", "book")
 CONTROL_KINDS = {
     "slider": widgets.SelectionSlider,
@@ -158,8 +160,10 @@ def interactive(
     )
 
 
-def render_png(draw: Callable[..., None], values: dict[str, Any], dpi: int) -> bytes:
-    """The figure `draw(**values)` draws, as a PNG with a 256-colour palette (a third of the size).
+def render_png(draw: Callable[..., None], values: dict[str, Any], width: int) -> bytes:
+    """The figure `draw(**values)` draws, `width` pixels wide, as palette_png (a third the bytes).
+
+    dpi = width / (figure width in inches).
 
     Every figure opened meanwhile is closed afterwards, so the notebook shows it only through the
     explorer; figures opened before are left alone.
@@ -169,7 +173,8 @@ def render_png(draw: Callable[..., None], values: dict[str, Any], dpi: int) -> b
         plt.figure()  # a fresh current figure, whether `draw` makes its own or draws on gcf()
         draw(**values)
         buffer = io.BytesIO()
-        plt.gcf().savefig(buffer, format="png", dpi=dpi)
+        figure = plt.gcf()
+        figure.savefig(buffer, format="png", dpi=width / figure.get_figwidth())
         for number in set(plt.get_fignums()) - before:
             plt.close(number)
     return palette_png(buffer.getvalue())
@@ -180,7 +185,7 @@ def precomputed(
     draw: Callable[..., None],
     book: dict[str, Choices],
     *,
-    dpi: int = 64,
+    width: int = COLUMN_PIXELS,
     same: Callable[..., Hashable] | None = None,
 ) -> widgets.VBox:
     """The book face: a figure per grid point in nested Stacks jslinked to selection controls.
@@ -189,7 +194,7 @@ def precomputed(
         name: the explorer's name, in its CSS class `dgm-explorer-NAME`.
         draw: draws one matplotlib figure for keyword arguments named as `book`'s keys.
         book: the choices of every argument of `draw`, in the order of the controls.
-        dpi: resolution of the stored PNGs (64: a 15-inch-wide figure is 960 pixels).
+        width: the stored PNGs' width in pixels, whatever the figure's size in inches.
         same: maps the values of a grid point to a key that is equal for grid points drawing the
             same figure (a control without effect there), which are then drawn once; default:
             every grid point is drawn.
@@ -222,7 +227,7 @@ def precomputed(
         values = {n: c.options[i][1] for n, c, i in zip(names, grid, path)}
         key = path if same is None else same(**values)
         if key not in pngs:
-            pngs[key] = render_png(draw, values, dpi)
+            pngs[key] = render_png(draw, values, width)
         png = pngs[key]
         digest = hashlib.sha256(png).hexdigest()
         if digest not in images:
@@ -266,7 +271,7 @@ def explorer(
     draw: Callable[..., None],
     book: dict[str, Choices],
     *,
-    dpi: int = 64,
+    width: int = COLUMN_PIXELS,
     same: Callable[..., Hashable] | None = None,
     mode: str | None = None,
 ) -> widgets.Widget:
@@ -278,10 +283,10 @@ def explorer(
             controls), called only in live mode.
         draw: the book face's drawing function, its arguments named as `book`'s keys.
         book: the grid of the published book.
-        dpi: resolution of the book's PNGs.
+        width: the book's PNGs' width in pixels.
         same: the key of grid points that draw the same figure (see `precomputed`).
         mode: "live" or "book"; None reads $DGM_EXPLORERS (default live).
     """
     if explorer_mode(mode) == "live":
         return live()
-    return precomputed(name, draw, book, dpi=dpi, same=same)
+    return precomputed(name, draw, book, width=width, same=same)

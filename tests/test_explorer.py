@@ -6,11 +6,14 @@ and switch to it through jslinks alone (the browser test drives that in the buil
 
 from __future__ import annotations
 
+import io
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import pytest
 from ipywidgets.widgets.widget import _instances
 from ipywidgets.widgets.widget_link import Link
+from PIL import Image as PILImage
 
 from dgm_lib import explorer as explorer_module
 from dgm_lib.explorer import (
@@ -30,7 +33,7 @@ def fake_png(monkeypatch):
     """render_png replaced by the repr of the values it was asked for (and a log of the calls)."""
     calls = []
 
-    def render(draw, values, dpi):
+    def render(draw, values, width):
         calls.append(dict(values))
         return repr(sorted(values.items())).encode()
 
@@ -133,10 +136,12 @@ def test_same_draws_each_distinct_figure_once_and_stores_it_once(fake_png):
 def test_real_figures_are_palette_pngs_of_the_drawing():
     plt.figure()  # a figure left open by someone else: not drawn on, not closed
     before = plt.get_fignums()
-    png = render_png(_draw, {"a": 1, "b": 2}, dpi=30)
+    png = render_png(_draw, {"a": 1, "b": 2}, width=200)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert render_png(_draw, {"a": 1, "b": 2}, dpi=30) == png
-    assert render_png(_draw, {"a": 2, "b": 2}, dpi=30) != png
+    assert PILImage.open(io.BytesIO(png)).mode == "P"
+    assert PILImage.open(io.BytesIO(png)).size[0] == 200  # whatever the figure's inches
+    assert render_png(_draw, {"a": 1, "b": 2}, width=200) == png
+    assert render_png(_draw, {"a": 2, "b": 2}, width=200) != png
     assert plt.get_fignums() == before, "render_png must close its figures, and only those"
     plt.close("all")
 
@@ -179,7 +184,7 @@ def test_chapter_explorers_book_grid(monkeypatch, module, function, kwargs):
 
     real, drawn = explorer_module.render_png, []
 
-    def render(draw, values, dpi):
+    def render(draw, values, width):
         drawn.append((draw, values))
         return repr(sorted(values.items())).encode()
 
@@ -189,4 +194,4 @@ def test_chapter_explorers_book_grid(monkeypatch, module, function, kwargs):
     leaves = dict(_leaves(box.children[1]))
     assert 10 <= len(drawn) <= len(leaves) <= 60
     for draw, values in (drawn[0], drawn[-1]):
-        assert real(draw, values, 20)[:4] == b"\x89PNG"
+        assert real(draw, values, 200)[:4] == b"\x89PNG"

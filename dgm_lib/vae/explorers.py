@@ -205,5 +205,4 @@ def latent_prior_explorer(
         "components": choices("K", [1, 10, 100], 10),
         "temperature": choices("T", [0.5, 1.0, 2.0], 1.0),
     }
-    # dpi 48: 36 figures of 720 x 240 pixels, the width of the book's column
-    return explorer("latent_prior", live, draw_book, book, same=same, mode=mode, dpi=48)
+    return explorer("latent_prior", live, draw_book, book, same=same, mode=mode)
