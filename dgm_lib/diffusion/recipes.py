@@ -93,10 +93,10 @@ def build_ddpm(preset: str) -> DDPM:
     return DDPM(_cnn(schedule.T), schedule)
 
 
-def build_unet() -> DDPM:
-    """The untrained ddpm_unet_default: UNet(RECIPE.unet_channels) with the default schedule."""
+def build_unet(channels: tuple[int, ...] = RECIPE.unet_channels) -> DDPM:
+    """The untrained ddpm_unet_default: UNet(channels) with the default schedule."""
     schedule = preset_schedule("default")
-    return DDPM(UNet(RECIPE.unet_channels, schedule.T, RECIPE.n_time_features), schedule)
+    return DDPM(UNet(channels, schedule.T, RECIPE.n_time_features), schedule)
 
 
 def build_cold(hybrid: bool) -> ColdDiffusion:
@@ -173,35 +173,43 @@ def scored(samples: Tensor, prefix: str = "") -> dict[str, float]:
 
 
 def train_long(
-    model: nn.Module, checkpoint_path: Path, progress: bool = False, ema_decay: float | None = None
+    model: nn.Module,
+    checkpoint_path: Path,
+    progress: bool = False,
+    ema_decay: float | None = None,
+    steps: int | None = None,
+    eval_every: int | None = None,
 ) -> History:
-    """Adam(RECIPE.lr) with cosine decay for LONG_RUN.steps steps, resumable, with sample_quality.
+    """Adam(RECIPE.lr) with cosine decay over `steps` steps, resumable, with sample_quality.
 
     Args:
-        model: an untrained DDPM (ddpm_unet_long, ddpm_default_long, ddpm_unet_ema).
+        model: an untrained DDPM (one of LONG_CONFIGS).
         checkpoint_path: where the full training state is kept (the zoo's resume_path).
         progress: show a progress bar.
         ema_decay: if given, keep a WeightAverage of the weights with this decay, record the
             sample quality of the average, and leave the average in `model` at the end (the
             trained weights are those of the same training without it).
+        steps: the training steps (None: LONG_RUN.steps).
+        eval_every: record sample_quality every this many steps (None: LONG_RUN.eval_every).
 
     Returns:
         The History, with the recorded sample quality in `evaluations`.
     """
     generator = torch.Generator().manual_seed(RECIPE.data_seed)
     data = ShuffledBatches(mnist_images("train", "signed"), RECIPE.batch_size, generator)
-    optimizer, scheduler = adam_cosine(model, RECIPE.lr, LONG_RUN.steps)
-    config = {"steps": LONG_RUN.steps, "lr": RECIPE.lr, "lr_schedule": "cosine",
-              "eval_every": LONG_RUN.eval_every}  # fmt: skip
+    steps = LONG_RUN.steps if steps is None else steps
+    eval_every = LONG_RUN.eval_every if eval_every is None else eval_every
+    optimizer, scheduler = adam_cosine(model, RECIPE.lr, steps)
+    config = {"steps": steps, "lr": RECIPE.lr, "lr_schedule": "cosine",
+              "eval_every": eval_every}  # fmt: skip
     trained, evaluate = model, sample_quality
     if ema_decay is not None:
         trained, config["ema_decay"] = WeightAverage(model, ema_decay), ema_decay
         trained.attach(optimizer)
         evaluate = lambda average: sample_quality(average.average)  # noqa: E731
     options = FitOptions(
-        steps=LONG_RUN.steps, progress=progress, checkpoint_path=checkpoint_path,
-        checkpoint_every=200, config=config, evaluate=evaluate,
-        evaluate_every=LONG_RUN.eval_every,
+        steps=steps, progress=progress, checkpoint_path=checkpoint_path,
+        checkpoint_every=200, config=config, evaluate=evaluate, evaluate_every=eval_every,
     )  # fmt: skip
     history = fit(trained, optimizer, data, options, scheduler=scheduler, generator=generator)
     if ema_decay is not None:
@@ -271,36 +279,62 @@ def study(n: int = N_SAMPLES, train_log: Path | None = None) -> dict[str, Any]:
 
 for _name, (_build, _config) in CONFIGS.items():
     _register(_name, _build, _config)
+
+
+@dataclass(frozen=True)
+class LongConfig:
+    """A long training: the short config it extends, and what it changes (None: keep)."""
+
+    short: str
+    ema_decay: float | None = None
+    steps: int | None = None  # None: LONG_RUN.steps
+    eval_every: int | None = None  # None: LONG_RUN.eval_every
+    channels: tuple[int, ...] | None = None  # a UNet's widths
+    max_bytes: int = RECIPE.max_bytes
+
+
 # The long runs (issue 18): LONG_RUN's 24,000 steps with the cosine schedule, resumable, the sample
 # quality recorded every LONG_RUN.eval_every steps. The UNet, and the report's CNN with the default
 # schedule (is its 11 x 11 receptive field, not the budget, what limits its samples?).
 LONG_CONFIGS = {
-    "ddpm_unet_long": ("ddpm_unet_default", None),
-    "ddpm_default_long": ("ddpm_default", None),
-    "ddpm_unet_ema": ("ddpm_unet_default", LONG_RUN.ema_decay),
-}
-for _name, (_short, _decay) in LONG_CONFIGS.items():
-    _build, _config = CONFIGS[_short]
+    "ddpm_unet_long": LongConfig("ddpm_unet_default"),
+    "ddpm_default_long": LongConfig("ddpm_default"),
+    "ddpm_unet_ema": LongConfig("ddpm_unet_default", ema_decay=LONG_RUN.ema_decay),
+    # four times the UNet's weights (1.1 M), for the confident share; 3.2 times the step's cost
+    "ddpm_unet_wide": LongConfig(
+        "ddpm_unet_default", steps=16_000, eval_every=4_000, channels=(32, 64, 128),
+        max_bytes=5_000_000,
+    ),
+}  # fmt: skip
+for _name, _long in LONG_CONFIGS.items():
+    _build, _config = CONFIGS[_long.short]
+    if _long.channels is not None:
+        _build, _config = partial(build_unet, _long.channels), {
+            **_config, "channels": list(_long.channels)
+        }  # fmt: skip
     zoo.register(
         zoo.Entry(
             _name,
             build=_build,
-            train=partial(train_long, ema_decay=_decay),
+            train=partial(
+                train_long, ema_decay=_long.ema_decay, steps=_long.steps,
+                eval_every=_long.eval_every,
+            ),
             config={
                 **_config,
                 **({} if _config["net"] == "unet" else RECIPE.cnn_config()),
-                "steps": LONG_RUN.steps,
+                "steps": _long.steps or LONG_RUN.steps,
                 "lr": RECIPE.lr,
                 "lr_schedule": "cosine",
-                "eval_every": LONG_RUN.eval_every,
+                "eval_every": _long.eval_every or LONG_RUN.eval_every,
                 "batch_size": RECIPE.batch_size,
                 "data_seed": RECIPE.data_seed,
-                **({} if _decay is None else {"ema_decay": _decay}),
-            },  # fmt: skip
-            max_bytes=RECIPE.max_bytes,
+                **({} if _long.ema_decay is None else {"ema_decay": _long.ema_decay}),
+            },
+            max_bytes=_long.max_bytes,
             resumable=True,
         )
-    )
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
