@@ -222,6 +222,9 @@ def precomputed(
         control.add_class(f"dgm-control-{k}")
     images: dict[str, widgets.Image] = {}
     pngs: dict[Hashable, bytes] = {}
+    # One Layout model for all boxes and stacks, one for all images: the saved widget state
+    # holds every model, and a layout per widget was a tenth of a chapter's bytes.
+    plain, fit = widgets.Layout(), widgets.Layout(max_width="100%", height="auto")
 
     def figure(path: tuple[int, ...]) -> widgets.Box:
         values = {n: c.options[i][1] for n, c, i in zip(names, grid, path)}
@@ -231,10 +234,8 @@ def precomputed(
         png = pngs[key]
         digest = hashlib.sha256(png).hexdigest()
         if digest not in images:
-            images[digest] = widgets.Image(
-                value=png, format="png", layout=widgets.Layout(max_width="100%", height="auto")
-            )
-        box = widgets.Box([images[digest]])
+            images[digest] = widgets.Image(value=png, format="png", layout=fit)
+        box = widgets.Box([images[digest]], layout=plain)
         box.add_class("dgm-figure")
         box.add_class(f"dgm-figure-{name}-" + "-".join(map(str, path)))
         return box
@@ -246,6 +247,7 @@ def precomputed(
         stack = widgets.Stack(
             [level(path + (i,)) for i in range(len(grid[k].options))],
             selected_index=grid[k].index,
+            layout=plain,
         )
         widgets.jslink((controls[k], "index"), (stack, "selected_index"))
         return stack

@@ -109,6 +109,11 @@ def test_book_face_holds_one_figure_per_grid_point_in_nested_stacks(fake_png):
         assert leaf.children[0].value == repr(sorted(values.items())).encode()
         assert f"dgm-figure-demo-{i}-{j}" in leaf._dom_classes
     assert len(fake_png) == 6
+    # two Layout models in all: one for the boxes and stacks, one for the images
+    stacks = [stack, *stack.children]
+    assert len({id(w.layout) for w in [*stacks, *leaves.values()]}) == 1
+    assert len({id(leaf.children[0].layout) for leaf in leaves.values()}) == 1
+    assert leaves[0, 0].children[0].layout.max_width == "100%"
 
 
 def test_every_stack_is_jslinked_to_its_control(fake_png):
