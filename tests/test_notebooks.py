@@ -1,6 +1,8 @@
 """Hygiene of the committed chapter notebooks (book/*.ipynb): executed, clean outputs, small,
 nbval-ready."""
 
+import base64
+import io
 import json
 import re
 from pathlib import Path
@@ -8,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbval.plugin import get_sanitize_patterns
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(ROOT.glob("book/*.ipynb"))
@@ -18,7 +21,7 @@ LOCAL_PATH = re.compile(r"/work/|/root/|/home/|/tmp/")
 MEMORY_ADDRESS = re.compile(r"0x[0-9a-f]{6,}")
 # A chapter holds its explorers' precomputed figures (the published page's budget, 8 MB with its
 # assets, is test_book's); the notebook itself stays small enough to open quickly in Colab.
-MAX_BYTES = 6 * 1024 * 1024
+MAX_BYTES = 3_000_000
 
 ids = lambda p: p.name  # noqa: E731
 
@@ -94,11 +97,22 @@ def test_outputs_have_no_local_paths_or_memory_addresses(notebook):
                 )
 
 
-def test_is_at_most_6_mb(notebook):
+def test_is_at_most_3_mb(notebook):
     path, _ = notebook
     assert path.stat().st_size <= MAX_BYTES, (
-        f"{path.name} is {path.stat().st_size / 2**20:.1f} MB (max 6 MB)"
+        f"{path.name} is {path.stat().st_size / 1e6:.2f} MB (max 3 MB)"
     )
+
+
+def test_figures_are_palette_pngs(notebook):
+    """Executed with viz.set_theme's figure_png: every shown PNG has a 256-colour palette."""
+    path, nb = notebook
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png is not None:
+                mode = Image.open(io.BytesIO(base64.b64decode(png))).mode
+                assert mode == "P", f"{path.name}, cell {index}: a {mode} PNG (not figure_png's)"
 
 
 def test_widget_cells_ignore_output_and_state_is_saved(notebook):
