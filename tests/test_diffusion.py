@@ -349,6 +349,24 @@ def test_zoo_configs_registered():
     assert model.T == 18300 and model.net.time.T == 18300
 
 
+def test_long_configs_extend_their_short_config():
+    """Each long run: its short config's network (the wide UNet at its own widths), trained
+    for its own steps, with a checkpoint budget its weights fit."""
+    assert set(recipes.LONG_CONFIGS) <= set(zoo.names())
+    for name, long in recipes.LONG_CONFIGS.items():
+        entry, short = zoo.entry(name), zoo.entry(long.short)
+        assert entry.config["steps"] == long.steps and entry.config["lr_schedule"] == "cosine"
+        model = entry.build()
+        assert sum(p.numel() for p in model.parameters()) * 4 < entry.max_bytes
+        for key in ("kind", "net", "schedule"):
+            assert entry.config[key] == short.config[key]
+        if long.channels is None:
+            assert entry.config.get("channels") == short.config.get("channels")
+    wide = zoo.entry("ddpm_unet_wide")
+    assert wide.config["channels"] == [32, 64, 128] and wide.config["steps"] == 16_000
+    assert [b.conv1.out_channels for b in wide.build().net.down] == [32, 64, 128]
+
+
 def test_study_helpers(tmp_path):
     log = tmp_path / "train.log"
     log.write_text(

@@ -283,13 +283,13 @@ for _name, (_build, _config) in CONFIGS.items():
 
 @dataclass(frozen=True)
 class LongConfig:
-    """A long training: the short config it extends, and what it changes (None: keep)."""
+    """A long training: the short config it extends, and what it changes."""
 
     short: str
-    ema_decay: float | None = None
-    steps: int | None = None  # None: LONG_RUN.steps
-    eval_every: int | None = None  # None: LONG_RUN.eval_every
-    channels: tuple[int, ...] | None = None  # a UNet's widths
+    ema_decay: float | None = None  # None: no weight average
+    steps: int = LONG_RUN.steps
+    eval_every: int = LONG_RUN.eval_every
+    channels: tuple[int, ...] | None = None  # a UNet's widths; None: the short config's
     max_bytes: int = RECIPE.max_bytes
 
 
@@ -323,10 +323,10 @@ for _name, _long in LONG_CONFIGS.items():
             config={
                 **_config,
                 **({} if _config["net"] == "unet" else RECIPE.cnn_config()),
-                "steps": _long.steps or LONG_RUN.steps,
+                "steps": _long.steps,
                 "lr": RECIPE.lr,
                 "lr_schedule": "cosine",
-                "eval_every": _long.eval_every or LONG_RUN.eval_every,
+                "eval_every": _long.eval_every,
                 "batch_size": RECIPE.batch_size,
                 "data_seed": RECIPE.data_seed,
                 **({} if _long.ema_decay is None else {"ema_decay": _long.ema_decay}),
