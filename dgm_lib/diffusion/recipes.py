@@ -18,6 +18,7 @@ cosine decay of the learning rate, resumable (its full training state stays in t
 folder, so a training cut short continues exactly), recording sample_quality every
 LONG_RUN.eval_every steps. ddpm_unet_ema is the same training keeping an exponential moving average
 of the weights (LONG_RUN.ema_decay), which it ships and samples from, as Ho et al. (2020) do.
+ddpm_unet_wide is the UNet at twice the widths, (32, 64, 128), trained 16,000 steps the same way.
 Regenerate one with `OMP_NUM_THREADS=1 python -m dgm_lib.zoo train ddpm_default`, the study with
 `python -m dgm_lib.zoo study diffusion --train-log LOG` (LOG: the output of the trainings run
 under /usr/bin/time -v, for their wall times).
