@@ -49,9 +49,9 @@ def set_theme() -> None:
 def palette_png(png: bytes, colors: int = 256) -> bytes:
     """The image `png` re-encoded as a PNG with a palette of `colors` colours (median cut).
 
-    A plot has few distinct colours, so the palette keeps it nearly as it was (every channel
-    within a few levels of 255) in a third to a half of the bytes. Alpha is dropped: the book's
-    figures are opaque.
+    A plot has few distinct colours, so the palette keeps it nearly as it was (on a plot with a
+    colour map, 99% of channel values within 8 levels of 255, mean error below 1) in a third to a
+    half of the bytes. Alpha is dropped: the book's figures are opaque.
 
     Args:
         png: an encoded image (any format PIL reads).
@@ -62,7 +62,11 @@ def palette_png(png: bytes, colors: int = 256) -> bytes:
     """
     if not 2 <= colors <= 256:
         raise ValueError(f"colors must be in 2..256, got {colors}")
-    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=colors)
+    try:
+        image = Image.open(io.BytesIO(png))
+    except (OSError, TypeError) as error:
+        raise ValueError(f"png must be the bytes of an encoded image: {error}") from None
+    image = image.convert("RGB").quantize(colors=colors)
     out = io.BytesIO()
     image.save(out, format="png", optimize=True)
     return out.getvalue()
@@ -71,10 +75,15 @@ def palette_png(png: bytes, colors: int = 256) -> bytes:
 def figure_png(figure: Figure) -> str | None:
     """The figure as a kernel shows it (tight bounding box, the figure's dpi), as palette_png.
 
+    Args:
+        figure: a matplotlib Figure.
+
     Returns:
         The PNG in base64, as IPython's image/png formatter expects, or None for a figure with
         nothing drawn (then nothing is shown, as IPython does).
     """
+    if not isinstance(figure, Figure):
+        raise TypeError(f"figure must be a matplotlib Figure, got {type(figure).__name__}")
     png = print_figure(figure, "png", bbox_inches="tight")
     return None if png is None else base64.b64encode(palette_png(png)).decode("ascii")
 

@@ -75,6 +75,9 @@ def test_palette_png_keeps_a_plot_in_256_colours():
     for colors in (1, 257):
         with pytest.raises(ValueError, match="colors must be in 2..256"):
             viz.palette_png(png, colors=colors)
+    for bad in (b"not an image", "text"):
+        with pytest.raises(ValueError, match="png must be the bytes of an encoded image"):
+            viz.palette_png(bad)
 
 
 def test_figure_png_is_the_kernel_view_in_base64():
@@ -84,6 +87,8 @@ def test_figure_png_is_the_kernel_view_in_base64():
     plain = Image.open(io.BytesIO(print_figure(fig, "png", bbox_inches="tight")))
     assert shown.mode == "P" and shown.size == plain.size
     assert viz.figure_png(plt.figure()) is None  # nothing drawn, nothing shown
+    with pytest.raises(TypeError, match="figure must be a matplotlib Figure, got Axes"):
+        viz.figure_png(ax)
 
 
 def test_a_kernel_shows_figures_as_palette_pngs_after_set_theme():
