@@ -83,7 +83,7 @@ QUALITY_MODELS = (
 
 def samples01(
     name: str, n: int, seed: int = 0, batch: int = 250, partial: Path | None = None
-) -> Tensor:
+) -> tuple[Tensor, float]:
     """n samples in [0, 1], (n, 1, 28, 28), of the zoo image model `name`, seeded, on one CPU.
 
     DDPM: Algorithm 2 mapped from [-1, 1]; cold diffusion: Algorithm 4 from its degraded prior
@@ -101,7 +101,8 @@ def samples01(
             result equals an uninterrupted run's); the file is removed at the end.
 
     Returns:
-        The samples, float32 on the CPU.
+        (the samples, float32 on the CPU; the seconds spent sampling them, those of the
+        killed runs that `partial` continues included).
     """
     from dgm_lib.dequantization.flow import DequantizedFlow
     from dgm_lib.diffusion.chapter import cold_starts
@@ -139,9 +140,10 @@ def samples01(
                 buffer = io.BytesIO()
                 torch.save(state, buffer)
                 write_atomic(partial, buffer.getvalue())
+    seconds = time.perf_counter() - start
     if partial is not None:
         partial.unlink(missing_ok=True)
-    return torch.cat(parts).clamp(0, 1)
+    return torch.cat(parts).clamp(0, 1), seconds
 
 
 def _resume_samples(
@@ -160,13 +162,6 @@ def _resume_samples(
     generator.set_state(state["generator"])
     print(f"samples01: continuing {key['name']} after {len(state['samples'])} samples", flush=True)
     return [state["samples"]], float(state["seconds"])
-
-
-def _earlier_seconds(partial: Path | None) -> float:
-    """The sampling seconds spent before a killed samples01 run saved `partial` (0 without one)."""
-    if partial is None or not partial.is_file():
-        return 0.0
-    return float(torch.load(partial, map_location="cpu", weights_only=True)["seconds"])
 
 
 def recorded_evaluations(name: str) -> dict[str, list]:
@@ -191,14 +186,13 @@ def sample_quality_study(
     """
     files = {}
     for name in models.split(","):
-        start = time.perf_counter()
         partial = zoo.resume_path(f"sample_quality_{name}_{n}")
-        earlier = _earlier_seconds(partial)
-        samples = samples01(name, n, batch=batch, partial=partial)
+        samples, seconds = samples01(name, n, batch=batch, partial=partial)
+        start = time.perf_counter()
         report = sample_report(samples)
         files[f"sample_quality_{name}_{n}.json"] = {
             **asdict(report), "fid_ratio": report.fid_ratio,
-            "seconds": round(earlier + time.perf_counter() - start, 1), "batch": batch,
+            "seconds": round(seconds + time.perf_counter() - start, 1), "batch": batch,
             "evaluations": recorded_evaluations(name),
         }  # fmt: skip
         images = (samples[:64, 0] * 255).round().to(torch.uint8).numpy()

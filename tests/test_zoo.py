@@ -298,10 +298,10 @@ def test_samples01_draws_cold_diffusion_from_its_degraded_prior(monkeypatch):
     torch.manual_seed(0)
     small = ColdDiffusion(ReportCNN((4, 4), 3, 4, 5), BlurDegradation(T=5))  # the shipped T is 500
     monkeypatch.setattr(zoo, "load", lambda name, device: small)
-    whole, batched = samples01("cold", 3, seed=1), samples01("cold", 3, seed=1, batch=2)
+    whole, batched = samples01("cold", 3, seed=1)[0], samples01("cold", 3, seed=1, batch=2)[0]
     assert whole.shape == (3, 1, 28, 28) and 0 <= whole.min() <= whole.max() <= 1
     torch.testing.assert_close(whole, batched, atol=1e-4, rtol=0)  # float32 kernels, batch size
-    assert (whole - samples01("cold", 3, seed=2)).abs().max() > 0.01
+    assert (whole - samples01("cold", 3, seed=2)[0]).abs().max() > 0.01
     monkeypatch.undo()
     with pytest.raises(ValueError, match="mnist_classifier is not an image model"):
         samples01("mnist_classifier", 2)
@@ -317,7 +317,7 @@ def test_samples01_resumes_a_killed_run_exactly(monkeypatch, tmp_path):
     torch.manual_seed(0)
     small = DDPM(ReportCNN((4, 4), 3, 4, 5), linear_schedule(1e-4, 0.02, 5))
     monkeypatch.setattr(zoo, "load", lambda name, device: small)
-    whole = samples01("ddpm", 5, seed=3, batch=2)
+    whole, _ = samples01("ddpm", 5, seed=3, batch=2)
     partial = tmp_path / "partial.pt"
     calls, sample = [], small.sample
 
@@ -335,7 +335,8 @@ def test_samples01_resumes_a_killed_run_exactly(monkeypatch, tmp_path):
     monkeypatch.setattr(small, "sample", sample)
     with pytest.raises(ValueError, match="partial=.*holds samples of .*'seed': 3"):
         samples01("ddpm", 5, seed=4, batch=2, partial=partial)
-    resumed = samples01("ddpm", 5, seed=3, batch=2, partial=partial)
+    resumed, seconds = samples01("ddpm", 5, seed=3, batch=2, partial=partial)
     assert torch.equal(resumed, whole) and not partial.exists()
+    assert seconds > saved["seconds"]  # the killed run's seconds are counted
     with pytest.raises(ValueError, match="n and batch must be at least 1"):
         samples01("ddpm", 5, batch=0)
