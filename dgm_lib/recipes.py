@@ -76,8 +76,8 @@ zoo.register(
 
 # The image models of the sample-quality report (issue 18), scored by one function at one n.
 QUALITY_MODELS = (
-    "ddpm_unet_long", "ddpm_unet_default", "ddpm_default", "ddpm_model1", "vae_standard",
-    "deq_mnist_multiscale_uniform",
+    "ddpm_unet_wide", "ddpm_unet_long", "ddpm_unet_default", "ddpm_default", "ddpm_model1",
+    "vae_standard", "deq_mnist_multiscale_uniform",
 )  # fmt: skip
 
 
